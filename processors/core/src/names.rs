@@ -1,0 +1,1 @@
+//! Display names (in progress).

@@ -1,0 +1,184 @@
+//! The projection records: what the folds produce, the stores keep, the changelog
+//! topics carry (Avro, `schemas/*.avsc`) and the API serves (JSON, camelCase).
+//!
+//! Money is kept in integer minor units per currency; amounts in different currencies
+//! are never added together.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Channel, Touch};
+
+/// Revenue per currency (ISO 4217 code → integer minor units).
+pub type Revenue = BTreeMap<String, i64>;
+
+/// Adds `other` into `into`, dropping currencies whose sum becomes zero so that equal
+/// totals always compare equal.
+pub fn add_revenue(into: &mut Revenue, other: &Revenue, sign: i64) {
+    for (currency, minor) in other {
+        let entry = into.entry(currency.clone()).or_insert(0);
+        *entry += sign * minor;
+        if *entry == 0 {
+            into.remove(currency);
+        }
+    }
+}
+
+/// An anonymous visitor's profile: one per (`funnelId`, `anonymousId`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRow {
+    pub funnel_id: String,
+    pub anonymous_id: String,
+    /// A friendly name that is a pure function of the anonymous id ("Fluffy Panda").
+    pub display_name: String,
+    pub user_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub total_sessions: i64,
+    pub total_events: i64,
+    /// Attribution of the visitor's earliest session.
+    pub first_touch: Touch,
+    /// Attribution of the latest session that was not direct, if any.
+    pub last_non_direct: Option<Touch>,
+    /// Number of conversion events.
+    pub conversions: i64,
+    pub revenue: Revenue,
+    pub device_type: String,
+    pub browser: String,
+    pub os: String,
+    pub country: Option<String>,
+}
+
+/// One session of a visitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRow {
+    pub funnel_id: String,
+    pub anonymous_id: String,
+    /// The SDK's `sessionId`, or for server-side sessions `auto-` followed by the
+    /// `eventId` of the session's earliest event.
+    pub session_id: String,
+    pub started_at: i64,
+    pub last_event_at: i64,
+    pub duration_ms: i64,
+    pub landing_page: Option<String>,
+    pub exit_page: Option<String>,
+    pub events: i64,
+    pub pageviews: i64,
+    pub bounce: bool,
+    pub converted: bool,
+    /// Number of conversion events in the session.
+    pub conversions: i64,
+    pub revenue: Revenue,
+    pub source: String,
+    pub medium: String,
+    pub campaign: String,
+    pub channel: Channel,
+    pub device_type: String,
+    pub browser: String,
+    pub os: String,
+    pub country: Option<String>,
+}
+
+impl SessionRow {
+    pub fn touch(&self) -> Touch {
+        Touch {
+            source: self.source.clone(),
+            medium: self.medium.clone(),
+            campaign: self.campaign.clone(),
+            channel: self.channel,
+        }
+    }
+}
+
+/// The key of a traffic-source aggregate: one UTC day and one (source, medium, campaign).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficKey {
+    pub funnel_id: String,
+    /// Days since 1970-01-01 (UTC) of the sessions' start.
+    pub day: i32,
+    pub source: String,
+    pub medium: String,
+    pub campaign: String,
+}
+
+/// The counters of one traffic-source aggregate (or a change to them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficCounts {
+    pub sessions: i64,
+    /// Converted sessions.
+    pub conversions: i64,
+    pub revenue: Revenue,
+}
+
+impl TrafficCounts {
+    pub fn add(&mut self, other: &TrafficCounts, sign: i64) {
+        self.sessions += sign * other.sessions;
+        self.conversions += sign * other.conversions;
+        add_revenue(&mut self.revenue, &other.revenue, sign);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.sessions == 0 && self.conversions == 0 && self.revenue.is_empty()
+    }
+}
+
+/// A traffic-source aggregate row: the sum of the contributions of the sessions that
+/// started on `key.day` under `key`'s source, medium and campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRow {
+    #[serde(flatten)]
+    pub key: TrafficKey,
+    pub channel: Channel,
+    #[serde(flatten)]
+    pub counts: TrafficCounts,
+}
+
+/// A folded event, as the events listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRow {
+    pub funnel_id: String,
+    pub event_id: String,
+    pub anonymous_id: String,
+    /// The SDK's session id, when the SDK sent one.
+    pub session_id: Option<String>,
+    pub event_name: String,
+    pub timestamp: i64,
+    pub path: Option<String>,
+    pub is_conversion: bool,
+    pub revenue_minor: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// Days since the Unix epoch (UTC) of an epoch-millisecond instant.
+pub fn utc_day(epoch_ms: i64) -> i32 {
+    epoch_ms.div_euclid(86_400_000) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_day_floors_before_the_epoch() {
+        assert_eq!(utc_day(0), 0);
+        assert_eq!(utc_day(86_399_999), 0);
+        assert_eq!(utc_day(86_400_000), 1);
+        assert_eq!(utc_day(-1), -1);
+    }
+
+    #[test]
+    fn revenue_sums_drop_zeroes() {
+        let mut r = Revenue::new();
+        let eur: Revenue = [("EUR".to_string(), 500)].into();
+        add_revenue(&mut r, &eur, 1);
+        add_revenue(&mut r, &eur, -1);
+        assert!(r.is_empty());
+    }
+}
