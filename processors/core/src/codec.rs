@@ -1,10 +1,74 @@
 //! Decoding and encoding of the raw event: Avro single-object encoding, the Confluent
-//! wire format (schema ids resolved against locally known schemas), and JSON.
-//! (Helper-owned: being filled in.)
+//! wire format (schema ids resolved against locally known schemas), and JSON; plus the
+//! Avro single-object encoding of the projection rows published to changelog topics.
+//!
+//! Two decoding paths exist for Avro, on purpose:
+//!
+//! - the **fast path**, a hand-written decoder for exactly the built-in `RawEvent` schema,
+//!   used whenever the writer schema has the same Parsing Canonical Form (same Rabin
+//!   fingerprint) as the current schema. That is every record in steady state, and it
+//!   is the hot path of the fold processor, so it decodes straight from the byte slice
+//!   into a [`RawEvent`] without building a generic `Value` tree;
+//! - the **generic path**, for any other registered writer schema (an older SDK, say):
+//!   the datum is first checked structurally against the writer schema by
+//!   [`check_datum`] (bounded lengths, valid UTF-8, union and enum indices in range, no
+//!   trailing bytes, bounded nesting), then decoded by `apache-avro` and resolved to the
+//!   current reader schema with Avro schema resolution (fields added since get their
+//!   defaults). The structural check exists because `apache-avro` turns some truncated
+//!   data into `null` instead of an error, allocates whatever a length prefix asks for
+//!   before reading it, and recurses without a depth limit; none of that may be reachable
+//!   from bytes a producer controls.
+//!
+//! Nothing here panics on any input: every failure is a [`DecodeError`].
 
-use crate::event::RawEvent;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-/// Why bytes could not be decoded into a [`RawEvent`].
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{
+    InnerDecimalSchema, Name, Names, NamespaceRef, RecordSchema, ResolvedSchema, UuidSchema,
+};
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::event::{Channel, RawEvent, Touch};
+use crate::projection::{
+    EventRow, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+};
+
+/// The current `RawEvent` schema (topic `events.raw`).
+pub const RAW_EVENT_SCHEMA: &str = include_str!("../../../schemas/raw_event.avsc");
+/// The `Profile` schema (topic `profiles.changelog`).
+pub const PROFILE_SCHEMA: &str = include_str!("../../../schemas/profile.avsc");
+/// The `Session` schema (topic `sessions.changelog`).
+pub const SESSION_SCHEMA: &str = include_str!("../../../schemas/session.avsc");
+/// The `TrafficSource` schema (traffic-source aggregates).
+pub const TRAFFIC_SOURCE_SCHEMA: &str = include_str!("../../../schemas/traffic_source.avsc");
+/// The `EventRow` schema (folded events).
+pub const EVENT_ROW_SCHEMA: &str = include_str!("../../../schemas/event_row.avsc");
+
+/// Default upper bound on the size of one record: larger records are rejected before
+/// any parsing, so a hostile producer cannot make a decoder allocate or loop much.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// The Confluent schema id under which [`Codec::new`] registers the built-in schema.
+pub const BUILTIN_CONFLUENT_ID: u32 = 1;
+/// First two bytes of Avro single-object encoding (followed by the 8-byte
+/// little-endian CRC-64-AVRO fingerprint of the writer schema).
+pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+/// First byte of the Confluent wire format (followed by a 4-byte big-endian schema id).
+pub const CONFLUENT_MAGIC: u8 = 0x00;
+
+const SINGLE_OBJECT_HEADER_LEN: usize = 10;
+const CONFLUENT_HEADER_LEN: usize = 5;
+/// Nesting limit of the structural check. The built-in schemas nest two levels; this only
+/// stops crafted data for recursive writer schemas from exhausting the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Why bytes could not be decoded into a [`RawEvent`] (or a projection row).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("empty record")]
@@ -43,7 +107,975 @@ impl DecodeError {
     }
 }
 
-/// Placeholder until the codec lands.
+/// Why a writer schema could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid Avro schema: {0}")]
+    Parse(String),
+    #[error("records written with this schema cannot be read as the current RawEvent schema: {0}")]
+    Incompatible(String),
+    #[error("Confluent schema id {id} is already registered for a different schema")]
+    IdConflict { id: u32 },
+}
+
+/// The encodings [`Codec::decode`] recognizes, by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireFormat {
+    /// `C3 01` + 8-byte little-endian CRC-64-AVRO fingerprint + Avro datum.
+    SingleObject,
+    /// `00` + 4-byte big-endian schema id + Avro datum.
+    Confluent,
+    /// A JSON object (optionally preceded by whitespace).
+    Json,
+}
+
+impl WireFormat {
+    /// The format of `bytes` as [`Codec::decode`] would see it, or `None` when it is none
+    /// of them (or `bytes` is empty or blank).
+    pub fn detect(bytes: &[u8]) -> Option<WireFormat> {
+        match bytes.first()? {
+            0xC3 => Some(WireFormat::SingleObject),
+            &CONFLUENT_MAGIC => Some(WireFormat::Confluent),
+            _ => match first_non_ws(bytes)? {
+                b'{' => Some(WireFormat::Json),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The CRC-64-AVRO (Rabin) fingerprint of a schema's Parsing Canonical Form, as the
+/// `u64` whose little-endian bytes single-object encoding writes after `C3 01`.
+pub fn rabin_fingerprint(schema: &Schema) -> u64 {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut le = [0u8; 8];
+    // Rabin always yields 8 bytes; copying through a fixed array keeps this total.
+    for (dst, src) in le.iter_mut().zip(bytes.iter()) {
+        *dst = *src;
+    }
+    u64::from_le_bytes(le)
+}
+
+/// A parsed schema plus what decoding against it needs, computed once.
+#[derive(Debug)]
+struct KnownSchema {
+    schema: Schema,
+    /// Named types of `schema`, owned, for resolving `Ref`s in [`check_datum`].
+    names: Names,
+    fingerprint: u64,
+    /// Same Parsing Canonical Form as the built-in RawEvent schema: the datum layout is
+    /// the one the hand-written decoder reads.
+    fast: bool,
+}
+
+impl KnownSchema {
+    fn parse(json: &str, current_fingerprint: Option<u64>) -> Result<KnownSchema, SchemaError> {
+        let schema = Schema::parse_str(json).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        let names = ResolvedSchema::try_from(&schema)
+            .map_err(|e| SchemaError::Parse(e.to_string()))?
+            .get_names()
+            .iter()
+            .map(|(name, s)| (name.clone(), (*s).clone()))
+            .collect();
+        let fingerprint = rabin_fingerprint(&schema);
+        Ok(KnownSchema {
+            schema,
+            names,
+            fingerprint,
+            fast: current_fingerprint == Some(fingerprint),
+        })
+    }
+
+    /// A built-in schema: its text is compiled in and covered by tests, so failing to
+    /// parse it is a build defect, not an input error.
+    fn builtin(json: &str) -> KnownSchema {
+        match KnownSchema::parse(json, None) {
+            Ok(k) => k,
+            Err(e) => panic!("built-in Avro schema does not parse: {e}"),
+        }
+    }
+}
+
+/// Decoder and encoder of raw events. Cheap to clone (the schemas are shared).
+#[derive(Debug, Clone)]
+pub struct Codec {
+    /// The current RawEvent schema: the reader schema of every decode.
+    current: Arc<KnownSchema>,
+    by_fingerprint: HashMap<u64, Arc<KnownSchema>>,
+    by_confluent_id: HashMap<u32, Arc<KnownSchema>>,
+    max_record_bytes: usize,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::new()
+    }
+}
+
+impl Codec {
+    /// A codec knowing the built-in RawEvent schema, under its fingerprint and under
+    /// Confluent id [`BUILTIN_CONFLUENT_ID`], with the default record size limit.
+    pub fn new() -> Codec {
+        let mut current = KnownSchema::builtin(RAW_EVENT_SCHEMA);
+        current.fast = true;
+        let current = Arc::new(current);
+        Codec {
+            by_fingerprint: HashMap::from([(current.fingerprint, current.clone())]),
+            by_confluent_id: HashMap::from([(BUILTIN_CONFLUENT_ID, current.clone())]),
+            current,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+
+    /// Sets the largest record [`Codec::decode`] accepts.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Codec {
+        self.max_record_bytes = max;
+        self
+    }
+
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// The current RawEvent schema (the reader schema).
+    pub fn reader_schema(&self) -> &Schema {
+        &self.current.schema
+    }
+
+    /// Fingerprint of the current RawEvent schema.
+    pub fn current_fingerprint(&self) -> u64 {
+        self.current.fingerprint
+    }
+
+    /// Makes records written with `schema_json` decodable: always by its fingerprint
+    /// (single-object encoding) and, when given, by its Confluent schema id.
+    ///
+    /// The schema must be resolvable to the current schema (checked here, once, rather
+    /// than failing on every record). Registering the same schema again is a no-op; an
+    /// id already bound to a schema with another canonical form is refused.
+    pub fn register_writer_schema(
+        &mut self,
+        confluent_id: Option<u32>,
+        schema_json: &str,
+    ) -> Result<(), SchemaError> {
+        let writer = KnownSchema::parse(schema_json, Some(self.current.fingerprint))?;
+        SchemaCompatibility::can_read(&writer.schema, &self.current.schema)
+            .map_err(|e| SchemaError::Incompatible(e.to_string()))?;
+        if let Some(id) = confluent_id {
+            if let Some(existing) = self.by_confluent_id.get(&id) {
+                if existing.fingerprint != writer.fingerprint {
+                    return Err(SchemaError::IdConflict { id });
+                }
+            }
+        }
+        // Schemas with one canonical form encode identically, so the first registered
+        // copy serves for every later one.
+        let entry = self
+            .by_fingerprint
+            .entry(writer.fingerprint)
+            .or_insert_with(|| Arc::new(writer))
+            .clone();
+        if let Some(id) = confluent_id {
+            self.by_confluent_id.insert(id, entry);
+        }
+        Ok(())
+    }
+
+    /// Decodes one record, detecting its encoding from its first bytes.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RawEvent, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        if bytes.len() > self.max_record_bytes {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: self.max_record_bytes,
+            });
+        }
+        match bytes[0] {
+            0xC3 => {
+                let format = "Avro single-object";
+                match bytes.get(1) {
+                    None => return Err(DecodeError::TruncatedHeader { format }),
+                    Some(0x01) => {}
+                    Some(_) => return Err(DecodeError::UnknownFormat { first_byte: 0xC3 }),
+                }
+                let (fingerprint, body) = split_single_object(bytes)?;
+                let writer = self
+                    .by_fingerprint
+                    .get(&fingerprint)
+                    .ok_or(DecodeError::UnknownFingerprint { fingerprint })?;
+                self.decode_body(writer, body)
+            }
+            CONFLUENT_MAGIC => {
+                let Some((id, body)) = bytes.get(1..CONFLUENT_HEADER_LEN).and_then(|id| {
+                    let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+                    Some((id, bytes.get(CONFLUENT_HEADER_LEN..)?))
+                }) else {
+                    return Err(DecodeError::TruncatedHeader {
+                        format: "Confluent",
+                    });
+                };
+                let writer = self
+                    .by_confluent_id
+                    .get(&id)
+                    .ok_or(DecodeError::UnknownSchemaId { id })?;
+                self.decode_body(writer, body)
+            }
+            _ => match first_non_ws(bytes) {
+                None => Err(DecodeError::Empty),
+                Some(b'{') => decode_json(bytes),
+                Some(first_byte) => Err(DecodeError::UnknownFormat { first_byte }),
+            },
+        }
+    }
+
+    fn decode_body(&self, writer: &KnownSchema, body: &[u8]) -> Result<RawEvent, DecodeError> {
+        if writer.fast {
+            decode_raw_event_datum(body)
+        } else {
+            let value = decode_generic(writer, Some(&self.current.schema), body)?;
+            apache_avro::from_value::<RawEvent>(&value)
+                .map_err(|e| DecodeError::Avro(e.to_string()))
+        }
+    }
+
+    /// Decodes an Avro datum written with the current schema through the generic
+    /// `apache-avro` path (structural check, `Value`, `from_value`), bypassing the
+    /// hand-written decoder. For tests and measurements: [`Codec::decode`] is faster.
+    pub fn decode_datum_generic(&self, datum: &[u8]) -> Result<RawEvent, DecodeError> {
+        let value = decode_generic(&self.current, None, datum)?;
+        apache_avro::from_value::<RawEvent>(&value).map_err(|e| DecodeError::Avro(e.to_string()))
+    }
+
+    /// Avro single-object encoding with the current schema.
+    pub fn encode_single_object(&self, event: &RawEvent) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER_LEN + encoded_size_hint(event));
+        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+        out.extend_from_slice(&self.current.fingerprint.to_le_bytes());
+        encode_raw_event_datum(event, &mut out);
+        out
+    }
+
+    /// Confluent wire format, `id` being the registry's id of the current schema.
+    pub fn encode_confluent(&self, id: u32, event: &RawEvent) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CONFLUENT_HEADER_LEN + encoded_size_hint(event));
+        out.push(CONFLUENT_MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        encode_raw_event_datum(event, &mut out);
+        out
+    }
+
+    /// JSON with the contract's camelCase names.
+    pub fn encode_json(event: &RawEvent) -> Vec<u8> {
+        encode_json(event)
+    }
+}
+
+/// JSON with the contract's camelCase names.
+pub fn encode_json(event: &RawEvent) -> Vec<u8> {
+    // Serializing a struct of strings, integers and a string map into a Vec cannot fail.
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+/// Decodes a JSON raw event (no size limit: [`Codec::decode`] applies one).
+///
+/// Unknown fields are ignored, so producers may send fields newer than this reader.
 pub fn decode_json(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))
+    // JSON text is UTF-8 by definition. Checking up front gives a precise InvalidUtf8
+    // instead of serde_json's message for it, and costs one fast pass.
+    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+    serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+fn first_non_ws(bytes: &[u8]) -> Option<u8> {
+    bytes
+        .iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// Splits single-object bytes (starting `C3 01`) into fingerprint and datum.
+fn split_single_object(bytes: &[u8]) -> Result<(u64, &[u8]), DecodeError> {
+    let header = bytes
+        .get(2..SINGLE_OBJECT_HEADER_LEN)
+        .ok_or(DecodeError::TruncatedHeader {
+            format: "Avro single-object",
+        })?;
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(header);
+    Ok((u64::from_le_bytes(fp), &bytes[SINGLE_OBJECT_HEADER_LEN..]))
+}
+
+/// The generic path: structural check against the writer schema, `apache-avro` decode,
+/// and resolution to `reader` when the writer differs from it.
+fn decode_generic(
+    writer: &KnownSchema,
+    reader: Option<&Schema>,
+    datum: &[u8],
+) -> Result<Value, DecodeError> {
+    check_datum(&writer.schema, &writer.names, datum)?;
+    let avro_err = |e: apache_avro::Error| DecodeError::Avro(e.to_string());
+    let decoder = GenericDatumReader::builder(&writer.schema)
+        .maybe_reader_schema(reader.filter(|_| !writer.fast))
+        .build()
+        .map_err(avro_err)?;
+    let mut input = datum;
+    decoder.read_value(&mut input).map_err(avro_err)
+}
+
+// ---------------------------------------------------------------------------------
+// Avro binary primitives
+
+/// A cursor over an Avro datum. Every read is bounds-checked: running out of bytes is a
+/// "truncated datum" error, never a panic.
+struct Input<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn truncated(pos: usize) -> DecodeError {
+    DecodeError::Avro(format!("truncated datum at byte {pos}"))
+}
+
+impl<'a> Input<'a> {
+    fn new(buf: &'a [u8]) -> Input<'a> {
+        Input { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(truncated(self.pos));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// A zig-zag varint `long`. Like `apache-avro`, at most 10 bytes; bits beyond 64 in
+    /// the tenth byte are ignored.
+    #[inline]
+    fn long(&mut self) -> Result<i64, DecodeError> {
+        // One-byte values (-64..=63: union indices, small lengths, empty maps) dominate.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(((b >> 1) as i64) ^ -((b & 1) as i64));
+            }
+        }
+        let mut z: u64 = 0;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(truncated(self.pos));
+            };
+            self.pos += 1;
+            z |= u64::from(b & 0x7F) << (7 * i);
+            if b < 0x80 {
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err(DecodeError::Avro(format!(
+            "varint longer than 10 bytes at byte {}",
+            self.pos
+        )))
+    }
+
+    fn int(&mut self) -> Result<i32, DecodeError> {
+        let pos = self.pos;
+        let v = self.long()?;
+        i32::try_from(v)
+            .map_err(|_| DecodeError::Avro(format!("int out of range at byte {pos}: {v}")))
+    }
+
+    /// A length prefix: non-negative and no longer than what is left, so nothing is ever
+    /// allocated for bytes that are not there.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let pos = self.pos;
+        let n = self.long()?;
+        let n = usize::try_from(n)
+            .map_err(|_| DecodeError::Avro(format!("negative length {n} at byte {pos}")))?;
+        if n > self.remaining() {
+            return Err(truncated(pos));
+        }
+        Ok(n)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    #[inline]
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::InvalidUtf8)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
+    }
+
+    fn boolean(&mut self) -> Result<bool, DecodeError> {
+        match self.take(1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(DecodeError::Avro(format!(
+                "invalid boolean byte 0x{b:02x} at byte {}",
+                self.pos - 1
+            ))),
+        }
+    }
+
+    /// A union branch index in `0..n`.
+    fn branch(&mut self, n: usize) -> Result<usize, DecodeError> {
+        let pos = self.pos;
+        let i = self.long()?;
+        usize::try_from(i).ok().filter(|&i| i < n).ok_or_else(|| {
+            DecodeError::Avro(format!(
+                "union branch {i} out of range 0..{n} at byte {pos}"
+            ))
+        })
+    }
+
+    /// `["null", "string"]`.
+    fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.branch(2)? {
+            0 => Ok(None),
+            _ => self.string().map(Some),
+        }
+    }
+
+    /// `["null", "long"]`.
+    fn opt_long(&mut self) -> Result<Option<i64>, DecodeError> {
+        match self.branch(2)? {
+            0 => Ok(None),
+            _ => self.long().map(Some),
+        }
+    }
+
+    /// Item count of the next array/map block (0 ends the collection). A negative count
+    /// is followed by the block's byte size, which is skipped. Each item takes at least
+    /// `min_item_bytes`, so a count the remaining bytes cannot hold is refused before any
+    /// loop or allocation.
+    fn block_count(&mut self, min_item_bytes: usize) -> Result<usize, DecodeError> {
+        let pos = self.pos;
+        let count = self.long()?;
+        let count = if count < 0 {
+            let _byte_size = self.long()?;
+            count
+                .checked_neg()
+                .ok_or_else(|| DecodeError::Avro(format!("invalid block count at byte {pos}")))?
+        } else {
+            count
+        };
+        let count = usize::try_from(count).map_err(|_| truncated(pos))?;
+        if count.saturating_mul(min_item_bytes.max(1)) > self.remaining() {
+            return Err(truncated(pos));
+        }
+        Ok(count)
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::Avro(format!(
+                "{n} trailing bytes after the datum"
+            ))),
+        }
+    }
+}
+
+fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_bool(out: &mut Vec<u8>, b: bool) {
+    out.push(u8::from(b));
+}
+
+/// `["null", "string"]`: branch 0 (zig-zag 0x00) or branch 1 (zig-zag 0x02) + string.
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(2);
+            put_str(out, s);
+        }
+    }
+}
+
+fn put_opt_long(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(2);
+            put_long(out, v);
+        }
+    }
+}
+
+/// A map as one block (count, entries) followed by the terminating empty block.
+fn put_map<V>(
+    out: &mut Vec<u8>,
+    map: &BTreeMap<String, V>,
+    mut put_value: impl FnMut(&mut Vec<u8>, &V),
+) {
+    if !map.is_empty() {
+        put_long(out, map.len() as i64);
+        for (k, v) in map {
+            put_str(out, k);
+            put_value(out, v);
+        }
+    }
+    out.push(0);
+}
+
+// ---------------------------------------------------------------------------------
+// The fast path: the built-in RawEvent schema, field by field, in schema order.
+
+fn encoded_size_hint(e: &RawEvent) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(1, |s| s.len() + 3);
+    64 + e.event_id.len()
+        + e.funnel_id.len()
+        + e.anonymous_id.len()
+        + e.event_name.len()
+        + opt(&e.url)
+        + opt(&e.referrer)
+        + opt(&e.title)
+        + opt(&e.user_agent)
+        + e.properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+/// Writes `e` as an Avro datum of the built-in RawEvent schema.
+fn encode_raw_event_datum(e: &RawEvent, out: &mut Vec<u8>) {
+    put_str(out, &e.event_id);
+    put_str(out, &e.funnel_id);
+    put_str(out, &e.anonymous_id);
+    put_opt_str(out, e.session_id.as_deref());
+    put_opt_str(out, e.user_id.as_deref());
+    put_str(out, &e.event_name);
+    put_long(out, e.timestamp);
+    put_opt_long(out, e.received_at);
+    put_opt_str(out, e.url.as_deref());
+    put_opt_str(out, e.referrer.as_deref());
+    put_opt_str(out, e.title.as_deref());
+    put_opt_str(out, e.utm_source.as_deref());
+    put_opt_str(out, e.utm_medium.as_deref());
+    put_opt_str(out, e.utm_campaign.as_deref());
+    put_opt_str(out, e.utm_term.as_deref());
+    put_opt_str(out, e.utm_content.as_deref());
+    put_opt_str(out, e.user_agent.as_deref());
+    put_opt_str(out, e.country.as_deref());
+    put_opt_str(out, e.ip.as_deref());
+    put_bool(out, e.is_conversion);
+    put_opt_long(out, e.revenue_minor);
+    put_opt_str(out, e.currency.as_deref());
+    put_map(out, &e.properties, |out, v| put_str(out, v));
+}
+
+/// Reads an Avro datum of the built-in RawEvent schema. Must mirror
+/// [`encode_raw_event_datum`] and `schemas/raw_event.avsc` exactly; a property test checks
+/// it against `apache-avro`'s generic decoding.
+fn decode_raw_event_datum(datum: &[u8]) -> Result<RawEvent, DecodeError> {
+    let mut r = Input::new(datum);
+    let e = RawEvent {
+        event_id: r.string()?,
+        funnel_id: r.string()?,
+        anonymous_id: r.string()?,
+        session_id: r.opt_string()?,
+        user_id: r.opt_string()?,
+        event_name: r.string()?,
+        timestamp: r.long()?,
+        received_at: r.opt_long()?,
+        url: r.opt_string()?,
+        referrer: r.opt_string()?,
+        title: r.opt_string()?,
+        utm_source: r.opt_string()?,
+        utm_medium: r.opt_string()?,
+        utm_campaign: r.opt_string()?,
+        utm_term: r.opt_string()?,
+        utm_content: r.opt_string()?,
+        user_agent: r.opt_string()?,
+        country: r.opt_string()?,
+        ip: r.opt_string()?,
+        is_conversion: r.boolean()?,
+        revenue_minor: r.opt_long()?,
+        currency: r.opt_string()?,
+        properties: {
+            let mut props = BTreeMap::new();
+            loop {
+                // An entry is at least a key length and a value length.
+                let n = r.block_count(2)?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    let k = r.string()?;
+                    let v = r.string()?;
+                    // A repeated key keeps its last value, as apache-avro does.
+                    props.insert(k, v);
+                }
+            }
+            props
+        },
+    };
+    r.end()?;
+    Ok(e)
+}
+
+// ---------------------------------------------------------------------------------
+// The structural check of the generic path.
+
+/// Walks `datum` as an instance of `schema` without building anything, and fails on
+/// anything that `apache-avro` would either mis-decode or handle unsafely: truncation,
+/// lengths beyond the data, invalid UTF-8, out-of-range union/enum indices, invalid
+/// booleans, ints out of range, nesting deeper than [`MAX_DEPTH`], trailing bytes.
+/// After it passes, `apache-avro` decodes the datum exactly.
+pub(crate) fn check_datum(schema: &Schema, names: &Names, datum: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Input::new(datum);
+    check(schema, names, None, &mut r, 0)?;
+    r.end()
+}
+
+/// Bytes an instance of `schema` takes at least, used to bound block counts. Zero only
+/// for `null` (and nothing else here is zero-sized that matters: a block count larger
+/// than the remaining bytes is refused for every item type, see `block_count`).
+fn min_size(schema: &Schema) -> usize {
+    match schema {
+        Schema::Null => 0,
+        Schema::Float => 4,
+        Schema::Double => 8,
+        Schema::Fixed(f) | Schema::Duration(f) => f.size,
+        Schema::Uuid(UuidSchema::Fixed(f)) => f.size,
+        _ => 1,
+    }
+}
+
+fn check(
+    schema: &Schema,
+    names: &Names,
+    ns: NamespaceRef,
+    r: &mut Input,
+    depth: usize,
+) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::Avro(format!(
+            "nesting deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    match schema {
+        Schema::Null => Ok(()),
+        Schema::Boolean => r.boolean().map(drop),
+        Schema::Int | Schema::Date | Schema::TimeMillis => r.int().map(drop),
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => r.long().map(drop),
+        Schema::Float => r.take(4).map(drop),
+        Schema::Double => r.take(8).map(drop),
+        Schema::Bytes | Schema::BigDecimal | Schema::Uuid(UuidSchema::Bytes) => r.bytes().map(drop),
+        Schema::Decimal(d) => match &d.inner {
+            InnerDecimalSchema::Bytes => r.bytes().map(drop),
+            InnerDecimalSchema::Fixed(f) => r.take(f.size).map(drop),
+        },
+        Schema::String | Schema::Uuid(UuidSchema::String) => r.str().map(drop),
+        Schema::Fixed(f) | Schema::Uuid(UuidSchema::Fixed(f)) => r.take(f.size).map(drop),
+        Schema::Duration(_) => r.take(12).map(drop),
+        Schema::Enum(e) => {
+            let pos = r.pos;
+            let i = r.int()?;
+            if usize::try_from(i).is_ok_and(|i| i < e.symbols.len()) {
+                Ok(())
+            } else {
+                Err(DecodeError::Avro(format!(
+                    "enum index {i} out of range at byte {pos}"
+                )))
+            }
+        }
+        Schema::Union(u) => {
+            let variants = u.variants();
+            let i = r.branch(variants.len())?;
+            check(&variants[i], names, ns, r, depth + 1)
+        }
+        Schema::Array(a) => {
+            let min = min_size(&a.items);
+            loop {
+                let n = r.block_count(min)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                for _ in 0..n {
+                    check(&a.items, names, ns, r, depth + 1)?;
+                }
+            }
+        }
+        Schema::Map(m) => {
+            let min = 1 + min_size(&m.types);
+            loop {
+                let n = r.block_count(min)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                for _ in 0..n {
+                    r.str()?;
+                    check(&m.types, names, ns, r, depth + 1)?;
+                }
+            }
+        }
+        Schema::Record(RecordSchema { name, fields, .. }) => {
+            let fq = name.fully_qualified_name(ns);
+            for field in fields {
+                check(&field.schema, names, fq.namespace(), r, depth + 1)?;
+            }
+            Ok(())
+        }
+        Schema::Ref { name } => {
+            let fq = name.fully_qualified_name(ns);
+            let target: &Schema = names.get(fq.as_ref() as &Name).ok_or_else(|| {
+                DecodeError::Avro(format!(
+                    "schema refers to unknown type {}",
+                    fq.fullname(None)
+                ))
+            })?;
+            check(target, names, fq.namespace(), r, depth + 1)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Projection rows
+
+/// Encodes the projection rows (profiles, sessions, traffic-source aggregates, folded
+/// events) as Avro single-object records with the schemas in `schemas/`, for the
+/// changelog topics, and decodes them back (consumers, tests). Cheap to clone.
+///
+/// Encoding is hand-written (the runtime publishes a row for each changed projection,
+/// so it is on the hot path, and a row always fits its schema, so it cannot fail).
+/// Decoding goes through the checked generic path.
+#[derive(Debug, Clone)]
+pub struct ProjectionCodec {
+    profile: Arc<KnownSchema>,
+    session: Arc<KnownSchema>,
+    traffic: Arc<KnownSchema>,
+    event: Arc<KnownSchema>,
+}
+
+impl Default for ProjectionCodec {
+    fn default() -> Self {
+        ProjectionCodec::new()
+    }
+}
+
+/// The flat shape of `TrafficRow` in Avro (the Rust struct nests key and counts).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TrafficWire {
+    funnel_id: String,
+    day: i32,
+    source: String,
+    medium: String,
+    campaign: String,
+    channel: Channel,
+    sessions: i64,
+    conversions: i64,
+    revenue: Revenue,
+}
+
+impl ProjectionCodec {
+    pub fn new() -> ProjectionCodec {
+        ProjectionCodec {
+            profile: Arc::new(KnownSchema::builtin(PROFILE_SCHEMA)),
+            session: Arc::new(KnownSchema::builtin(SESSION_SCHEMA)),
+            traffic: Arc::new(KnownSchema::builtin(TRAFFIC_SOURCE_SCHEMA)),
+            event: Arc::new(KnownSchema::builtin(EVENT_ROW_SCHEMA)),
+        }
+    }
+
+    pub fn profile_schema(&self) -> &Schema {
+        &self.profile.schema
+    }
+    pub fn session_schema(&self) -> &Schema {
+        &self.session.schema
+    }
+    pub fn traffic_schema(&self) -> &Schema {
+        &self.traffic.schema
+    }
+    pub fn event_row_schema(&self) -> &Schema {
+        &self.event.schema
+    }
+
+    fn header(schema: &KnownSchema, capacity: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+        out.extend_from_slice(&schema.fingerprint.to_le_bytes());
+        out
+    }
+
+    pub fn encode_profile(&self, p: &ProfileRow) -> Vec<u8> {
+        let mut out = Self::header(&self.profile, 256);
+        put_str(&mut out, &p.funnel_id);
+        put_str(&mut out, &p.anonymous_id);
+        put_str(&mut out, &p.display_name);
+        put_opt_str(&mut out, p.user_id.as_deref());
+        put_long(&mut out, p.first_seen);
+        put_long(&mut out, p.last_seen);
+        put_long(&mut out, p.total_sessions);
+        put_long(&mut out, p.total_events);
+        put_touch(&mut out, &p.first_touch);
+        match &p.last_non_direct {
+            None => out.push(0),
+            Some(t) => {
+                out.push(2);
+                put_touch(&mut out, t);
+            }
+        }
+        put_long(&mut out, p.conversions);
+        put_map(&mut out, &p.revenue, |out, v| put_long(out, *v));
+        put_str(&mut out, &p.device_type);
+        put_str(&mut out, &p.browser);
+        put_str(&mut out, &p.os);
+        put_opt_str(&mut out, p.country.as_deref());
+        out
+    }
+
+    pub fn encode_session(&self, s: &SessionRow) -> Vec<u8> {
+        let mut out = Self::header(&self.session, 256);
+        put_str(&mut out, &s.funnel_id);
+        put_str(&mut out, &s.anonymous_id);
+        put_str(&mut out, &s.session_id);
+        put_long(&mut out, s.started_at);
+        put_long(&mut out, s.last_event_at);
+        put_long(&mut out, s.duration_ms);
+        put_opt_str(&mut out, s.landing_page.as_deref());
+        put_opt_str(&mut out, s.exit_page.as_deref());
+        put_long(&mut out, s.events);
+        put_long(&mut out, s.pageviews);
+        put_bool(&mut out, s.bounce);
+        put_bool(&mut out, s.converted);
+        put_long(&mut out, s.conversions);
+        put_map(&mut out, &s.revenue, |out, v| put_long(out, *v));
+        put_str(&mut out, &s.source);
+        put_str(&mut out, &s.medium);
+        put_str(&mut out, &s.campaign);
+        put_str(&mut out, s.channel.as_str());
+        put_str(&mut out, &s.device_type);
+        put_str(&mut out, &s.browser);
+        put_str(&mut out, &s.os);
+        put_opt_str(&mut out, s.country.as_deref());
+        out
+    }
+
+    pub fn encode_traffic(&self, t: &TrafficRow) -> Vec<u8> {
+        let mut out = Self::header(&self.traffic, 128);
+        put_str(&mut out, &t.key.funnel_id);
+        put_long(&mut out, i64::from(t.key.day));
+        put_str(&mut out, &t.key.source);
+        put_str(&mut out, &t.key.medium);
+        put_str(&mut out, &t.key.campaign);
+        put_str(&mut out, t.channel.as_str());
+        put_long(&mut out, t.counts.sessions);
+        put_long(&mut out, t.counts.conversions);
+        put_map(&mut out, &t.counts.revenue, |out, v| put_long(out, *v));
+        out
+    }
+
+    pub fn encode_event_row(&self, e: &EventRow) -> Vec<u8> {
+        let mut out = Self::header(&self.event, 128);
+        put_str(&mut out, &e.funnel_id);
+        put_str(&mut out, &e.event_id);
+        put_str(&mut out, &e.anonymous_id);
+        put_opt_str(&mut out, e.session_id.as_deref());
+        put_str(&mut out, &e.event_name);
+        put_long(&mut out, e.timestamp);
+        put_opt_str(&mut out, e.path.as_deref());
+        put_bool(&mut out, e.is_conversion);
+        put_opt_long(&mut out, e.revenue_minor);
+        put_opt_str(&mut out, e.currency.as_deref());
+        out
+    }
+
+    pub fn decode_profile(&self, bytes: &[u8]) -> Result<ProfileRow, DecodeError> {
+        decode_projection(&self.profile, bytes)
+    }
+
+    pub fn decode_session(&self, bytes: &[u8]) -> Result<SessionRow, DecodeError> {
+        decode_projection(&self.session, bytes)
+    }
+
+    pub fn decode_traffic(&self, bytes: &[u8]) -> Result<TrafficRow, DecodeError> {
+        let w: TrafficWire = decode_projection(&self.traffic, bytes)?;
+        Ok(TrafficRow {
+            key: TrafficKey {
+                funnel_id: w.funnel_id,
+                day: w.day,
+                source: w.source,
+                medium: w.medium,
+                campaign: w.campaign,
+            },
+            channel: w.channel,
+            counts: TrafficCounts {
+                sessions: w.sessions,
+                conversions: w.conversions,
+                revenue: w.revenue,
+            },
+        })
+    }
+
+    pub fn decode_event_row(&self, bytes: &[u8]) -> Result<EventRow, DecodeError> {
+        decode_projection(&self.event, bytes)
+    }
+}
+
+fn put_touch(out: &mut Vec<u8>, t: &Touch) {
+    put_str(out, &t.source);
+    put_str(out, &t.medium);
+    put_str(out, &t.campaign);
+    put_str(out, t.channel.as_str());
+}
+
+/// Single-object bytes of exactly `schema` → `T`.
+fn decode_projection<T: DeserializeOwned>(
+    schema: &KnownSchema,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    match bytes {
+        [] => return Err(DecodeError::Empty),
+        [0xC3] => {
+            return Err(DecodeError::TruncatedHeader {
+                format: "Avro single-object",
+            })
+        }
+        [0xC3, 0x01, ..] => {}
+        [first_byte, ..] => {
+            return Err(DecodeError::UnknownFormat {
+                first_byte: *first_byte,
+            })
+        }
+    }
+    let (fingerprint, body) = split_single_object(bytes)?;
+    if fingerprint != schema.fingerprint {
+        return Err(DecodeError::UnknownFingerprint { fingerprint });
+    }
+    let value = decode_generic(schema, None, body)?;
+    apache_avro::from_value::<T>(&value).map_err(|e| DecodeError::Avro(e.to_string()))
 }

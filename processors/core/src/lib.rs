@@ -10,6 +10,7 @@ pub mod enrich;
 pub mod event;
 pub mod fold;
 pub mod hash;
+pub mod memory;
 pub mod names;
 pub mod projection;
 pub mod reject;
@@ -17,5 +18,7 @@ pub mod sim;
 pub mod validate;
 
 pub use event::{Channel, Device, Event, Money, RawEvent, ReferrerClass, Touch};
-pub use projection::{EventRow, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+pub use projection::{
+    EventRow, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+};
 pub use reject::RejectReason;

@@ -14,7 +14,11 @@ pub enum RejectReason {
     /// Older than the visitor's newest event by more than the lateness bound: folding
     /// it could no longer give the result of the sorted stream.
     #[error("event time {timestamp} is more than {lateness_ms} ms behind the visitor's newest event at {watermark}")]
-    TooLate { timestamp: i64, watermark: i64, lateness_ms: i64 },
+    TooLate {
+        timestamp: i64,
+        watermark: i64,
+        lateness_ms: i64,
+    },
 }
 
 impl RejectReason {
