@@ -1,0 +1,731 @@
+//! The embedded engine: projections in a [redb] file on local disk.
+//!
+//! Every table maps a composite byte key to a value. Keys are built by [`Key`] so that
+//! byte order equals the order of their parts (strings, then numbers), which turns
+//! every query into a range scan: newest-first listings iterate a range backwards.
+//! Values are JSON: rows are small, and a readable encoding keeps the file debuggable.
+//!
+//! A flush is one write transaction: the rows of every partition flush and their
+//! checkpoints commit together, durably (redb's default `Durability::Immediate`
+//! fsyncs on commit), or not at all. That is the whole effectively-once argument here.
+//!
+//! redb is synchronous, so every call runs on tokio's blocking pool. Readers use read
+//! transactions, which see a snapshot and never wait for the writer.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use funnelfold_core::fold::channel_of;
+use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::plan::Plan;
+use crate::{
+    EventCursor, EventFilter, Flush, PageRequest, Result, SessionCursor, Store, StoreError,
+    VisitorKey,
+};
+
+type Bytes = &'static [u8];
+
+/// (group, topic, partition) → next offset to apply.
+const CHECKPOINTS: TableDefinition<Bytes, i64> = TableDefinition::new("checkpoints");
+/// (funnel, anonymous id) → opaque fold state.
+const VISITOR_STATE: TableDefinition<Bytes, Bytes> = TableDefinition::new("visitor_state");
+/// (funnel, anonymous id) → ProfileRow.
+const PROFILES: TableDefinition<Bytes, Bytes> = TableDefinition::new("profiles");
+/// (funnel, anonymous id, session id) → SessionRow.
+const SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions");
+/// (funnel, started at, anonymous id, session id) → SessionRow. A copy of the row
+/// rather than a pointer: a page is then one range scan, without a lookup per row.
+const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions_by_start");
+/// (funnel, timestamp, event id) → EventRow.
+const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("events_by_time");
+/// (funnel, anonymous id, timestamp, event id) → EventRow (a copy, as above).
+const EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> = TableDefinition::new("events_by_visitor");
+/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredShare`].
+const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("traffic_shares");
+
+/// Builds order-preserving composite keys.
+///
+/// Strings are written with `0x00` escaped as `0x00 0xFF` and terminated by
+/// `0x00 0x01`. Unlike a length prefix, this keeps byte order equal to string order
+/// ("b" after "aa"), which the cursors rely on: ScyllaDB orders text clustering columns
+/// by their UTF-8 bytes, and both engines must page in the same order. The terminator
+/// sorts below every escaped or plain byte, so a string sorts before its extensions and
+/// no key is a prefix of another key with a different first part.
+///
+/// Integers are big-endian with the sign bit flipped, so that negative numbers sort
+/// before positive ones.
+#[derive(Debug, Default, Clone)]
+struct Key(Vec<u8>);
+
+impl Key {
+    fn new() -> Self {
+        Key(Vec::with_capacity(64))
+    }
+
+    fn str(mut self, s: &str) -> Self {
+        for &b in s.as_bytes() {
+            if b == 0 {
+                self.0.extend_from_slice(&[0x00, 0xFF]);
+            } else {
+                self.0.push(b);
+            }
+        }
+        self.0.extend_from_slice(&[0x00, 0x01]);
+        self
+    }
+
+    fn i64(mut self, v: i64) -> Self {
+        self.0
+            .extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
+        self
+    }
+
+    fn i32(mut self, v: i32) -> Self {
+        self.0
+            .extend_from_slice(&((v as u32) ^ (1 << 31)).to_be_bytes());
+        self
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, or
+/// `None` when there is none (the prefix is all `0xFF`): the exclusive end of a prefix scan.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn checkpoint_key(group: &str, topic: &str, partition: i32) -> Key {
+    Key::new().str(group).str(topic).i32(partition)
+}
+
+fn visitor_key(funnel_id: &str, anonymous_id: &str) -> Key {
+    Key::new().str(funnel_id).str(anonymous_id)
+}
+
+fn traffic_key(topic: &str, partition: i32, key: &TrafficKey) -> Key {
+    Key::new()
+        .str(&key.funnel_id)
+        .i32(key.day)
+        .str(&key.source)
+        .str(&key.medium)
+        .str(&key.campaign)
+        .str(topic)
+        .i32(partition)
+}
+
+/// A traffic share as stored: the key travels with the counts so that a range scan
+/// needs no key decoding.
+#[derive(Serialize, Deserialize)]
+struct StoredShare {
+    key: TrafficKey,
+    counts: TrafficCounts,
+}
+
+fn storage_error(context: &str, e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    match e {
+        // A failed read or write of the file, or another transaction in the way:
+        // worth another try.
+        redb::Error::Io(_) | redb::Error::WouldBlock | redb::Error::TransactionInProgress => {
+            StoreError::Transient(format!("{context}: {e}"))
+        }
+        // Everything else (corruption, a poisoned database after an earlier I/O error,
+        // type mismatches, a file held by another process) needs a person.
+        _ => StoreError::Fatal(format!("{context}: {e}")),
+    }
+}
+
+fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Fatal(format!("encoding {what}: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Fatal(format!("corrupt {what} in the embedded store: {e}")))
+}
+
+/// The embedded, single-node store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// Keeps a temporary store's directory alive as long as the store.
+    _temp: Option<Arc<TempDir>>,
+}
+
+/// A directory removed on drop, for [`EmbeddedStore::temporary`].
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover temporary directory is not worth a panic.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store file at `path`, creating it and its tables if needed. The parent
+    /// directory must exist.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| {
+            storage_error(&format!("opening the embedded store {}", path.display()), e)
+        })?;
+        let store = EmbeddedStore {
+            db: Arc::new(db),
+            _temp: None,
+        };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// A store in a fresh temporary directory, removed when the last clone is dropped
+    /// (for tests and demos).
+    pub fn temporary() -> Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "funnelfold-store-{}-{nanos}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError::Fatal(format!(
+                "creating temporary directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let temp = Arc::new(TempDir(dir));
+        let mut store = Self::open(&temp.0.join("store.redb"))?;
+        store._temp = Some(temp);
+        Ok(store)
+    }
+
+    /// Creates every table, so that read transactions never meet a missing one.
+    fn create_tables(&self) -> Result<()> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| storage_error("begin write", e))?;
+        {
+            let open = |e| storage_error("creating tables", e);
+            txn.open_table(CHECKPOINTS).map_err(open)?;
+            for def in [
+                VISITOR_STATE,
+                PROFILES,
+                SESSIONS,
+                SESSIONS_BY_START,
+                EVENTS_BY_TIME,
+                EVENTS_BY_VISITOR,
+                TRAFFIC_SHARES,
+            ] {
+                txn.open_table(def).map_err(open)?;
+            }
+        }
+        txn.commit()
+            .map_err(|e| storage_error("creating tables", e))
+    }
+
+    /// Runs `f` on a read transaction on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db
+                .begin_read()
+                .map_err(|e| storage_error("begin read", e))?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Fatal(format!("embedded store read task failed: {e}")))?
+    }
+}
+
+/// Applies one flush inside one write transaction (see [`Store::apply`]).
+fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
+    let err = |what: &'static str| move |e: redb::TableError| storage_error(what, e);
+    let mut checkpoints = txn
+        .open_table(CHECKPOINTS)
+        .map_err(err("open checkpoints"))?;
+    let mut visitors = txn
+        .open_table(VISITOR_STATE)
+        .map_err(err("open visitor_state"))?;
+    let mut profiles = txn.open_table(PROFILES).map_err(err("open profiles"))?;
+    let mut sessions = txn.open_table(SESSIONS).map_err(err("open sessions"))?;
+    let mut by_start = txn
+        .open_table(SESSIONS_BY_START)
+        .map_err(err("open sessions_by_start"))?;
+    let mut events = txn
+        .open_table(EVENTS_BY_TIME)
+        .map_err(err("open events_by_time"))?;
+    let mut by_visitor = txn
+        .open_table(EVENTS_BY_VISITOR)
+        .map_err(err("open events_by_visitor"))?;
+    let mut traffic = txn
+        .open_table(TRAFFIC_SHARES)
+        .map_err(err("open traffic_shares"))?;
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+
+    for pf in &flush.partitions {
+        let ck = checkpoint_key(&flush.group, &pf.topic, pf.partition);
+        // Read inside the write transaction: it sees earlier partition flushes of this
+        // same flush too, so a flush listing a partition twice stays correct.
+        let stored = checkpoints.get(ck.bytes()).map_err(w)?.map(|g| g.value());
+        if stored.is_some_and(|stored| stored >= pf.next_offset) {
+            continue; // stale: another owner already made more of this partition durable
+        }
+        let plan = Plan::of(pf);
+
+        for (key, state) in &plan.visitors {
+            let k = visitor_key(&key.funnel_id, &key.anonymous_id);
+            match state {
+                Some(state) => {
+                    visitors.insert(k.bytes(), *state).map_err(w)?;
+                }
+                None => {
+                    visitors.remove(k.bytes()).map_err(w)?;
+                }
+            }
+        }
+        for p in &plan.profiles {
+            let k = visitor_key(&p.funnel_id, &p.anonymous_id);
+            profiles
+                .insert(k.bytes(), encode("profile", p)?.as_slice())
+                .map_err(w)?;
+        }
+        // Deletes before writes: the plan already removed from the deletes whatever
+        // this flush writes again, so the order only matters for clarity.
+        for (funnel, anon, sid) in &plan.session_deletes {
+            let k = Key::new().str(funnel).str(anon).str(sid);
+            sessions.remove(k.bytes()).map_err(w)?;
+        }
+        for (funnel, started_at, anon, sid) in &plan.start_deletes {
+            let k = Key::new().str(funnel).i64(*started_at).str(anon).str(sid);
+            by_start.remove(k.bytes()).map_err(w)?;
+        }
+        for s in &plan.sessions {
+            let row = encode("session", s)?;
+            let k = Key::new()
+                .str(&s.funnel_id)
+                .str(&s.anonymous_id)
+                .str(&s.session_id);
+            sessions.insert(k.bytes(), row.as_slice()).map_err(w)?;
+            let k = Key::new()
+                .str(&s.funnel_id)
+                .i64(s.started_at)
+                .str(&s.anonymous_id)
+                .str(&s.session_id);
+            by_start.insert(k.bytes(), row.as_slice()).map_err(w)?;
+        }
+        for e in &plan.events {
+            let row = encode("event", e)?;
+            let k = Key::new()
+                .str(&e.funnel_id)
+                .i64(e.timestamp)
+                .str(&e.event_id);
+            events.insert(k.bytes(), row.as_slice()).map_err(w)?;
+            let k = Key::new()
+                .str(&e.funnel_id)
+                .str(&e.anonymous_id)
+                .i64(e.timestamp)
+                .str(&e.event_id);
+            by_visitor.insert(k.bytes(), row.as_slice()).map_err(w)?;
+        }
+        for (key, counts) in &plan.traffic {
+            let share = StoredShare {
+                key: (*key).clone(),
+                counts: (*counts).clone(),
+            };
+            let k = traffic_key(&pf.topic, pf.partition, key);
+            traffic
+                .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
+                .map_err(w)?;
+        }
+        // Same transaction as the rows: both become durable at commit, or neither.
+        checkpoints.insert(ck.bytes(), pf.next_offset).map_err(w)?;
+    }
+    Ok(())
+}
+
+/// Scans `[lower, upper)` of a table backwards (newest first), decoding each value and
+/// keeping those `keep` accepts, until `limit` are kept.
+fn scan_back<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<Bytes, Bytes>,
+    what: &str,
+    lower: Vec<u8>,
+    upper: Option<Vec<u8>>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    if limit == 0 || upper.as_ref().is_some_and(|u| *u <= lower) {
+        return Ok(out);
+    }
+    let table = txn.open_table(table).map_err(|e| storage_error(what, e))?;
+    let upper_bound = match &upper {
+        Some(u) => Bound::Excluded(u.as_slice()),
+        None => Bound::Unbounded,
+    };
+    let range = table
+        .range::<&[u8]>((Bound::Included(lower.as_slice()), upper_bound))
+        .map_err(|e| storage_error(what, e))?;
+    for entry in range.rev() {
+        let (_, value) = entry.map_err(|e| storage_error(what, e))?;
+        let row: T = decode(what, value.value())?;
+        if keep(&row) {
+            out.push(row);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The exclusive upper key of a newest-first page: below `to`, and strictly below the
+/// cursor when there is one.
+fn page_upper(to_key: Vec<u8>, cursor_key: Option<Vec<u8>>) -> Vec<u8> {
+    match cursor_key {
+        Some(c) if c < to_key => c,
+        _ => to_key,
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn engine(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let key = checkpoint_key(group, topic, partition);
+        self.read(move |txn| {
+            let table = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| storage_error("open checkpoints", e))?;
+            let value = table
+                .get(key.bytes())
+                .map_err(|e| storage_error("reading a checkpoint", e))?;
+            Ok(value.map(|g| g.value()))
+        })
+        .await
+    }
+
+    async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<Key> = keys
+            .iter()
+            .map(|k| visitor_key(&k.funnel_id, &k.anonymous_id))
+            .collect();
+        self.read(move |txn| {
+            let table = txn
+                .open_table(VISITOR_STATE)
+                .map_err(|e| storage_error("open visitor_state", e))?;
+            keys.iter()
+                .map(|k| {
+                    let value = table
+                        .get(k.bytes())
+                        .map_err(|e| storage_error("reading a visitor state", e))?;
+                    Ok(value.map(|g| g.value().to_vec()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn load_traffic_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<TrafficCounts>>> {
+        let keys: Vec<Key> = keys
+            .iter()
+            .map(|k| traffic_key(topic, partition, k))
+            .collect();
+        self.read(move |txn| {
+            let table = txn
+                .open_table(TRAFFIC_SHARES)
+                .map_err(|e| storage_error("open traffic_shares", e))?;
+            keys.iter()
+                .map(|k| {
+                    let value = table
+                        .get(k.bytes())
+                        .map_err(|e| storage_error("reading a traffic share", e))?;
+                    value
+                        .map(|g| {
+                            decode::<StoredShare>("traffic share", g.value()).map(|s| s.counts)
+                        })
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn apply(&self, flush: &Flush) -> Result<()> {
+        if flush.partitions.is_empty() {
+            return Ok(());
+        }
+        let db = Arc::clone(&self.db);
+        // The blocking task needs owned data; a flush is at most a few thousand small rows.
+        let flush = flush.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| storage_error("begin write", e))?;
+            // On error the transaction is dropped, which aborts it: nothing of the
+            // flush becomes visible.
+            apply_in(&txn, &flush)?;
+            txn.commit()
+                .map_err(|e| storage_error("committing a flush", e))
+        })
+        .await
+        .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
+    }
+
+    async fn profiles(&self, funnel_id: &str, anonymous_ids: &[String]) -> Result<Vec<ProfileRow>> {
+        let mut seen = HashSet::new();
+        let keys: Vec<Key> = anonymous_ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .map(|id| visitor_key(funnel_id, id))
+            .collect();
+        self.read(move |txn| {
+            let table = txn
+                .open_table(PROFILES)
+                .map_err(|e| storage_error("open profiles", e))?;
+            let mut out = Vec::new();
+            for k in &keys {
+                if let Some(g) = table
+                    .get(k.bytes())
+                    .map_err(|e| storage_error("reading a profile", e))?
+                {
+                    out.push(decode("profile", g.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sessions(
+        &self,
+        funnel_id: &str,
+        page: &PageRequest<SessionCursor>,
+    ) -> Result<Vec<SessionRow>> {
+        let funnel = Key::new().str(funnel_id);
+        let lower = funnel.clone().i64(page.from).0;
+        let to_key = funnel.clone().i64(page.to).0;
+        let cursor_key = page.after.as_ref().map(|c| {
+            funnel
+                .clone()
+                .i64(c.started_at)
+                .str(&c.anonymous_id)
+                .str(&c.session_id)
+                .0
+        });
+        let upper = page_upper(to_key, cursor_key);
+        let limit = page.limit;
+        self.read(move |txn| {
+            scan_back(
+                txn,
+                SESSIONS_BY_START,
+                "sessions_by_start",
+                lower,
+                Some(upper),
+                limit,
+                |_: &SessionRow| true,
+            )
+        })
+        .await
+    }
+
+    async fn visitor_sessions(
+        &self,
+        funnel_id: &str,
+        anonymous_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionRow>> {
+        let prefix = visitor_key(funnel_id, anonymous_id).0;
+        let upper = prefix_end(&prefix);
+        self.read(move |txn| {
+            // A visitor has few sessions, keyed by id: read them all and order by start.
+            let mut rows = scan_back(
+                txn,
+                SESSIONS,
+                "sessions",
+                prefix,
+                upper,
+                usize::MAX,
+                |_: &SessionRow| true,
+            )?;
+            rows.sort_by(|a, b| (b.started_at, &b.session_id).cmp(&(a.started_at, &a.session_id)));
+            rows.truncate(limit);
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        funnel_id: &str,
+        filter: &EventFilter,
+        page: &PageRequest<EventCursor>,
+    ) -> Result<Vec<EventRow>> {
+        // With a visitor filter, scan that visitor's slice of the by-visitor table
+        // instead of the whole funnel.
+        let (table, what, prefix) = match &filter.anonymous_id {
+            Some(anon) => (
+                EVENTS_BY_VISITOR,
+                "events_by_visitor",
+                Key::new().str(funnel_id).str(anon),
+            ),
+            None => (EVENTS_BY_TIME, "events_by_time", Key::new().str(funnel_id)),
+        };
+        let lower = prefix.clone().i64(page.from).0;
+        let to_key = prefix.clone().i64(page.to).0;
+        let cursor_key = page
+            .after
+            .as_ref()
+            .map(|c| prefix.clone().i64(c.timestamp).str(&c.event_id).0);
+        let upper = page_upper(to_key, cursor_key);
+        let limit = page.limit;
+        let event_name = filter.event_name.clone();
+        self.read(move |txn| {
+            scan_back(
+                txn,
+                table,
+                what,
+                lower,
+                Some(upper),
+                limit,
+                |e: &EventRow| event_name.as_ref().is_none_or(|name| *name == e.event_name),
+            )
+        })
+        .await
+    }
+
+    async fn traffic(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<TrafficRow>> {
+        if from_day > to_day {
+            return Ok(Vec::new());
+        }
+        let funnel_id = funnel_id.to_string();
+        let lower = Key::new().str(&funnel_id).i32(from_day).0;
+        let upper = prefix_end(Key::new().str(&funnel_id).i32(to_day).bytes());
+        self.read(move |txn| {
+            let shares: Vec<StoredShare> = scan_back(
+                txn,
+                TRAFFIC_SHARES,
+                "traffic_shares",
+                lower,
+                upper,
+                usize::MAX,
+                |_: &StoredShare| true,
+            )?;
+            Ok(sum_shares(
+                &funnel_id,
+                from_day,
+                shares.into_iter().map(|s| (s.key, s.counts)),
+            ))
+        })
+        .await
+    }
+}
+
+/// Sums traffic shares per (source, medium, campaign) into rows dated `from_day`.
+/// Aggregates that sum to nothing (every contributing session moved away) are left out.
+pub(crate) fn sum_shares(
+    funnel_id: &str,
+    from_day: i32,
+    shares: impl IntoIterator<Item = (TrafficKey, TrafficCounts)>,
+) -> Vec<TrafficRow> {
+    let mut sums: BTreeMap<(String, String, String), TrafficCounts> = BTreeMap::new();
+    for (key, counts) in shares {
+        sums.entry((key.source, key.medium, key.campaign))
+            .or_default()
+            .add(&counts, 1);
+    }
+    sums.into_iter()
+        .filter(|(_, counts)| !counts.is_zero())
+        .map(|((source, medium, campaign), counts)| {
+            let key = TrafficKey {
+                funnel_id: funnel_id.to_string(),
+                day: from_day,
+                source,
+                medium,
+                campaign,
+            };
+            TrafficRow {
+                channel: channel_of(&key),
+                key,
+                counts,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_keys_sort_like_strings() {
+        let words = ["", "a", "a\0", "a\0b", "aa", "ab", "b", "\u{e9}"];
+        let mut sorted = words.to_vec();
+        sorted.sort_by_key(|w| Key::new().str(w).i32(0).0);
+        let mut expected = words.to_vec();
+        expected.sort();
+        assert_eq!(sorted, expected);
+    }
+
+    #[test]
+    fn integer_keys_sort_like_integers() {
+        let nums = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        let keys: Vec<_> = nums.iter().map(|&n| Key::new().i64(n).0).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let nums = [i32::MIN, -1, 0, 1, i32::MAX];
+        let keys: Vec<_> = nums.iter().map(|&n| Key::new().i32(n).0).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn prefix_end_bounds_every_extension() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! Where funnelfold's projections live. One [`Store`] trait, two engines:
+//! - [`embedded::EmbeddedStore`]: redb on local disk, the default (one node);
+//! - [`scylla_store::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
+//!
+//! Both pass the same conformance suite (`tests/conformance.rs`). The store knows
+//! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
+//! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
+
+use async_trait::async_trait;
+use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+
+pub mod embedded;
+mod plan;
+pub mod scylla_store;
+
+/// The store's errors, classified as the runtime needs them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying with backoff (timeouts, unavailable replicas, I/O hiccups).
+    #[error("transient store error: {0}")]
+    Transient(String),
+    /// Retrying will not help (corrupt data, schema missing, bad configuration).
+    #[error("store error: {0}")]
+    Fatal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A visitor: one (`funnelId`, `anonymousId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VisitorKey {
+    pub funnel_id: String,
+    pub anonymous_id: String,
+}
+
+/// A session row to write. `previous_started_at` is set when the row was written
+/// before under another start time (a late earlier event), so that indexes by start
+/// time can drop the old entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionWrite {
+    pub row: SessionRow,
+    pub previous_started_at: Option<i64>,
+}
+
+/// A session that no longer exists, with the start time it was last written under.
+///
+/// Within one [`PartitionFlush`], deletes apply before writes: a session that is both
+/// deleted and written by one flush ends up written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDelete {
+    pub funnel_id: String,
+    pub anonymous_id: String,
+    pub session_id: String,
+    pub started_at: i64,
+}
+
+/// One source partition's share of a traffic aggregate. Each partition of
+/// `events.raw` owns its share and writes it as an absolute value, so writes are
+/// idempotent; reads sum the shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficShare {
+    pub key: TrafficKey,
+    pub counts: TrafficCounts,
+}
+
+/// Everything one flush makes durable for one source partition.
+///
+/// When a list holds several entries for one key (a visitor, a profile, a session, an
+/// event id, a traffic key), the last one wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionFlush {
+    /// The source topic and partition (`events.raw`, 3).
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to apply once this flush is durable (last applied + 1).
+    pub next_offset: i64,
+    /// Monotonic per partition across flushes (derived from the offset): ScyllaDB
+    /// writes use it as `USING TIMESTAMP`, so a stale writer can never win.
+    pub write_timestamp: i64,
+    /// Opaque fold state per visitor (`None` deletes it).
+    pub visitors: Vec<(VisitorKey, Option<Vec<u8>>)>,
+    pub profiles: Vec<ProfileRow>,
+    pub sessions: Vec<SessionWrite>,
+    pub deleted_sessions: Vec<SessionDelete>,
+    pub events: Vec<EventRow>,
+    pub traffic: Vec<TrafficShare>,
+}
+
+/// A flush: the consumer group and one entry per partition that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Flush {
+    pub group: String,
+    pub partitions: Vec<PartitionFlush>,
+}
+
+/// Where a page of sessions starts: after this (startedAt, anonymousId, sessionId),
+/// newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub started_at: i64,
+    pub anonymous_id: String,
+    pub session_id: String,
+}
+
+/// Where a page of events starts: after this (timestamp, eventId), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    pub timestamp: i64,
+    pub event_id: String,
+}
+
+/// A time-range page request, newest first. `from` inclusive, `to` exclusive (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest<C> {
+    pub from: i64,
+    pub to: i64,
+    pub after: Option<C>,
+    pub limit: usize,
+}
+
+/// Filters of the events listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub anonymous_id: Option<String>,
+    pub event_name: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Human-readable engine name for logs and metrics (`embedded`, `scylla`).
+    fn engine(&self) -> &'static str;
+
+    // --- the fold processor's side ---
+
+    /// The next offset to apply for a partition, from the last durable flush.
+    async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>>;
+
+    /// Fold states of visitors, in the order asked (`None`: never seen).
+    async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// A partition's own shares of traffic aggregates, in the order asked.
+    async fn load_traffic_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<TrafficCounts>>>;
+
+    /// Makes a flush durable. Per partition, the rows and the checkpoint become
+    /// durable together; a partition flush whose `next_offset` is not beyond the
+    /// stored checkpoint is stale (another owner got further) and is skipped whole.
+    async fn apply(&self, flush: &Flush) -> Result<()>;
+
+    // --- the query processor's side ---
+
+    /// Profiles of the given visitors of a funnel; ids never seen are absent. Each
+    /// profile found comes once, in the order its id was first asked.
+    async fn profiles(&self, funnel_id: &str, anonymous_ids: &[String]) -> Result<Vec<ProfileRow>>;
+
+    /// Sessions of a funnel started in [from, to), newest first: ordered by
+    /// (startedAt, anonymousId, sessionId) descending, strings by their UTF-8 bytes,
+    /// starting strictly after the cursor. At most `limit` rows.
+    async fn sessions(
+        &self,
+        funnel_id: &str,
+        page: &PageRequest<SessionCursor>,
+    ) -> Result<Vec<SessionRow>>;
+
+    /// One visitor's sessions, newest first (by startedAt, then sessionId, descending).
+    async fn visitor_sessions(
+        &self,
+        funnel_id: &str,
+        anonymous_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionRow>>;
+
+    /// Events of a funnel in [from, to), newest first, filtered: ordered by
+    /// (timestamp, eventId) descending, starting strictly after the cursor. At most
+    /// `limit` rows that pass the filter.
+    async fn events(
+        &self,
+        funnel_id: &str,
+        filter: &EventFilter,
+        page: &PageRequest<EventCursor>,
+    ) -> Result<Vec<EventRow>>;
+
+    /// Traffic aggregates of a funnel for the UTC days in [from_day, to_day], summed
+    /// over days and partitions per (source, medium, campaign), unsorted. Rows are
+    /// dated `from_day`, carry the channel of their (source, medium, campaign), and
+    /// aggregates that sum to nothing (no session, conversion or revenue) are left out.
+    async fn traffic(&self, funnel_id: &str, from_day: i32, to_day: i32)
+        -> Result<Vec<TrafficRow>>;
+}

@@ -1,0 +1,150 @@
+//! What one [`PartitionFlush`] does to the tables, decided once for both engines.
+//!
+//! A flush is a batch of upserts and deletes. The embedded engine could apply them in
+//! order inside its transaction, but ScyllaDB writes them all with one timestamp, and
+//! on a timestamp tie a delete beats a write whatever the order. So both engines first
+//! reduce the flush to a set of final row states, where order no longer matters:
+//!
+//! - rows with the same key: the last one in the flush wins;
+//! - deleted sessions are applied before session writes: a session both deleted and
+//!   written in one flush ends up written (it was removed, then created again);
+//! - a session write drops its `previous_started_at` index entry, unless the same
+//!   flush (re)writes that entry.
+//!
+//! Sharing this reduction is what makes both engines agree on every corner case that
+//! the conformance suite checks.
+
+use std::collections::{HashMap, HashSet};
+
+use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey};
+
+use crate::{PartitionFlush, VisitorKey};
+
+/// (funnel, anonymous id, session id): a session's identity.
+pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
+
+/// (funnel, started at, anonymous id, session id): an entry of the by-start index.
+pub(crate) type StartKey<'a> = (&'a str, i64, &'a str, &'a str);
+
+/// The final row states one partition flush leaves behind.
+#[derive(Debug, Default)]
+pub(crate) struct Plan<'a> {
+    /// Visitor fold states to put (`Some`) or delete (`None`).
+    pub visitors: Vec<(&'a VisitorKey, Option<&'a [u8]>)>,
+    pub profiles: Vec<&'a ProfileRow>,
+    /// Sessions to upsert, in the session table and in the by-start index.
+    pub sessions: Vec<&'a SessionRow>,
+    /// Sessions to delete from the session table.
+    pub session_deletes: Vec<SessionId<'a>>,
+    /// Entries to delete from the by-start index.
+    pub start_deletes: Vec<StartKey<'a>>,
+    pub events: Vec<&'a EventRow>,
+    pub traffic: Vec<(&'a TrafficKey, &'a TrafficCounts)>,
+}
+
+/// Keeps the last item per key, in the order of their first appearance (deterministic,
+/// so that tests and logs are stable).
+fn last_per_key<'a, T, K, F>(items: impl IntoIterator<Item = T>, key: F) -> Vec<T>
+where
+    K: std::hash::Hash + Eq + 'a,
+    F: Fn(&T) -> K,
+{
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        match index.get(&key(&item)) {
+            Some(&at) => out[at] = item,
+            None => {
+                index.insert(key(&item), out.len());
+                out.push(item);
+            }
+        }
+    }
+    out
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) fn of(flush: &'a PartitionFlush) -> Plan<'a> {
+        let visitors = last_per_key(
+            flush.visitors.iter().map(|(k, v)| (k, v.as_deref())),
+            |(k, _)| *k,
+        );
+        let profiles = last_per_key(flush.profiles.iter(), |p| {
+            (p.funnel_id.as_str(), p.anonymous_id.as_str())
+        });
+        let sessions = last_per_key(flush.sessions.iter().map(|w| &w.row), |s| {
+            (
+                s.funnel_id.as_str(),
+                s.anonymous_id.as_str(),
+                s.session_id.as_str(),
+            )
+        });
+
+        let written: HashSet<SessionId<'a>> = sessions.iter().map(|s| session_id(s)).collect();
+        let written_starts: HashSet<StartKey<'a>> = sessions.iter().map(|s| start_key(s)).collect();
+
+        let mut session_deletes = Vec::new();
+        let mut seen_deletes = HashSet::new();
+        let mut start_deletes = Vec::new();
+        let mut seen_start_deletes = HashSet::new();
+        let mut drop_start = |key: StartKey<'a>| {
+            if !written_starts.contains(&key) && seen_start_deletes.insert(key) {
+                start_deletes.push(key);
+            }
+        };
+        for d in &flush.deleted_sessions {
+            let id = (
+                d.funnel_id.as_str(),
+                d.anonymous_id.as_str(),
+                d.session_id.as_str(),
+            );
+            if !written.contains(&id) && seen_deletes.insert(id) {
+                session_deletes.push(id);
+            }
+            drop_start((id.0, d.started_at, id.1, id.2));
+        }
+        // Every write's previous entry goes, not only the last write's: a session moved
+        // twice within one flush (S0 → S1 → S2) must lose both S0 and S1.
+        for w in &flush.sessions {
+            if let Some(previous) = w.previous_started_at {
+                let (f, a, s) = session_id(&w.row);
+                drop_start((f, previous, a, s));
+            }
+        }
+
+        let events = last_per_key(flush.events.iter(), |e| {
+            (e.funnel_id.as_str(), e.event_id.as_str())
+        });
+        let traffic = last_per_key(
+            flush.traffic.iter().map(|t| (&t.key, &t.counts)),
+            |(k, _)| *k,
+        );
+
+        Plan {
+            visitors,
+            profiles,
+            sessions,
+            session_deletes,
+            start_deletes,
+            events,
+            traffic,
+        }
+    }
+}
+
+pub(crate) fn session_id(s: &SessionRow) -> SessionId<'_> {
+    (
+        s.funnel_id.as_str(),
+        s.anonymous_id.as_str(),
+        s.session_id.as_str(),
+    )
+}
+
+pub(crate) fn start_key(s: &SessionRow) -> StartKey<'_> {
+    (
+        s.funnel_id.as_str(),
+        s.started_at,
+        s.anonymous_id.as_str(),
+        s.session_id.as_str(),
+    )
+}

@@ -1,0 +1,1239 @@
+//! The conformance suite: one set of scenarios, written against `&dyn Store`, that
+//! every engine must pass.
+//!
+//! - The embedded engine always runs, each scenario on a fresh store in a temporary
+//!   directory.
+//! - ScyllaDB runs when `SCYLLA_URI` is set (e.g. `127.0.0.1:9042`): the first scenario
+//!   migrates a fresh keyspace (`ff_test_<pid>_<time>`, replication factor 1) and every
+//!   scenario connects to it. Scenarios keep to their own funnel ids, consumer groups
+//!   and topics, so they can share the keyspace and run in parallel. Without
+//!   `SCYLLA_URI` each ScyllaDB scenario prints a skip line and passes.
+
+use std::collections::BTreeSet;
+
+use funnelfold_core::fold::channel_of;
+use funnelfold_core::{
+    Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch, TrafficCounts, TrafficKey,
+};
+use funnelfold_store::{
+    EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, SessionCursor, SessionDelete,
+    SessionWrite, Store, TrafficShare, VisitorKey,
+};
+
+const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+const TOPIC: &str = "events.raw";
+
+// ---------------------------------------------------------------------------------
+// Builders
+
+fn eur(minor: i64) -> Revenue {
+    [("EUR".to_string(), minor)].into()
+}
+
+fn profile(funnel: &str, anon: &str, seen: i64) -> ProfileRow {
+    ProfileRow {
+        funnel_id: funnel.into(),
+        anonymous_id: anon.into(),
+        display_name: format!("Fluffy {anon}"),
+        user_id: None,
+        first_seen: seen,
+        last_seen: seen + 1000,
+        total_sessions: 1,
+        total_events: 3,
+        first_touch: Touch::direct(),
+        last_non_direct: None,
+        conversions: 0,
+        revenue: Revenue::new(),
+        device_type: "desktop".into(),
+        browser: "Firefox".into(),
+        os: "Linux".into(),
+        country: None,
+    }
+}
+
+/// A profile with every optional field set.
+fn rich_profile(funnel: &str, anon: &str, seen: i64) -> ProfileRow {
+    ProfileRow {
+        user_id: Some("user-1".into()),
+        last_non_direct: Some(Touch {
+            source: "google".into(),
+            medium: "cpc".into(),
+            campaign: "spring".into(),
+            channel: Channel::PaidSearch,
+        }),
+        conversions: 2,
+        revenue: [("EUR".to_string(), 1250), ("USD".to_string(), 99)].into(),
+        country: Some("FR".into()),
+        ..profile(funnel, anon, seen)
+    }
+}
+
+fn session(funnel: &str, anon: &str, sid: &str, started_at: i64) -> SessionRow {
+    SessionRow {
+        funnel_id: funnel.into(),
+        anonymous_id: anon.into(),
+        session_id: sid.into(),
+        started_at,
+        last_event_at: started_at + 60_000,
+        duration_ms: 60_000,
+        landing_page: Some("/".into()),
+        exit_page: Some("/pricing".into()),
+        events: 2,
+        pageviews: 2,
+        bounce: false,
+        converted: false,
+        conversions: 0,
+        revenue: Revenue::new(),
+        source: "(direct)".into(),
+        medium: "(none)".into(),
+        campaign: "(not set)".into(),
+        channel: Channel::Direct,
+        device_type: "mobile".into(),
+        browser: "Safari".into(),
+        os: "iOS".into(),
+        country: Some("DE".into()),
+    }
+}
+
+fn event(funnel: &str, anon: &str, id: &str, name: &str, ts: i64) -> EventRow {
+    EventRow {
+        funnel_id: funnel.into(),
+        event_id: id.into(),
+        anonymous_id: anon.into(),
+        session_id: Some("s1".into()),
+        event_name: name.into(),
+        timestamp: ts,
+        path: Some("/".into()),
+        is_conversion: name == "purchase",
+        revenue_minor: (name == "purchase").then_some(4200),
+        currency: (name == "purchase").then(|| "EUR".to_string()),
+    }
+}
+
+fn write(row: SessionRow) -> SessionWrite {
+    SessionWrite {
+        row,
+        previous_started_at: None,
+    }
+}
+
+fn visitor(funnel: &str, anon: &str) -> VisitorKey {
+    VisitorKey {
+        funnel_id: funnel.into(),
+        anonymous_id: anon.into(),
+    }
+}
+
+fn part(partition: i32, next_offset: i64) -> PartitionFlush {
+    PartitionFlush {
+        topic: TOPIC.into(),
+        partition,
+        next_offset,
+        // Monotonic in the offset, as the runtime derives it.
+        write_timestamp: next_offset * 1000,
+        ..Default::default()
+    }
+}
+
+fn flush(group: &str, partitions: Vec<PartitionFlush>) -> Flush {
+    Flush {
+        group: group.into(),
+        partitions,
+    }
+}
+
+fn page<C>(from: i64, to: i64, after: Option<C>, limit: usize) -> PageRequest<C> {
+    PageRequest {
+        from,
+        to,
+        after,
+        limit,
+    }
+}
+
+fn sort_newest_first(rows: &mut [SessionRow]) {
+    rows.sort_by(|a, b| {
+        (b.started_at, &b.anonymous_id, &b.session_id).cmp(&(
+            a.started_at,
+            &a.anonymous_id,
+            &a.session_id,
+        ))
+    });
+}
+
+/// Every page of sessions of a funnel in [from, to), `limit` at a time.
+async fn all_session_pages(
+    store: &dyn Store,
+    funnel: &str,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Vec<Vec<SessionRow>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = store
+            .sessions(funnel, &page(from, to, after.clone(), limit))
+            .await
+            .expect("sessions page");
+        assert!(rows.len() <= limit, "a page holds at most `limit` rows");
+        let Some(last) = rows.last() else { break };
+        after = Some(SessionCursor {
+            started_at: last.started_at,
+            anonymous_id: last.anonymous_id.clone(),
+            session_id: last.session_id.clone(),
+        });
+        pages.push(rows);
+        assert!(pages.len() < 100, "paging does not end");
+    }
+    pages
+}
+
+async fn all_events(
+    store: &dyn Store,
+    funnel: &str,
+    filter: &EventFilter,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Vec<EventRow> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = store
+            .events(funnel, filter, &page(from, to, after.clone(), limit))
+            .await
+            .expect("events page");
+        assert!(rows.len() <= limit, "a page holds at most `limit` rows");
+        let Some(last) = rows.last() else { break };
+        after = Some(EventCursor {
+            timestamp: last.timestamp,
+            event_id: last.event_id.clone(),
+        });
+        out.extend(rows);
+        assert!(out.len() < 1000, "paging does not end");
+    }
+    out
+}
+
+fn ids(events: &[EventRow]) -> Vec<&str> {
+    events.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+/// Everything a scenario's funnel holds, to compare states.
+async fn snapshot(store: &dyn Store, funnel: &str, anons: &[&str]) -> String {
+    let ids: Vec<String> = anons.iter().map(|a| a.to_string()).collect();
+    let keys: Vec<VisitorKey> = anons.iter().map(|a| visitor(funnel, a)).collect();
+    let mut traffic = store.traffic(funnel, 0, 40_000).await.expect("traffic");
+    traffic.sort_by(|a, b| a.key.cmp(&b.key));
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.load_visitors(&keys).await.expect("visitors"),
+        store.profiles(funnel, &ids).await.expect("profiles"),
+        store
+            .sessions(funnel, &page(0, i64::MAX, None, 1000))
+            .await
+            .expect("sessions"),
+        store
+            .events(
+                funnel,
+                &EventFilter::default(),
+                &page(0, i64::MAX, None, 1000)
+            )
+            .await
+            .expect("events"),
+        traffic,
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios. Each gets a namespace `ns` for its funnel ids, groups and partitions.
+
+async fn checkpoints(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        None
+    );
+
+    let mut p0 = part(0, 10);
+    p0.profiles.push(profile(&funnel, "a", T0));
+    let p3 = part(3, 7);
+    store
+        .apply(&flush(&group, vec![p0, p3]))
+        .await
+        .expect("apply");
+
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(10)
+    );
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 3)
+            .await
+            .expect("checkpoint"),
+        Some(7)
+    );
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 1)
+            .await
+            .expect("checkpoint"),
+        None
+    );
+    assert_eq!(
+        store
+            .checkpoint(&format!("{ns}-other"), TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        None
+    );
+    assert_eq!(
+        store
+            .checkpoint(&group, "other.topic", 0)
+            .await
+            .expect("checkpoint"),
+        None
+    );
+
+    store
+        .apply(&flush(&group, vec![part(0, 25)]))
+        .await
+        .expect("apply");
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(25)
+    );
+    // An empty flush changes nothing.
+    store.apply(&flush(&group, vec![])).await.expect("apply");
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(25)
+    );
+}
+
+async fn stale_partition_flush_is_skipped_whole(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let mut p = part(0, 100);
+    p.profiles.push(profile(&funnel, "a", T0));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+
+    // A stale owner flushes up to an offset that is not beyond the checkpoint, along
+    // with a fresh flush of another partition: only the fresh one lands.
+    let mut equal = part(0, 100);
+    equal.profiles.push(profile(&funnel, "b", T0));
+    equal
+        .visitors
+        .push((visitor(&funnel, "b"), Some(b"state-b".to_vec())));
+    equal.sessions.push(write(session(&funnel, "b", "s1", T0)));
+    equal
+        .events
+        .push(event(&funnel, "b", "e1", "page_view", T0));
+    let mut behind = part(0, 60);
+    behind.profiles.push(profile(&funnel, "c", T0));
+    behind.traffic.push(TrafficShare {
+        key: TrafficKey {
+            funnel_id: funnel.clone(),
+            day: 19_000,
+            source: "google".into(),
+            medium: "organic".into(),
+            campaign: "(not set)".into(),
+        },
+        counts: TrafficCounts {
+            sessions: 5,
+            conversions: 0,
+            revenue: Revenue::new(),
+        },
+    });
+    let mut fresh = part(1, 5);
+    fresh.profiles.push(profile(&funnel, "d", T0));
+    store
+        .apply(&flush(&group, vec![equal]))
+        .await
+        .expect("apply");
+    store
+        .apply(&flush(&group, vec![behind, fresh]))
+        .await
+        .expect("apply");
+
+    let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    let found: BTreeSet<String> = store
+        .profiles(&funnel, &ids)
+        .await
+        .expect("profiles")
+        .into_iter()
+        .map(|p| p.anonymous_id)
+        .collect();
+    assert_eq!(found, ["a", "d"].iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        store
+            .load_visitors(&[visitor(&funnel, "b")])
+            .await
+            .expect("visitors"),
+        vec![None]
+    );
+    assert!(store
+        .visitor_sessions(&funnel, "b", 10)
+        .await
+        .expect("sessions")
+        .is_empty());
+    assert!(store
+        .events(
+            &funnel,
+            &EventFilter::default(),
+            &page(0, i64::MAX, None, 10)
+        )
+        .await
+        .expect("events")
+        .is_empty());
+    assert!(store
+        .traffic(&funnel, 18_990, 19_010)
+        .await
+        .expect("traffic")
+        .is_empty());
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(100)
+    );
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 1)
+            .await
+            .expect("checkpoint"),
+        Some(5)
+    );
+}
+
+async fn apply_is_idempotent(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let mut p = part(0, 10);
+    p.visitors
+        .push((visitor(&funnel, "a"), Some(vec![1, 2, 3])));
+    p.profiles.push(rich_profile(&funnel, "a", T0));
+    p.sessions.push(write(session(&funnel, "a", "s1", T0)));
+    p.events.push(event(&funnel, "a", "e1", "page_view", T0));
+    p.events
+        .push(event(&funnel, "a", "e2", "purchase", T0 + 1000));
+    p.traffic.push(TrafficShare {
+        key: TrafficKey {
+            funnel_id: funnel.clone(),
+            day: 19_675,
+            source: "(direct)".into(),
+            medium: "(none)".into(),
+            campaign: "(not set)".into(),
+        },
+        counts: TrafficCounts {
+            sessions: 1,
+            conversions: 1,
+            revenue: eur(4200),
+        },
+    });
+    let f = flush(&group, vec![p]);
+    store.apply(&f).await.expect("apply");
+    let first = snapshot(store, &funnel, &["a"]).await;
+    store.apply(&f).await.expect("apply again");
+    assert_eq!(snapshot(store, &funnel, &["a"]).await, first);
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(10)
+    );
+}
+
+async fn visitor_state_round_trip_and_delete(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let mut p = part(0, 10);
+    p.visitors
+        .push((visitor(&funnel, "a"), Some(b"state of a".to_vec())));
+    p.visitors
+        .push((visitor(&funnel, "b"), Some(vec![0, 255, 0, 1])));
+    p.visitors
+        .push((visitor(&funnel, "empty"), Some(Vec::new())));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+
+    let keys = [
+        visitor(&funnel, "a"),
+        visitor(&funnel, "missing"),
+        visitor(&funnel, "b"),
+        visitor(&funnel, "empty"),
+    ];
+    let loaded = store.load_visitors(&keys).await.expect("load");
+    assert_eq!(
+        loaded,
+        vec![
+            Some(b"state of a".to_vec()),
+            None,
+            Some(vec![0, 255, 0, 1]),
+            Some(Vec::new())
+        ]
+    );
+    // Another funnel with the same anonymous id is another visitor.
+    assert_eq!(
+        store
+            .load_visitors(&[visitor(&format!("{ns}-g"), "a")])
+            .await
+            .expect("load"),
+        vec![None]
+    );
+
+    // Replace one, delete another; within a flush the last entry for a key wins.
+    let mut p = part(0, 20);
+    p.visitors
+        .push((visitor(&funnel, "a"), Some(b"old".to_vec())));
+    p.visitors
+        .push((visitor(&funnel, "a"), Some(b"new".to_vec())));
+    p.visitors.push((visitor(&funnel, "b"), None));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    let loaded = store.load_visitors(&keys).await.expect("load");
+    assert_eq!(
+        loaded,
+        vec![Some(b"new".to_vec()), None, None, Some(Vec::new())]
+    );
+    assert_eq!(
+        store.load_visitors(&[]).await.expect("load"),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+}
+
+async fn profiles_lookup(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let a = rich_profile(&funnel, "a", T0);
+    let b = profile(&funnel, "b", T0 + 5);
+    let mut p = part(0, 10);
+    p.profiles.push(a.clone());
+    p.profiles.push(b.clone());
+    p.profiles.push(profile(&format!("{ns}-other"), "c", T0));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+
+    let ask: Vec<String> = ["a", "missing", "a", "b", "c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut found = store.profiles(&funnel, &ask).await.expect("profiles");
+    found.sort_by(|x, y| x.anonymous_id.cmp(&y.anonymous_id));
+    assert_eq!(
+        found,
+        vec![a.clone(), b],
+        "each found profile once, exactly as written; other funnels' absent"
+    );
+    assert!(store
+        .profiles(&funnel, &[])
+        .await
+        .expect("profiles")
+        .is_empty());
+
+    // An upsert replaces the whole row, including fields that became empty.
+    let a2 = profile(&funnel, "a", T0);
+    let mut p = part(0, 20);
+    p.profiles.push(a2.clone());
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    assert_eq!(
+        store
+            .profiles(&funnel, &["a".to_string()])
+            .await
+            .expect("profiles"),
+        vec![a2]
+    );
+}
+
+async fn session_upsert_move_and_delete(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let all = || page(0, i64::MAX, None::<SessionCursor>, 100);
+
+    let s1 = session(&funnel, "a", "s1", T0 + 3 * DAY);
+    let mut p = part(0, 10);
+    p.sessions.push(write(s1.clone()));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    assert_eq!(
+        store.sessions(&funnel, &all()).await.expect("sessions"),
+        vec![s1.clone()]
+    );
+    assert_eq!(
+        store
+            .visitor_sessions(&funnel, "a", 10)
+            .await
+            .expect("visitor"),
+        vec![s1.clone()]
+    );
+
+    // A late earlier event moves the start to another day: the old index entry goes.
+    let mut moved = s1.clone();
+    moved.started_at = T0 + DAY - HOUR;
+    moved.events = 3;
+    let mut p = part(0, 20);
+    p.sessions.push(SessionWrite {
+        row: moved.clone(),
+        previous_started_at: Some(s1.started_at),
+    });
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    assert_eq!(
+        store.sessions(&funnel, &all()).await.expect("sessions"),
+        vec![moved.clone()]
+    );
+    let old_range = page(T0 + 2 * DAY, T0 + 4 * DAY, None, 10);
+    assert!(store
+        .sessions(&funnel, &old_range)
+        .await
+        .expect("sessions")
+        .is_empty());
+    assert_eq!(
+        store
+            .visitor_sessions(&funnel, "a", 10)
+            .await
+            .expect("visitor"),
+        vec![moved.clone()]
+    );
+
+    // Moved twice within one flush: both earlier entries go.
+    let mut twice_a = moved.clone();
+    twice_a.started_at = T0 + 10 * HOUR;
+    let mut twice_b = moved.clone();
+    twice_b.started_at = T0 + 5 * HOUR;
+    let mut p = part(0, 30);
+    p.sessions.push(SessionWrite {
+        row: twice_a.clone(),
+        previous_started_at: Some(moved.started_at),
+    });
+    p.sessions.push(SessionWrite {
+        row: twice_b.clone(),
+        previous_started_at: Some(twice_a.started_at),
+    });
+    // An update that keeps the start keeps its entry.
+    let s2 = session(&funnel, "b", "s2", T0 + 2 * HOUR);
+    p.sessions.push(SessionWrite {
+        row: s2.clone(),
+        previous_started_at: Some(s2.started_at),
+    });
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    assert_eq!(
+        store.sessions(&funnel, &all()).await.expect("sessions"),
+        vec![twice_b.clone(), s2.clone()]
+    );
+
+    // Deleting a session removes it from both views; deleting and writing a session
+    // in one flush leaves it written.
+    let s3 = session(&funnel, "b", "s3", T0 + 7 * HOUR);
+    let mut p = part(0, 40);
+    p.deleted_sessions.push(SessionDelete {
+        funnel_id: funnel.clone(),
+        anonymous_id: "a".into(),
+        session_id: "s1".into(),
+        started_at: twice_b.started_at,
+    });
+    p.deleted_sessions.push(SessionDelete {
+        funnel_id: funnel.clone(),
+        anonymous_id: "b".into(),
+        session_id: "s3".into(),
+        started_at: s3.started_at,
+    });
+    p.sessions.push(write(s3.clone()));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    assert_eq!(
+        store.sessions(&funnel, &all()).await.expect("sessions"),
+        vec![s3.clone(), s2.clone()]
+    );
+    assert!(store
+        .visitor_sessions(&funnel, "a", 10)
+        .await
+        .expect("visitor")
+        .is_empty());
+    assert_eq!(
+        store
+            .visitor_sessions(&funnel, "b", 10)
+            .await
+            .expect("visitor"),
+        vec![s3, s2]
+    );
+}
+
+async fn sessions_paging(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    // 14 sessions over 4 days, with ties on the start time (same and different
+    // visitors), and ids whose order a length prefix would get wrong ("b" > "aa").
+    let starts = [
+        ("a", "s1", T0),
+        ("b", "s1", T0),
+        ("aa", "s1", T0),
+        ("b", "s0", T0),
+        ("c", "s1", T0 + HOUR),
+        ("c", "s2", T0 + DAY),
+        ("d", "s1", T0 + DAY + 1),
+        ("e", "s1", T0 + DAY + 1),
+        ("e", "s2", T0 + 2 * DAY),
+        ("f", "s1", T0 + 2 * DAY - 1),
+        ("g", "s1", T0 + 3 * DAY),
+        ("g", "s2", T0 + 3 * DAY + HOUR),
+        ("h", "s1", T0 - DAY),
+        ("i", "s1", T0 + 4 * DAY),
+    ];
+    let rows: Vec<SessionRow> = starts
+        .iter()
+        .map(|(a, s, t)| session(&funnel, a, s, *t))
+        .collect();
+    // Spread over two source partitions and two flushes.
+    let (first, second) = rows.split_at(7);
+    let mut p0 = part(0, 10);
+    p0.sessions.extend(first.iter().cloned().map(write));
+    let mut p1 = part(1, 10);
+    p1.sessions.extend(second.iter().cloned().map(write));
+    store.apply(&flush(&group, vec![p0])).await.expect("apply");
+    store.apply(&flush(&group, vec![p1])).await.expect("apply");
+    // A session of another funnel never shows.
+    let mut p = part(2, 10);
+    p.sessions
+        .push(write(session(&format!("{ns}-other"), "a", "s1", T0 + HOUR)));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+
+    // Everything, 3 at a time: every row exactly once, newest first.
+    let mut expected = rows.clone();
+    sort_newest_first(&mut expected);
+    let pages = all_session_pages(store, &funnel, 0, i64::MAX, 3).await;
+    assert_eq!(pages.len(), 5);
+    assert_eq!(pages.concat(), expected);
+
+    // A range: `from` inclusive, `to` exclusive.
+    let (from, to) = (T0, T0 + 3 * DAY);
+    let mut in_range: Vec<SessionRow> = rows
+        .iter()
+        .filter(|s| s.started_at >= from && s.started_at < to)
+        .cloned()
+        .collect();
+    sort_newest_first(&mut in_range);
+    assert_eq!(in_range.len(), 10);
+    let pages = all_session_pages(store, &funnel, from, to, 3).await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 3, 1]
+    );
+    assert_eq!(pages.concat(), in_range);
+
+    // Limits other than 3 agree.
+    for limit in [1, 2, 4, 100] {
+        assert_eq!(
+            all_session_pages(store, &funnel, from, to, limit)
+                .await
+                .concat(),
+            in_range,
+            "limit {limit}"
+        );
+    }
+    assert!(store
+        .sessions(&funnel, &page(from, to, None, 0))
+        .await
+        .expect("sessions")
+        .is_empty());
+    assert!(store
+        .sessions(&funnel, &page(to, from, None, 10))
+        .await
+        .expect("sessions")
+        .is_empty());
+    // A cursor outside the range.
+    let below = SessionCursor {
+        started_at: from - 1,
+        anonymous_id: "z".into(),
+        session_id: "z".into(),
+    };
+    assert!(store
+        .sessions(&funnel, &page(from, to, Some(below), 10))
+        .await
+        .expect("sessions")
+        .is_empty());
+    let above = SessionCursor {
+        started_at: to + DAY,
+        anonymous_id: "a".into(),
+        session_id: "a".into(),
+    };
+    assert_eq!(
+        store
+            .sessions(&funnel, &page(from, to, Some(above), 100))
+            .await
+            .expect("sessions"),
+        in_range
+    );
+}
+
+async fn visitor_sessions(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let s_old = session(&funnel, "a", "zzz", T0 - 30 * DAY);
+    let s_mid = session(&funnel, "a", "aaa", T0);
+    let s_new = session(&funnel, "a", "mmm", T0 + 2 * HOUR);
+    let mut p = part(0, 10);
+    p.sessions
+        .extend([s_mid.clone(), s_old.clone(), s_new.clone()].map(write));
+    p.sessions
+        .push(write(session(&funnel, "b", "x", T0 + 3 * HOUR)));
+    store.apply(&flush(&group, vec![p])).await.expect("apply");
+
+    let all = store
+        .visitor_sessions(&funnel, "a", 10)
+        .await
+        .expect("visitor");
+    assert_eq!(all, vec![s_new.clone(), s_mid, s_old]);
+    assert_eq!(
+        store
+            .visitor_sessions(&funnel, "a", 1)
+            .await
+            .expect("visitor"),
+        vec![s_new]
+    );
+    assert!(store
+        .visitor_sessions(&funnel, "nobody", 10)
+        .await
+        .expect("visitor")
+        .is_empty());
+    assert!(store
+        .visitor_sessions(&funnel, "a", 0)
+        .await
+        .expect("visitor")
+        .is_empty());
+}
+
+async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let spec = [
+        ("a", "e01", "page_view", T0),
+        ("a", "e02", "page_view", T0), // a tie on the timestamp
+        ("b", "e03", "signup", T0),
+        ("a", "e04", "purchase", T0 + 10 * 60_000),
+        ("b", "e05", "page_view", T0 + HOUR),
+        ("b", "e06", "purchase", T0 + HOUR + 1),
+        ("a", "e07", "page_view", T0 + 5 * HOUR),
+        ("a", "e08", "signup", T0 + DAY),
+        ("b", "e09", "page_view", T0 + DAY + 2 * HOUR),
+        ("a", "e10", "page_view", T0 + 3 * DAY),
+        ("a", "e11", "page_view", T0 - 1),
+    ];
+    let events: Vec<EventRow> = spec
+        .iter()
+        .map(|(a, id, name, ts)| event(&funnel, a, id, name, *ts))
+        .collect();
+    let mut p0 = part(0, 10);
+    p0.events.extend(events[..6].iter().cloned());
+    let mut p1 = part(1, 10);
+    p1.events.extend(events[6..].iter().cloned());
+    p1.events.push(event(
+        &format!("{ns}-other"),
+        "a",
+        "x1",
+        "page_view",
+        T0 + HOUR,
+    ));
+    store
+        .apply(&flush(&group, vec![p0, p1]))
+        .await
+        .expect("apply");
+
+    let expect = |keep: &dyn Fn(&EventRow) -> bool, from: i64, to: i64| {
+        let mut rows: Vec<EventRow> = events
+            .iter()
+            .filter(|e| keep(e) && e.timestamp >= from && e.timestamp < to)
+            .cloned()
+            .collect();
+        rows.sort_by(|x, y| (y.timestamp, &y.event_id).cmp(&(x.timestamp, &x.event_id)));
+        rows
+    };
+    let (from, to) = (T0, T0 + 3 * DAY);
+    let none = EventFilter::default();
+
+    // Unfiltered, 3 at a time, every row once and newest first.
+    let got = all_events(store, &funnel, &none, from, to, 3).await;
+    assert_eq!(got, expect(&|_| true, from, to));
+    assert_eq!(
+        ids(&got),
+        vec!["e09", "e08", "e07", "e06", "e05", "e04", "e03", "e02", "e01"]
+    );
+    assert_eq!(
+        all_events(store, &funnel, &none, 0, i64::MAX, 4).await,
+        expect(&|_| true, 0, i64::MAX)
+    );
+
+    // By visitor.
+    let by_a = EventFilter {
+        anonymous_id: Some("a".into()),
+        event_name: None,
+    };
+    let got = all_events(store, &funnel, &by_a, from, to, 3).await;
+    assert_eq!(got, expect(&|e| e.anonymous_id == "a", from, to));
+    assert_eq!(ids(&got), vec!["e08", "e07", "e04", "e02", "e01"]);
+
+    // By name.
+    let views = EventFilter {
+        anonymous_id: None,
+        event_name: Some("page_view".into()),
+    };
+    let got = all_events(store, &funnel, &views, from, to, 2).await;
+    assert_eq!(ids(&got), vec!["e09", "e07", "e05", "e02", "e01"]);
+
+    // Both.
+    let a_views = EventFilter {
+        anonymous_id: Some("a".into()),
+        event_name: Some("page_view".into()),
+    };
+    let got = all_events(store, &funnel, &a_views, from, to, 1).await;
+    assert_eq!(ids(&got), vec!["e07", "e02", "e01"]);
+    let got = all_events(store, &funnel, &a_views, 0, i64::MAX, 10).await;
+    assert_eq!(ids(&got), vec!["e10", "e07", "e02", "e01", "e11"]);
+
+    // Nothing matches.
+    let nobody = EventFilter {
+        anonymous_id: Some("nobody".into()),
+        event_name: None,
+    };
+    assert!(all_events(store, &funnel, &nobody, from, to, 3)
+        .await
+        .is_empty());
+    let unknown = EventFilter {
+        anonymous_id: None,
+        event_name: Some("nope".into()),
+    };
+    assert!(all_events(store, &funnel, &unknown, from, to, 3)
+        .await
+        .is_empty());
+    assert!(store
+        .events(&funnel, &none, &page(from, to, None, 0))
+        .await
+        .expect("events")
+        .is_empty());
+
+    // A first page, then the rest after its cursor.
+    let first = store
+        .events(&funnel, &none, &page(from, to, None, 3))
+        .await
+        .expect("events");
+    assert_eq!(ids(&first), vec!["e09", "e08", "e07"]);
+    let cursor = EventCursor {
+        timestamp: T0,
+        event_id: "e02".into(),
+    };
+    let rest = store
+        .events(&funnel, &none, &page(from, to, Some(cursor), 10))
+        .await
+        .expect("events");
+    assert_eq!(ids(&rest), vec!["e01"]);
+}
+
+fn share(
+    funnel: &str,
+    day: i32,
+    source: &str,
+    sessions: i64,
+    conversions: i64,
+    revenue: Revenue,
+) -> TrafficShare {
+    TrafficShare {
+        key: TrafficKey {
+            funnel_id: funnel.into(),
+            day,
+            source: source.into(),
+            medium: if source == "google" {
+                "cpc".into()
+            } else {
+                "referral".into()
+            },
+            campaign: "(not set)".into(),
+        },
+        counts: TrafficCounts {
+            sessions,
+            conversions,
+            revenue,
+        },
+    }
+}
+
+async fn traffic_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let d = 19_675; // 2023-11-14
+    let mut p0 = part(0, 10);
+    p0.traffic
+        .push(share(&funnel, d, "google", 3, 1, eur(1000)));
+    p0.traffic
+        .push(share(&funnel, d + 1, "google", 2, 0, Revenue::new()));
+    p0.traffic
+        .push(share(&funnel, d + 45, "google", 7, 0, Revenue::new())); // another 30-day bucket
+    p0.traffic
+        .push(share(&funnel, d, "news.example", 1, 0, Revenue::new()));
+    p0.traffic
+        .push(share(&funnel, d - 1, "google", 100, 0, Revenue::new()));
+    let mut p1 = part(1, 10);
+    p1.traffic.push(share(
+        &funnel,
+        d,
+        "google",
+        4,
+        2,
+        [("EUR".to_string(), 500), ("USD".to_string(), 70)].into(),
+    ));
+    p1.traffic
+        .push(share(&funnel, d + 2, "news.example", 6, 1, eur(10)));
+    p1.traffic.push(share(
+        &format!("{ns}-other"),
+        d,
+        "google",
+        50,
+        0,
+        Revenue::new(),
+    ));
+    store
+        .apply(&flush(&group, vec![p0, p1]))
+        .await
+        .expect("apply");
+
+    let sorted = |mut rows: Vec<funnelfold_core::TrafficRow>| {
+        rows.sort_by(|a, b| a.key.source.cmp(&b.key.source));
+        rows
+    };
+    let rows = sorted(store.traffic(&funnel, d, d + 2).await.expect("traffic"));
+    assert_eq!(rows.len(), 2);
+    let google = &rows[0];
+    assert_eq!(google.key.source, "google");
+    assert_eq!(google.key.day, d, "rows are dated from_day");
+    assert_eq!(google.key.funnel_id, funnel);
+    assert_eq!(google.channel, channel_of(&google.key));
+    assert_eq!(
+        google.counts,
+        TrafficCounts {
+            sessions: 9,
+            conversions: 3,
+            revenue: [("EUR".to_string(), 1500), ("USD".to_string(), 70)].into()
+        }
+    );
+    let news = &rows[1];
+    assert_eq!(
+        (news.key.source.as_str(), news.key.medium.as_str()),
+        ("news.example", "referral")
+    );
+    assert_eq!(
+        news.counts,
+        TrafficCounts {
+            sessions: 7,
+            conversions: 1,
+            revenue: eur(10)
+        }
+    );
+    assert_eq!(news.channel, channel_of(&news.key));
+
+    // Both ends of the day range are inclusive.
+    let only_last = sorted(store.traffic(&funnel, d + 2, d + 2).await.expect("traffic"));
+    assert_eq!(only_last.len(), 1);
+    assert_eq!(only_last[0].counts.sessions, 6);
+    assert_eq!(only_last[0].key.day, d + 2);
+    let first_two = sorted(store.traffic(&funnel, d - 1, d).await.expect("traffic"));
+    assert_eq!(first_two[0].counts.sessions, 107);
+    // Across 30-day buckets.
+    let wide = sorted(
+        store
+            .traffic(&funnel, d - 100, d + 100)
+            .await
+            .expect("traffic"),
+    );
+    assert_eq!(wide[0].counts.sessions, 116);
+    assert_eq!(wide[1].counts.sessions, 7);
+    assert!(store
+        .traffic(&funnel, d + 3, d + 44)
+        .await
+        .expect("traffic")
+        .is_empty());
+    assert!(store
+        .traffic(&funnel, d + 2, d)
+        .await
+        .expect("traffic")
+        .is_empty());
+
+    // A share rewritten to zero drops out of the sum; aggregates summing to nothing
+    // are not listed.
+    let mut p1 = part(1, 20);
+    p1.traffic
+        .push(share(&funnel, d + 2, "news.example", 0, 0, Revenue::new()));
+    store.apply(&flush(&group, vec![p1])).await.expect("apply");
+    assert!(store
+        .traffic(&funnel, d + 2, d + 2)
+        .await
+        .expect("traffic")
+        .is_empty());
+}
+
+async fn partition_loads_its_own_share(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let d = 19_675;
+    let mine = share(&funnel, d, "google", 3, 1, eur(1000));
+    let theirs = share(&funnel, d, "google", 4, 2, eur(500));
+    let mut p0 = part(0, 10);
+    p0.traffic.push(mine.clone());
+    let mut p1 = part(1, 10);
+    p1.traffic.push(theirs.clone());
+    store
+        .apply(&flush(&group, vec![p0, p1]))
+        .await
+        .expect("apply");
+
+    let absent = share(&funnel, d + 1, "google", 0, 0, Revenue::new()).key;
+    let keys = [mine.key.clone(), absent.clone()];
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 0, &keys)
+            .await
+            .expect("shares"),
+        vec![Some(mine.counts.clone()), None]
+    );
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 1, &keys)
+            .await
+            .expect("shares"),
+        vec![Some(theirs.counts.clone()), None]
+    );
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 2, &keys)
+            .await
+            .expect("shares"),
+        vec![None, None]
+    );
+    assert_eq!(
+        store
+            .load_traffic_shares("other.topic", 0, &keys)
+            .await
+            .expect("shares"),
+        vec![None, None]
+    );
+
+    // The absolute value is replaced, not added to.
+    let mut p0 = part(0, 20);
+    p0.traffic
+        .push(share(&funnel, d, "google", 5, 1, eur(1000)));
+    store.apply(&flush(&group, vec![p0])).await.expect("apply");
+    let loaded = store
+        .load_traffic_shares(TOPIC, 0, &keys[..1])
+        .await
+        .expect("shares");
+    assert_eq!(loaded[0].as_ref().map(|c| c.sessions), Some(5));
+    assert_eq!(
+        store.traffic(&funnel, d, d).await.expect("traffic")[0]
+            .counts
+            .sessions,
+        9
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Engines
+
+mod engines {
+    use std::sync::Arc;
+
+    use funnelfold_store::embedded::EmbeddedStore;
+    use funnelfold_store::scylla_store::{connect_session, migrate, ScyllaStore};
+    use tokio::sync::OnceCell;
+
+    /// A fresh embedded store, and the directory that holds it (removed on drop, so
+    /// keep it as long as the store).
+    pub fn embedded() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store =
+            EmbeddedStore::open(&dir.path().join("store.redb")).expect("open the embedded store");
+        (dir, store)
+    }
+
+    /// The keyspace this test process migrated, shared by every scenario.
+    static KEYSPACE: OnceCell<String> = OnceCell::const_new();
+
+    /// A store on a freshly migrated keyspace, or `None` when `SCYLLA_URI` is unset.
+    pub async fn scylla(scenario: &str) -> Option<ScyllaStore> {
+        let Ok(uri) = std::env::var("SCYLLA_URI") else {
+            println!("skipping ScyllaDB conformance scenario {scenario}: SCYLLA_URI is not set");
+            return None;
+        };
+        let session = Arc::new(connect_session(&uri).await.expect("connect to SCYLLA_URI"));
+        let keyspace = KEYSPACE
+            .get_or_init(|| async {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock after 1970")
+                    .as_millis();
+                let keyspace = format!("ff_test_{}_{nanos}", std::process::id());
+                let applied = migrate(&session, &keyspace, 1).await.expect("migrate");
+                assert_eq!(applied, vec!["001_keyspace.cql", "002_tables.cql"]);
+                // Idempotent: a second run applies nothing.
+                assert!(migrate(&session, &keyspace, 1)
+                    .await
+                    .expect("migrate again")
+                    .is_empty());
+                keyspace
+            })
+            .await;
+        Some(
+            ScyllaStore::with_session(session, keyspace)
+                .await
+                .expect("prepare statements"),
+        )
+    }
+}
+
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let (_dir, store) = super::engines::embedded();
+                    super::$scenario(&store, stringify!($scenario)).await;
+                }
+            )*
+        }
+        mod scylla {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(store) = super::engines::scylla(stringify!($scenario)).await {
+                        super::$scenario(&store, stringify!($scenario)).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    checkpoints,
+    stale_partition_flush_is_skipped_whole,
+    apply_is_idempotent,
+    visitor_state_round_trip_and_delete,
+    profiles_lookup,
+    session_upsert_move_and_delete,
+    sessions_paging,
+    visitor_sessions,
+    events_paging_and_filters,
+    traffic_shares_summed,
+    partition_loads_its_own_share,
+);
