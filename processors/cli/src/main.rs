@@ -1,0 +1,361 @@
+//! `funnelfold`: one binary for every role.
+//!
+//! - `up`: embedded broker + embedded store + fold processor (+ simulator) in one
+//!   process, for a first run with nothing installed;
+//! - `run`: a fold processor against any Kafka and the embedded store or ScyllaDB;
+//! - `simulate`: realistic traffic to any Kafka;
+//! - `migrate`: applies the CQL schema to ScyllaDB;
+//! - `broker`: the embedded broker alone (tests, benchmarks, trying Kafka clients).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use funnelfold_core::sim::SimConfig;
+use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
+use funnelfold_runtime::{producer, KafkaSettings, ProcessorConfig, Topics};
+use funnelfold_store::Store;
+
+mod store_url;
+
+#[derive(Parser)]
+#[command(
+    name = "funnelfold",
+    version,
+    about = "Event-sourced web analytics: Kafka in, projections out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: embedded broker, embedded store, fold processor.
+    Up(UpArgs),
+    /// A fold processor against a Kafka cluster.
+    Run(RunArgs),
+    /// Produce simulated traffic to a Kafka cluster.
+    Simulate(SimulateArgs),
+    /// Apply the CQL schema (schemas/cql) to ScyllaDB; safe to run again.
+    Migrate(MigrateArgs),
+    /// Run only the embedded broker and print its bootstrap address.
+    Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct ProcessorArgs {
+    /// Consumer group of the fold processors.
+    #[arg(long, env = "FUNNELFOLD_GROUP", default_value = "funnelfold-fold")]
+    group: String,
+    /// Flush coalesced state at least this often (milliseconds).
+    #[arg(long, env = "FUNNELFOLD_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    flush_interval_ms: u64,
+    /// Visitors held in the moka cache.
+    #[arg(long, env = "FUNNELFOLD_CACHE_CAPACITY", default_value_t = 100_000)]
+    cache_capacity: u64,
+    /// Flush early once this many visitors are dirty.
+    #[arg(long, env = "FUNNELFOLD_MAX_DIRTY", default_value_t = 50_000)]
+    max_dirty: usize,
+    /// Hosts whose referrals count as internal (repeat or comma-separate).
+    #[arg(long, env = "FUNNELFOLD_INTERNAL_DOMAINS", value_delimiter = ',')]
+    internal_domain: Vec<String>,
+    /// Prometheus metrics listen address.
+    #[arg(long, env = "FUNNELFOLD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+impl ProcessorArgs {
+    fn config(&self, kafka: KafkaSettings) -> ProcessorConfig {
+        let mut cfg = ProcessorConfig {
+            kafka,
+            ..ProcessorConfig::default()
+        };
+        cfg.topics.group.clone_from(&self.group);
+        cfg.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
+        cfg.engine.cache_capacity = self.cache_capacity;
+        cfg.engine.max_dirty_visitors = self.max_dirty.max(1);
+        cfg.engine
+            .pipeline
+            .enrich
+            .internal_domains
+            .clone_from(&self.internal_domain);
+        cfg
+    }
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Also produce simulated traffic at about this many events per second.
+    #[arg(long)]
+    simulate: Option<f64>,
+    /// Funnel of the simulated traffic.
+    #[arg(long, default_value = "demo")]
+    funnel: String,
+    /// Where the HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Partitions of each topic on the embedded broker.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    #[command(flatten)]
+    processor: ProcessorArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "FUNNELFOLD_BROKERS")]
+    brokers: String,
+    /// `embedded:PATH` (redb file) or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`.
+    #[arg(
+        long,
+        env = "FUNNELFOLD_STORE",
+        default_value = "embedded:data/funnelfold.redb"
+    )]
+    store: String,
+    /// Create missing topics with this many partitions (never changes existing ones).
+    #[arg(long)]
+    create_topics: Option<i32>,
+    /// Stop once every assigned partition is read to its end (replays, backfills).
+    #[arg(long)]
+    until_caught_up: bool,
+    /// librdkafka settings passed through (KEY=VALUE; `consumer.`/`producer.` prefixes
+    /// apply to one client only), e.g. `security.protocol=SASL_SSL`.
+    #[arg(long = "kafka", value_parser = parse_key_value)]
+    kafka: Vec<(String, String)>,
+    #[command(flatten)]
+    processor: ProcessorArgs,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[arg(long, env = "FUNNELFOLD_BROKERS")]
+    brokers: String,
+    #[arg(long, default_value = "events.raw")]
+    topic: String,
+    #[arg(long, default_value = "demo")]
+    funnel: String,
+    /// Live traffic at about this many events per second (event time = wall clock).
+    #[arg(long, conflicts_with = "count")]
+    rate: Option<f64>,
+    /// Send this many events as fast as possible (event time from --start-ms) and exit.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Visitors of a --count run.
+    #[arg(long, default_value_t = 10_000)]
+    visitors: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`
+    #[arg(long, env = "FUNNELFOLD_STORE")]
+    store: String,
+    #[arg(long, default_value_t = 1)]
+    replication_factor: u32,
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    brokers: i32,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,librdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Up(args) => up(&rt, args),
+        Command::Run(args) => run(&rt, args),
+        Command::Simulate(args) => rt.block_on(simulate(args)),
+        Command::Migrate(args) => rt.block_on(migrate(args)),
+        Command::Broker(args) => broker(&rt, args),
+    }
+}
+
+/// Sets the returned flag on SIGINT or SIGTERM.
+fn on_shutdown_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    rt.spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: stopping, flushing and committing");
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn install_metrics(listen: Option<SocketAddr>) -> Result<()> {
+    if let Some(addr) = listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .context("cannot start the metrics exporter")?;
+        println!("metrics: http://{addr}/metrics");
+    }
+    Ok(())
+}
+
+/// Runs a processor until a shutdown signal (or a fatal error).
+fn run_processor(
+    rt: &tokio::runtime::Runtime,
+    cfg: ProcessorConfig,
+    store: Arc<dyn Store>,
+    shutdown: &AtomicBool,
+) -> Result<()> {
+    let handle = funnelfold_runtime::spawn(cfg, store, rt.handle().clone())?;
+    let stop = handle.shutdown_flag();
+    while !shutdown.load(Ordering::Relaxed) && !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join()?;
+    Ok(())
+}
+
+fn up(rt: &tokio::runtime::Runtime, args: UpArgs) -> Result<()> {
+    install_metrics(args.processor.metrics_listen)?;
+    let topics = Topics::default();
+    let broker = EmbeddedBroker::start(1, &topics, args.partitions)
+        .context("cannot start the embedded broker")?;
+    let kafka = KafkaSettings::new(broker.bootstrap_servers());
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create {}", args.data.display()))?;
+    let store_path = args.data.join("funnelfold.redb");
+    let store: Arc<dyn Store> = Arc::new(
+        funnelfold_store::embedded::EmbeddedStore::open(&store_path)
+            .with_context(|| format!("cannot open the embedded store {}", store_path.display()))?,
+    );
+    println!("broker: {}", broker.bootstrap_servers());
+    println!("store: {}", store_path.display());
+    let shutdown = on_shutdown_signal(rt);
+    if let Some(rate) = args.simulate {
+        let kafka = kafka.clone();
+        let sim = producer::live_sim_config(&args.funnel, rate, 42);
+        let stop = Arc::clone(&shutdown);
+        println!(
+            "simulating: about {rate} events/s for funnel `{}`",
+            args.funnel
+        );
+        rt.spawn(async move {
+            if let Err(e) = producer::produce(&kafka, &topics.raw, sim, true, None, &stop).await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+    }
+    let cfg = args.processor.config(kafka);
+    println!("api: http://{} (press Ctrl-C to stop)", args.listen);
+    let result = run_processor(rt, cfg, store, &shutdown);
+    drop(broker);
+    result
+}
+
+fn run(rt: &tokio::runtime::Runtime, args: RunArgs) -> Result<()> {
+    install_metrics(args.processor.metrics_listen)?;
+    let mut kafka = KafkaSettings::new(&args.brokers);
+    kafka.extra.extend(args.kafka.iter().cloned());
+    let mut cfg = args.processor.config(kafka.clone());
+    cfg.stop_when_caught_up = args.until_caught_up;
+    if let Some(partitions) = args.create_topics {
+        rt.block_on(ensure_topics(&kafka, &cfg.topics, partitions, 1))
+            .context("cannot create topics")?;
+    }
+    let store = rt.block_on(store_url::open(&args.store))?;
+    println!("store: {} ({})", args.store, store.engine());
+    let shutdown = on_shutdown_signal(rt);
+    run_processor(rt, cfg, store, &shutdown)
+}
+
+async fn simulate(args: SimulateArgs) -> Result<()> {
+    let kafka = KafkaSettings::new(&args.brokers);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sim, paced, limit) = match (args.rate, args.count) {
+        (Some(rate), _) => (
+            producer::live_sim_config(&args.funnel, rate, args.seed),
+            true,
+            None,
+        ),
+        (None, Some(count)) => (
+            SimConfig {
+                seed: args.seed,
+                funnel_id: args.funnel.clone(),
+                visitors: args.visitors,
+                ..SimConfig::default()
+            },
+            false,
+            Some(count),
+        ),
+        (None, None) => bail!("give --rate EVENTS_PER_SECOND or --count EVENTS"),
+    };
+    let set = Arc::clone(&stop);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        set.store(true, Ordering::Relaxed);
+    });
+    let sent = producer::produce(&kafka, &args.topic, sim, paced, limit, &stop).await?;
+    println!("sent: {sent}");
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> Result<()> {
+    let applied = store_url::migrate(&args.store, args.replication_factor).await?;
+    for name in &applied {
+        println!("applied: {name}");
+    }
+    println!("schema up to date ({} new)", applied.len());
+    Ok(())
+}
+
+fn broker(rt: &tokio::runtime::Runtime, args: BrokerArgs) -> Result<()> {
+    let broker = EmbeddedBroker::start(args.brokers, &Topics::default(), args.partitions)?;
+    println!("broker: {}", broker.bootstrap_servers());
+    let shutdown = on_shutdown_signal(rt);
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

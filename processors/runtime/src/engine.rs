@@ -1,0 +1,561 @@
+//! The processor's state machine, without Kafka: records in, coalesced flushes out.
+//!
+//! # Effectively once
+//!
+//! Each source partition has a checkpoint in the store: the next offset to apply.
+//! A flush writes, per partition, the visitor states, the projection rows and the
+//! checkpoint together (atomically in the embedded store; in ScyllaDB with write
+//! timestamps derived from the offset, state first and checkpoint last, so that a
+//! replay rewrites the same values and a stale writer never wins). Kafka offsets are
+//! committed only after that, so Kafka's committed offset is never ahead of the
+//! store's checkpoint. After a crash, a restart or a rebalance, the owner of a
+//! partition loads the checkpoint and skips every record below it: a record's effects
+//! are either durable together with a checkpoint past it, and it is skipped, or not
+//! durable at all, and it is folded again from the state of the last flush. Producer
+//! retries are dropped by `eventId` within the dedupe window of the fold state, which
+//! is part of the same durable state. Hence every accepted event changes the
+//! projections exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use funnelfold_core::codec::Codec;
+use funnelfold_core::enrich::Enricher;
+use funnelfold_core::fold::{Change, Folded, Session, VisitorState};
+use funnelfold_core::memory::PipelineConfig;
+use funnelfold_core::validate::validate;
+use funnelfold_core::{EventRow, ProfileRow, RejectReason, SessionRow, TrafficCounts, TrafficKey};
+use funnelfold_store::{
+    Flush, PartitionFlush, SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
+};
+
+/// One Kafka record, as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// The record's timestamp (producer or broker time), standing in for a missing
+    /// `receivedAt`.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What the engine did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Folded,
+    Duplicate,
+    /// Not folded: the caller must dead-letter it with this reason.
+    DeadLetter(RejectReason),
+    /// Below the partition's checkpoint: its effects are durable already.
+    AlreadyApplied,
+}
+
+/// Reads the store on behalf of the engine (misses of the cache, checkpoints).
+pub trait StoreReader {
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError>;
+    fn load_traffic_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<TrafficCounts>, StoreError>;
+}
+
+/// Counters per partition; `read = folded + dead_lettered + duplicates` always holds
+/// (records below the checkpoint are counted apart, as `already_applied`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub read: u64,
+    pub folded: u64,
+    pub dead_lettered: u64,
+    pub duplicates: u64,
+    pub already_applied: u64,
+}
+
+/// A visitor's fold state plus what the store last received of its sessions.
+#[derive(Debug)]
+struct Visitor {
+    state: VisitorState,
+    /// Session id → (startedAt, events) as last flushed: a session whose pair differs
+    /// has changed since (every change of a session adds events or moves its start).
+    flushed: HashMap<String, (i64, i64)>,
+}
+
+impl Visitor {
+    fn from_state(state: VisitorState) -> Self {
+        let flushed = state
+            .open
+            .iter()
+            .map(|s| (s.id.clone(), (s.first.0, s.events)))
+            .collect();
+        Visitor { state, flushed }
+    }
+}
+
+type Shared = Arc<Mutex<Visitor>>;
+
+fn lock(v: &Shared) -> MutexGuard<'_, Visitor> {
+    // A poisoned lock means a panic mid-fold; the state is still the last one written.
+    v.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone)]
+struct CacheEntry {
+    partition: i32,
+    visitor: Shared,
+}
+
+/// State of one assigned partition.
+struct Partition {
+    topic: String,
+    /// Next offset to apply per the store (records below it are skipped).
+    checkpoint: i64,
+    /// Last offset applied in memory and not yet flushed.
+    pending: Option<i64>,
+    dirty: HashMap<VisitorKey, Shared>,
+    closed: Vec<SessionWrite>,
+    deleted: Vec<SessionDelete>,
+    events: Vec<EventRow>,
+    /// This partition's absolute shares of the traffic aggregates it touched.
+    traffic: HashMap<TrafficKey, TrafficCounts>,
+    traffic_dirty: HashSet<TrafficKey>,
+    counters: Counters,
+}
+
+/// What a flush must write, publish and commit.
+#[derive(Debug, Default)]
+pub struct FlushPlan {
+    pub flush: Flush,
+    /// Changed profiles and sessions for the changelog topics.
+    pub profiles: Vec<ProfileRow>,
+    pub sessions: Vec<SessionRow>,
+    pub deleted_sessions: Vec<SessionDelete>,
+    /// (topic, partition, next offset) to commit to Kafka once the flush is durable.
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+impl FlushPlan {
+    pub fn is_empty(&self) -> bool {
+        self.flush.partitions.is_empty()
+    }
+
+    /// Projection rows written (profiles + sessions + traffic shares; events apart).
+    pub fn projection_rows(&self) -> usize {
+        self.flush
+            .partitions
+            .iter()
+            .map(|p| {
+                p.profiles.len() + p.sessions.len() + p.deleted_sessions.len() + p.traffic.len()
+            })
+            .sum()
+    }
+
+    pub fn event_rows(&self) -> usize {
+        self.flush.partitions.iter().map(|p| p.events.len()).sum()
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub group: String,
+    pub pipeline: PipelineConfig,
+    /// Visitors held in memory (clean ones are evicted first; dirty ones are pinned
+    /// until flushed).
+    pub cache_capacity: u64,
+    /// A flush is due once this many visitors are dirty.
+    pub max_dirty_visitors: usize,
+    /// High bits of the ScyllaDB write timestamps (raise it when partitions are
+    /// resized so that writes after the resize win over those before).
+    pub write_generation: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            group: "funnelfold-fold".into(),
+            pipeline: PipelineConfig::default(),
+            cache_capacity: 100_000,
+            max_dirty_visitors: 50_000,
+            write_generation: 0,
+        }
+    }
+}
+
+/// The ScyllaDB write timestamp of a flush: strictly growing with the offset within a
+/// partition, and with the generation across partition resizes. It starts at 2^52
+/// (beyond any microsecond clock for a century) so that the processors' writes are
+/// ordered among themselves and never lose to an ad-hoc write stamped with the time.
+pub fn write_timestamp(generation: i64, next_offset: i64) -> i64 {
+    (1 << 52) + (generation << 44) + next_offset
+}
+
+/// Folds records of the assigned partitions and builds coalesced flushes.
+pub struct Engine {
+    cfg: EngineConfig,
+    codec: Codec,
+    enricher: Enricher,
+    cache: moka::sync::Cache<VisitorKey, CacheEntry>,
+    partitions: HashMap<i32, Partition>,
+    dirty_visitors: usize,
+    /// Changes of the fold being applied (reused to avoid an allocation per event).
+    scratch: Vec<ChangeRecord>,
+}
+
+/// A fold change, owned, so it can be applied after the fold released the state.
+enum ChangeRecord {
+    Removed(String),
+    Closed(Box<Session>),
+    Traffic(TrafficKey, TrafficCounts),
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, codec: Codec) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(cfg.cache_capacity)
+            .support_invalidation_closures()
+            .build();
+        Engine {
+            enricher: Enricher::new(cfg.pipeline.enrich.clone()),
+            cfg,
+            codec,
+            cache,
+            partitions: HashMap::new(),
+            dirty_visitors: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether enough has changed that a flush should not wait for the timer.
+    pub fn flush_due(&self) -> bool {
+        self.dirty_visitors >= self.cfg.max_dirty_visitors
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.partitions.values().any(|p| p.pending.is_some())
+    }
+
+    pub fn counters(&self) -> HashMap<i32, Counters> {
+        self.partitions
+            .iter()
+            .map(|(p, s)| (*p, s.counters.clone()))
+            .collect()
+    }
+
+    pub fn assigned(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    fn partition(
+        &mut self,
+        store: &dyn StoreReader,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut Partition, StoreError> {
+        if !self.partitions.contains_key(&partition) {
+            let checkpoint = store.checkpoint(topic, partition)?.unwrap_or(0);
+            self.partitions.insert(
+                partition,
+                Partition {
+                    topic: topic.to_owned(),
+                    checkpoint,
+                    pending: None,
+                    dirty: HashMap::new(),
+                    closed: Vec::new(),
+                    deleted: Vec::new(),
+                    events: Vec::new(),
+                    traffic: HashMap::new(),
+                    traffic_dirty: HashSet::new(),
+                    counters: Counters::default(),
+                },
+            );
+        }
+        Ok(self.partitions.get_mut(&partition).expect("inserted above"))
+    }
+
+    /// Applies one record. Store errors are transient or fatal conditions of the
+    /// processor (not of the record): the caller retries or stops, and must not skip it.
+    pub fn apply(
+        &mut self,
+        store: &dyn StoreReader,
+        rec: Record<'_>,
+    ) -> Result<Outcome, StoreError> {
+        let part = self.partition(store, rec.topic, rec.partition)?;
+        if rec.offset < part.checkpoint || part.pending.is_some_and(|p| rec.offset <= p) {
+            part.counters.already_applied += 1;
+            return Ok(Outcome::AlreadyApplied);
+        }
+        let outcome = self.fold_record(store, &rec)?;
+        let part = self
+            .partitions
+            .get_mut(&rec.partition)
+            .expect("loaded above");
+        part.pending = Some(rec.offset);
+        part.counters.read += 1;
+        match &outcome {
+            Outcome::Folded => part.counters.folded += 1,
+            Outcome::Duplicate => part.counters.duplicates += 1,
+            Outcome::DeadLetter(_) => part.counters.dead_lettered += 1,
+            Outcome::AlreadyApplied => {}
+        }
+        Ok(outcome)
+    }
+
+    fn fold_record(
+        &mut self,
+        store: &dyn StoreReader,
+        rec: &Record<'_>,
+    ) -> Result<Outcome, StoreError> {
+        let raw = match self.codec.decode(rec.payload.unwrap_or_default()) {
+            Ok(raw) => raw,
+            Err(e) => return Ok(Outcome::DeadLetter(e.into())),
+        };
+        let received_at = raw.received_at.or(rec.timestamp_ms);
+        if let Err(rejection) = validate(&raw, received_at, &self.cfg.pipeline.validation) {
+            return Ok(Outcome::DeadLetter(rejection.into()));
+        }
+        let event = self.enricher.enrich(raw);
+        let key = VisitorKey {
+            funnel_id: event.funnel_id.clone(),
+            anonymous_id: event.anonymous_id.clone(),
+        };
+        let visitor = self.visitor(store, rec.partition, &key)?;
+
+        let mut guard = lock(&visitor);
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let mut sink = |change: Change<'_>| match change {
+            Change::SessionUpserted(_) => {}
+            Change::SessionRemoved(id) => scratch.push(ChangeRecord::Removed(id.to_owned())),
+            Change::SessionClosed(s) => scratch.push(ChangeRecord::Closed(Box::new(s))),
+            Change::Traffic { key, delta } => scratch.push(ChangeRecord::Traffic(key, delta)),
+        };
+        let folded = guard.state.fold(&event, &self.cfg.pipeline.fold, &mut sink);
+        let changes = std::mem::take(&mut self.scratch);
+        let result = match folded {
+            Ok(Folded::Duplicate) => Outcome::Duplicate,
+            Err(reason) => Outcome::DeadLetter(reason),
+            Ok(Folded::Applied) => {
+                let part = self
+                    .partitions
+                    .get_mut(&rec.partition)
+                    .expect("loaded above");
+                for change in &changes {
+                    match change {
+                        ChangeRecord::Removed(id) => {
+                            if let Some((started_at, _)) = guard.flushed.remove(id) {
+                                part.deleted.push(SessionDelete {
+                                    funnel_id: key.funnel_id.clone(),
+                                    anonymous_id: key.anonymous_id.clone(),
+                                    session_id: id.clone(),
+                                    started_at,
+                                });
+                            }
+                        }
+                        ChangeRecord::Closed(s) => {
+                            let flushed = guard.flushed.remove(&s.id);
+                            if flushed != Some((s.first.0, s.events)) {
+                                part.closed.push(SessionWrite {
+                                    row: s.to_row(&key.funnel_id, &key.anonymous_id),
+                                    previous_started_at: flushed
+                                        .map(|f| f.0)
+                                        .filter(|&f| f != s.first.0),
+                                });
+                            }
+                        }
+                        ChangeRecord::Traffic(..) => {}
+                    }
+                }
+                part.events.push(EventRow {
+                    funnel_id: event.funnel_id.clone(),
+                    event_id: event.event_id.clone(),
+                    anonymous_id: event.anonymous_id.clone(),
+                    session_id: event.session_id.clone(),
+                    event_name: event.name.clone(),
+                    timestamp: event.timestamp,
+                    path: event.path.clone(),
+                    is_conversion: event.is_conversion,
+                    revenue_minor: event.revenue.as_ref().map(|m| m.minor),
+                    currency: event.revenue.as_ref().map(|m| m.currency.clone()),
+                });
+                if !part.dirty.contains_key(&key) {
+                    part.dirty.insert(key, Arc::clone(&visitor));
+                    self.dirty_visitors += 1;
+                }
+                Outcome::Folded
+            }
+        };
+        drop(guard);
+        // Traffic deltas are applied after the visitor's lock is released, since a
+        // share may need a store read.
+        for change in changes {
+            if let ChangeRecord::Traffic(key, delta) = change {
+                self.add_traffic(store, rec.topic, rec.partition, key, &delta)?;
+            }
+        }
+        Ok(result)
+    }
+
+    fn visitor(
+        &mut self,
+        store: &dyn StoreReader,
+        partition: i32,
+        key: &VisitorKey,
+    ) -> Result<Shared, StoreError> {
+        if let Some(v) = self
+            .partitions
+            .get(&partition)
+            .and_then(|p| p.dirty.get(key))
+        {
+            return Ok(Arc::clone(v));
+        }
+        if let Some(entry) = self.cache.get(key) {
+            return Ok(entry.visitor);
+        }
+        let state = match store.load_visitor(key)? {
+            Some(bytes) => postcard::from_bytes::<VisitorState>(&bytes)
+                .map_err(|e| StoreError::Fatal(format!("corrupt state of visitor {key:?}: {e}")))?,
+            None => VisitorState::default(),
+        };
+        let visitor = Arc::new(Mutex::new(Visitor::from_state(state)));
+        self.cache.insert(
+            key.clone(),
+            CacheEntry {
+                partition,
+                visitor: Arc::clone(&visitor),
+            },
+        );
+        Ok(visitor)
+    }
+
+    fn add_traffic(
+        &mut self,
+        store: &dyn StoreReader,
+        topic: &str,
+        partition: i32,
+        key: TrafficKey,
+        delta: &TrafficCounts,
+    ) -> Result<(), StoreError> {
+        let part = self
+            .partitions
+            .get_mut(&partition)
+            .expect("loaded by apply");
+        if !part.traffic.contains_key(&key) {
+            let share = store
+                .load_traffic_share(topic, partition, &key)?
+                .unwrap_or_default();
+            part.traffic.insert(key.clone(), share);
+        }
+        if let Some(share) = part.traffic.get_mut(&key) {
+            share.add(delta, 1);
+        }
+        part.traffic_dirty.insert(key);
+        Ok(())
+    }
+
+    /// Builds the flush of the given partitions (all when `None`). The engine keeps
+    /// folding afterwards; call [`Engine::flushed`] once the plan is durable.
+    pub fn plan_flush(&mut self, only: Option<&[i32]>) -> Result<FlushPlan, StoreError> {
+        let mut plan = FlushPlan {
+            flush: Flush {
+                group: self.cfg.group.clone(),
+                partitions: Vec::new(),
+            },
+            ..FlushPlan::default()
+        };
+        let mut numbers: Vec<i32> = self
+            .partitions
+            .keys()
+            .copied()
+            .filter(|p| only.is_none_or(|o| o.contains(p)))
+            .collect();
+        numbers.sort_unstable();
+        for number in numbers {
+            let part = self.partitions.get_mut(&number).expect("listed above");
+            let Some(last) = part.pending else { continue };
+            let next_offset = last + 1;
+            let mut pf = PartitionFlush {
+                topic: part.topic.clone(),
+                partition: number,
+                next_offset,
+                write_timestamp: write_timestamp(self.cfg.write_generation, next_offset),
+                ..PartitionFlush::default()
+            };
+            let mut dirty: Vec<(VisitorKey, Shared)> = part.dirty.drain().collect();
+            dirty.sort_by(|a, b| a.0.cmp(&b.0));
+            self.dirty_visitors -= dirty.len();
+            for (key, visitor) in dirty {
+                let mut v = lock(&visitor);
+                let bytes = postcard::to_stdvec(&v.state).map_err(|e| {
+                    StoreError::Fatal(format!("cannot encode state of {key:?}: {e}"))
+                })?;
+                if let Some(profile) = v.state.profile_row(&key.funnel_id, &key.anonymous_id) {
+                    pf.profiles.push(profile);
+                }
+                let mut written = Vec::new();
+                for s in &v.state.open {
+                    let previous = v.flushed.get(&s.id).copied();
+                    if previous != Some((s.first.0, s.events)) {
+                        pf.sessions.push(SessionWrite {
+                            row: s.to_row(&key.funnel_id, &key.anonymous_id),
+                            previous_started_at: previous.map(|p| p.0).filter(|&p| p != s.first.0),
+                        });
+                        written.push((s.id.clone(), (s.first.0, s.events)));
+                    }
+                }
+                v.flushed.extend(written);
+                pf.visitors.push((key, Some(bytes)));
+            }
+            pf.sessions.append(&mut part.closed);
+            pf.deleted_sessions.append(&mut part.deleted);
+            pf.events.append(&mut part.events);
+            let mut traffic: Vec<TrafficKey> = part.traffic_dirty.drain().collect();
+            traffic.sort();
+            for key in traffic {
+                let counts = part.traffic.get(&key).cloned().unwrap_or_default();
+                pf.traffic.push(TrafficShare { key, counts });
+            }
+            plan.profiles.extend(pf.profiles.iter().cloned());
+            plan.sessions
+                .extend(pf.sessions.iter().map(|w| w.row.clone()));
+            plan.deleted_sessions
+                .extend(pf.deleted_sessions.iter().cloned());
+            plan.offsets.push((pf.topic.clone(), number, next_offset));
+            plan.flush.partitions.push(pf);
+            // Clean shares are cheap to reload; keep memory bounded by dropping them.
+            if part.traffic.len() > 10_000 {
+                part.traffic.clear();
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Records that a plan is durable: its partitions' checkpoints move on.
+    pub fn flushed(&mut self, plan: &FlushPlan) {
+        for (_, partition, next_offset) in &plan.offsets {
+            if let Some(part) = self.partitions.get_mut(partition) {
+                part.checkpoint = part.checkpoint.max(*next_offset);
+                if part.pending.is_some_and(|p| p < part.checkpoint) {
+                    part.pending = None;
+                }
+            }
+        }
+    }
+
+    /// Forgets a partition (after its final flush, on revocation): its cached visitors
+    /// go too, so that a later owner's writes are never shadowed by stale memory.
+    pub fn release(&mut self, partition: i32) {
+        if let Some(part) = self.partitions.remove(&partition) {
+            self.dirty_visitors -= part.dirty.len();
+        }
+        // Invalidation closures are registered with the cache and run lazily; the
+        // predicate is cheap and bounded by the cache size.
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, entry| entry.partition == partition);
+    }
+}

@@ -1,0 +1,19 @@
+//! funnelfold's streaming runtime: the fold processor that consumes `events.raw` with
+//! rdkafka, folds per visitor through a moka write-coalescing cache, flushes to a
+//! [`funnelfold_store::Store`], publishes the changelog topics, dead-letters what it
+//! cannot fold and commits offsets only after the state is durable; plus the embedded
+//! broker and the traffic simulator's producer.
+//!
+//! What it is not: the semantics of the folds (see `funnelfold-core`) or the storage
+//! engines (see `funnelfold-store`).
+
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod processor;
+pub mod producer;
+pub mod telemetry;
+
+pub use config::{KafkaSettings, Topics};
+pub use engine::{Counters, Engine, EngineConfig};
+pub use processor::{spawn, ProcessorConfig, ProcessorError, ProcessorHandle};

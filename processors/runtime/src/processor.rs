@@ -1,0 +1,527 @@
+//! The fold processor: an rdkafka consumer group member on `events.raw` that drives
+//! the [`Engine`], dead-letters what it cannot fold, flushes coalesced state to the
+//! store, publishes the changelogs and commits offsets after durability.
+//!
+//! One thread owns the consumer and the engine, so records of a partition are applied
+//! in offset order. Flushes run on that thread too: while one runs, nothing is folded,
+//! which keeps "flushed state" and "folded state" from ever interleaving. The rebalance
+//! callback runs on the same thread (inside `poll`), so revoked partitions are flushed
+//! and committed before they are given up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use funnelfold_core::codec::{Codec, ProjectionCodec};
+use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
+use funnelfold_store::{Store, StoreError, VisitorKey};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+
+use crate::config::{KafkaSettings, Topics};
+use crate::engine::{Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader};
+use crate::telemetry;
+
+/// Settings of one fold processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub engine: EngineConfig,
+    /// Flush at least this often while anything is pending.
+    pub flush_interval: Duration,
+    /// Records larger than this are dead-lettered as too large.
+    pub max_record_bytes: usize,
+    /// Stop (flushed and committed) once every assigned partition is read to its end:
+    /// for replays, benchmarks and tests.
+    pub stop_when_caught_up: bool,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            kafka: KafkaSettings::default(),
+            topics: Topics::default(),
+            engine: EngineConfig::default(),
+            flush_interval: Duration::from_secs(1),
+            max_record_bytes: 1 << 20,
+            stop_when_caught_up: false,
+        }
+    }
+}
+
+/// Why a processor stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("processor thread panicked")]
+    Panicked,
+}
+
+/// Everything a flush needs besides the consumer.
+struct Core {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    rt: Handle,
+    producer: FutureProducer,
+    topics: Topics,
+    projection_codec: ProjectionCodec,
+    /// Dead letters not yet acknowledged by the broker: awaited before a flush commits
+    /// the offsets of the records they carry.
+    dead_letters: Vec<DeliveryFuture>,
+    published: HashMap<i32, Counters>,
+    fatal: Option<ProcessorError>,
+}
+
+/// Store reads from the consumer thread (not a runtime thread, so it may block on the
+/// runtime).
+struct BlockingReader<'a> {
+    store: &'a dyn Store,
+    rt: &'a Handle,
+    group: &'a str,
+}
+
+impl StoreReader for BlockingReader<'_> {
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        self.rt
+            .block_on(self.store.checkpoint(self.group, topic, partition))
+    }
+
+    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut states = self
+            .rt
+            .block_on(self.store.load_visitors(std::slice::from_ref(key)))?;
+        Ok(states.pop().flatten())
+    }
+
+    fn load_traffic_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<TrafficCounts>, StoreError> {
+        let mut shares = self.rt.block_on(self.store.load_traffic_shares(
+            topic,
+            partition,
+            std::slice::from_ref(key),
+        ))?;
+        Ok(shares.pop().flatten())
+    }
+}
+
+impl Core {
+    /// Retries transient store errors with backoff; never skips the record.
+    fn apply(&mut self, rec: Record<'_>, shutdown: &AtomicBool) -> Result<Outcome, StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let reader = BlockingReader {
+                store: &*self.store,
+                rt: &self.rt,
+                group: &self.topics.group,
+            };
+            match self.engine.apply(&reader, rec) {
+                Err(StoreError::Transient(e)) if !shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store read failed; retrying");
+                    telemetry::store_retry("read");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, reason: &RejectReason) {
+        let mut headers = OwnedHeaders::new_with_capacity(6);
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let message = reason.to_string();
+        for (key, value) in [
+            ("dlq.reason", reason.code()),
+            ("dlq.error", message.as_str()),
+            ("dlq.source.topic", msg.topic()),
+            ("dlq.source.partition", partition.as_str()),
+            ("dlq.source.offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        if let Some(original) = msg.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topics.dlq).headers(headers);
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = msg.payload() {
+            record = record.payload(payload);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.dead_letters.push(delivery);
+                    break;
+                }
+                // The local queue is full: let the producer drain, then try again.
+                Err((_, returned)) => {
+                    record = returned;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        telemetry::dead_lettered(msg.partition(), reason.code());
+    }
+
+    /// Makes everything folded so far in `only` (all partitions when `None`) durable,
+    /// then commits the offsets. On a transient error it retries until shutdown.
+    fn flush(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&[i32]>,
+    ) -> Result<(), ProcessorError> {
+        let started = Instant::now();
+        let plan = self.engine.plan_flush(only)?;
+        // Dead letters first: the offsets of their records are about to be committed.
+        for delivery in self.dead_letters.drain(..) {
+            match self.rt.block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
+                Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
+            }
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.publish_changelogs(&plan)?;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.rt.block_on(self.store.apply(&plan.flush)) {
+                Ok(()) => break,
+                Err(StoreError::Transient(e)) => {
+                    tracing::warn!(error = %e, "store flush failed; retrying");
+                    telemetry::store_retry("flush");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(fatal) => return Err(fatal.into()),
+            }
+        }
+        self.engine.flushed(&plan);
+        commit(consumer, &plan)?;
+        telemetry::flushed(&plan, started.elapsed());
+        self.publish_counters();
+        Ok(())
+    }
+
+    /// Changed profiles and sessions, Avro-encoded, keyed by their id; a deleted
+    /// session is a tombstone. Published before the store write: a crash in between
+    /// replays the same records, which compaction makes harmless.
+    fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
+        let mut deliveries = Vec::with_capacity(plan.profiles.len() + plan.sessions.len());
+        let mut send =
+            |producer: &FutureProducer, topic: &str, key: String, payload: Option<Vec<u8>>| loop {
+                let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);
+                if let Some(p) = &payload {
+                    record = record.payload(p);
+                }
+                match producer.send_result(record) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err(_) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            };
+        for p in &plan.profiles {
+            let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
+            send(
+                &self.producer,
+                &self.topics.profiles_changelog,
+                key,
+                Some(self.projection_codec.encode_profile(p)),
+            );
+        }
+        for s in &plan.sessions {
+            let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
+            send(
+                &self.producer,
+                &self.topics.sessions_changelog,
+                key,
+                Some(self.projection_codec.encode_session(s)),
+            );
+        }
+        for d in &plan.deleted_sessions {
+            let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
+            send(&self.producer, &self.topics.sessions_changelog, key, None);
+        }
+        for delivery in deliveries {
+            match self.rt.block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
+                Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_counters(&mut self) {
+        for (partition, now) in self.engine.counters() {
+            let before = self.published.entry(partition).or_default();
+            telemetry::partition_counters(partition, before, &now);
+            *before = now;
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<Ctx>, plan: &FlushPlan) -> Result<(), ProcessorError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in &plan.offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    // Kafka's offset only saves replay work: the store's checkpoint is the truth, so a
+    // failed commit (for example after losing the partition) is logged, not fatal.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        tracing::warn!(error = %e, "offset commit failed; the store checkpoint still holds");
+    }
+    Ok(())
+}
+
+/// The consumer's context: flushes revoked partitions before they are given up.
+struct Ctx {
+    core: Arc<Mutex<Core>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        telemetry::rebalance(match rebalance {
+            Rebalance::Assign(_) => "assign",
+            Rebalance::Revoke(_) => "revoke",
+            Rebalance::Error(_) => "error",
+        });
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::info!(
+            ?revoked,
+            "partitions revoked: flushing them before giving them up"
+        );
+        if let Err(e) = core.flush(consumer, Some(&revoked)) {
+            tracing::error!(error = %e, "flush on revocation failed; the next owner replays from the last checkpoint");
+        }
+        for p in revoked {
+            core.engine.release(p);
+        }
+    }
+}
+
+/// A running fold processor.
+pub struct ProcessorHandle {
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), ProcessorError>>>,
+    core: Arc<Mutex<Core>>,
+}
+
+impl ProcessorHandle {
+    /// Asks the processor to stop: it stops reading, flushes, commits and leaves the group.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the processor thread has ended (by itself only on a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shutdown)
+    }
+
+    /// Waits for the processor to end (after [`ProcessorHandle::stop`] or a fatal error).
+    pub fn join(mut self) -> Result<(), ProcessorError> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ProcessorError::Panicked),
+            None => Ok(()),
+        }
+    }
+
+    /// Per-partition counters of what this processor has read (only partitions it
+    /// currently owns).
+    pub fn counters(&self) -> HashMap<i32, Counters> {
+        self.core
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .engine
+            .counters()
+    }
+}
+
+/// Starts a fold processor on its own thread. `rt` runs the store's async I/O.
+pub fn spawn(
+    cfg: ProcessorConfig,
+    store: Arc<dyn Store>,
+    rt: Handle,
+) -> Result<ProcessorHandle, ProcessorError> {
+    let producer: FutureProducer = cfg.kafka.producer_config().create()?;
+    let mut engine_cfg = cfg.engine.clone();
+    engine_cfg.group.clone_from(&cfg.topics.group);
+    let codec = Codec::new().with_max_record_bytes(cfg.max_record_bytes);
+    let core = Arc::new(Mutex::new(Core {
+        engine: Engine::new(engine_cfg, codec),
+        store,
+        rt,
+        producer,
+        topics: cfg.topics.clone(),
+        projection_codec: ProjectionCodec::new(),
+        dead_letters: Vec::new(),
+        published: HashMap::new(),
+        fatal: None,
+    }));
+    let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
+        core: Arc::clone(&core),
+    })?;
+    consumer.subscribe(&[cfg.topics.raw.as_str()])?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let shutdown = Arc::clone(&shutdown);
+        let core = Arc::clone(&core);
+        std::thread::Builder::new()
+            .name("fold-processor".into())
+            .spawn(move || run(&consumer, &core, &shutdown, &cfg))
+            .map_err(|_| ProcessorError::Panicked)?
+    };
+    Ok(ProcessorHandle {
+        shutdown,
+        thread: Some(thread),
+        core,
+    })
+}
+
+fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
+    let mut c = cfg.kafka.client_config();
+    c.set("group.id", &cfg.topics.group)
+        // Offsets are committed by hand after each durable flush, never automatically.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.max.bytes", "67108864")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("receive.message.max.bytes", "100000000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    cfg.kafka.apply_overrides(&mut c, "consumer");
+    c
+}
+
+/// Whether the consumer has read every assigned partition to its high watermark.
+fn caught_up(consumer: &BaseConsumer<Ctx>) -> bool {
+    let Ok(assignment) = consumer.assignment() else {
+        return false;
+    };
+    if assignment.count() == 0 {
+        return false;
+    }
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    positions.elements().iter().all(|e| {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+        else {
+            return false;
+        };
+        match e.offset() {
+            Offset::Offset(position) => position >= high,
+            _ => high <= low,
+        }
+    })
+}
+
+fn run(
+    consumer: &BaseConsumer<Ctx>,
+    core: &Mutex<Core>,
+    shutdown: &AtomicBool,
+    cfg: &ProcessorConfig,
+) -> Result<(), ProcessorError> {
+    let mut last_flush = Instant::now();
+    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
+    while !shutdown.load(Ordering::Relaxed) {
+        // The rebalance callback may run inside poll and takes the core's lock itself.
+        let polled = consumer.poll(Duration::from_millis(100));
+        let polled_nothing = polled.is_none();
+        if polled.is_none()
+            && cfg.stop_when_caught_up
+            && !lock().engine.has_pending()
+            && caught_up(consumer)
+        {
+            tracing::info!("caught up with every assigned partition: stopping");
+            break;
+        }
+        if let Some(result) = polled {
+            match result {
+                Ok(msg) => {
+                    let mut c = lock();
+                    let rec = Record {
+                        topic: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        key: msg.key(),
+                        payload: msg.payload(),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    };
+                    match c.apply(rec, shutdown) {
+                        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason),
+                        Ok(_) => {}
+                        Err(StoreError::Transient(_)) => break, // shutting down mid-retry
+                        Err(fatal) => {
+                            c.fatal = Some(fatal.into());
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        let due = {
+            let c = lock();
+            c.engine.flush_due()
+                || (c.engine.has_pending()
+                    && (last_flush.elapsed() >= cfg.flush_interval
+                        || (polled_nothing && cfg.stop_when_caught_up)))
+        };
+        if due {
+            lock().flush(consumer, None)?;
+            last_flush = Instant::now();
+        }
+    }
+    let mut c = lock();
+    if let Some(fatal) = c.fatal.take() {
+        tracing::error!(error = %fatal, "fold processor stopping on a fatal error");
+        return Err(fatal);
+    }
+    c.flush(consumer, None)?;
+    drop(c);
+    consumer.unsubscribe();
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Shared harness of the end-to-end tests: an embedded broker on loopback, producing
+//! records, running processors, and reading the projections back out of a store to
+//! compare them with what the pure fold computes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
+use funnelfold_core::projection::utc_day;
+use funnelfold_core::{RawEvent, TrafficKey, TrafficRow};
+use funnelfold_runtime::broker::EmbeddedBroker;
+use funnelfold_runtime::{KafkaSettings, ProcessorConfig, Topics};
+use funnelfold_store::{PageRequest, SessionCursor, Store};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+pub fn broker(partitions: i32) -> EmbeddedBroker {
+    EmbeddedBroker::start(1, &Topics::default(), partitions).expect("embedded broker")
+}
+
+/// Produces (key, payload) records to `topic`, every one acknowledged.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) {
+    let producer: FutureProducer = KafkaSettings::new(bootstrap)
+        .producer_config()
+        .create()
+        .expect("producer");
+    let mut pending = Vec::new();
+    for (key, payload) in records {
+        let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+        // send_result copies the record into librdkafka's queue; when it is full, wait.
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(d) => break d,
+                Err((_, returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        pending.push(delivery);
+        if pending.len() >= 5_000 {
+            for d in pending.drain(..) {
+                d.await.expect("not cancelled").expect("delivered");
+            }
+        }
+    }
+    for d in pending {
+        d.await.expect("not cancelled").expect("delivered");
+    }
+}
+
+/// Processor settings for tests: short flush interval, stop when caught up.
+pub fn processor_config(bootstrap: &str, pipeline: PipelineConfig) -> ProcessorConfig {
+    let mut cfg = ProcessorConfig {
+        kafka: KafkaSettings::new(bootstrap),
+        ..ProcessorConfig::default()
+    };
+    cfg.engine.pipeline = pipeline;
+    cfg.flush_interval = Duration::from_millis(200);
+    cfg.stop_when_caught_up = true;
+    cfg
+}
+
+/// Folds the events with the pure core, in the per-visitor order Kafka delivers them
+/// (records of one key keep their order).
+pub fn reference(pipeline: PipelineConfig, events: &[RawEvent]) -> Projections {
+    let mut p = Projector::new(pipeline);
+    for e in events {
+        let _ = p.apply_raw(e.clone(), None);
+    }
+    p.projections()
+}
+
+/// Reads back from the store everything the reference has, in the reference's shape.
+pub async fn read_back(store: &Arc<dyn Store>, reference: &Projections) -> Projections {
+    let mut out = Projections::default();
+    let mut by_funnel: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (funnel, anon) in reference.profiles.keys() {
+        by_funnel.entry(funnel).or_default().push(anon.clone());
+    }
+    for (funnel, ids) in &by_funnel {
+        for chunk in ids.chunks(100) {
+            for row in store.profiles(funnel, chunk).await.expect("profiles") {
+                out.profiles
+                    .insert((row.funnel_id.clone(), row.anonymous_id.clone()), row);
+            }
+        }
+        let mut after: Option<SessionCursor> = None;
+        loop {
+            let page = PageRequest {
+                from: i64::MIN / 2,
+                to: i64::MAX / 2,
+                after: after.clone(),
+                limit: 1000,
+            };
+            let rows = store.sessions(funnel, &page).await.expect("sessions");
+            let Some(last) = rows.last() else { break };
+            after = Some(SessionCursor {
+                started_at: last.started_at,
+                anonymous_id: last.anonymous_id.clone(),
+                session_id: last.session_id.clone(),
+            });
+            for row in rows {
+                let key = (
+                    row.funnel_id.clone(),
+                    row.anonymous_id.clone(),
+                    row.session_id.clone(),
+                );
+                assert!(
+                    out.sessions.insert(key, row).is_none(),
+                    "a session was listed twice"
+                );
+            }
+        }
+        let days: std::collections::BTreeSet<i32> = reference
+            .traffic
+            .keys()
+            .filter(|k| k.funnel_id == *funnel)
+            .map(|k| k.day)
+            .collect();
+        for day in days {
+            for row in store.traffic(funnel, day, day).await.expect("traffic") {
+                let key = TrafficKey {
+                    day,
+                    ..row.key.clone()
+                };
+                out.traffic.insert(key.clone(), TrafficRow { key, ..row });
+            }
+        }
+    }
+    out
+}
+
+/// Days of the reference's sessions, for sanity checks.
+pub fn session_days(p: &Projections) -> usize {
+    p.sessions
+        .values()
+        .map(|s| utc_day(s.started_at))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// Compares two projections and explains the first differences.
+pub fn assert_same(actual: &Projections, expected: &Projections) {
+    fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+        what: &str,
+        a: &BTreeMap<K, V>,
+        e: &BTreeMap<K, V>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in e {
+            match a.get(k) {
+                None => out.push(format!("{what} missing: {k:?}")),
+                Some(av) if av != v => out.push(format!(
+                    "{what} differs at {k:?}:\n  actual   {av:?}\n  expected {v:?}"
+                )),
+                _ => {}
+            }
+        }
+        for k in a.keys().filter(|k| !e.contains_key(k)) {
+            out.push(format!("{what} unexpected: {k:?}"));
+        }
+        out
+    }
+    let mut problems = diff("profile", &actual.profiles, &expected.profiles);
+    problems.extend(diff("session", &actual.sessions, &expected.sessions));
+    problems.extend(diff("traffic", &actual.traffic, &expected.traffic));
+    assert!(
+        problems.is_empty(),
+        "{} differences (showing 10):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
