@@ -2,6 +2,7 @@
 //! event the folds consume.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,14 @@ pub struct Touch {
     pub medium: String,
     pub campaign: String,
     pub channel: Channel,
+}
+
+impl Device {
+    /// Whether the user agent said anything (a server-side event has no user agent).
+    pub fn is_known(&self) -> bool {
+        !(self.device_type.is_empty()
+            || (self.device_type == "other" && self.browser == "Other" && self.os == "Other"))
+    }
 }
 
 impl Touch {
@@ -222,12 +231,11 @@ pub struct Event {
     pub is_pageview: bool,
     /// Path of `url` (no query string, no fragment), when there is a url.
     pub path: Option<String>,
-    /// Lower-cased host of `url` without `www.`.
-    pub host: Option<String>,
     pub referrer_class: Option<ReferrerClass>,
-    /// The attribution this event gives a session that it starts.
-    pub touch: Touch,
-    pub device: Device,
+    /// The attribution this event gives a session that it starts. Shared: a stream has
+    /// few distinct touches and devices, and cloning an `Arc` costs no allocation.
+    pub touch: Arc<Touch>,
+    pub device: Arc<Device>,
     pub country: Option<String>,
     pub is_conversion: bool,
     /// Revenue counted only for conversion events.

@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -163,8 +164,8 @@ pub struct Session {
     pub conversions: i64,
     pub revenue: Revenue,
     /// Attribution, device and country of the earliest event.
-    pub touch: Touch,
-    pub device: Device,
+    pub touch: Arc<Touch>,
+    pub device: Arc<Device>,
     pub country: Option<String>,
 }
 
@@ -240,6 +241,12 @@ impl Session {
         auto_id(&self.first_event_id)
     }
 
+    /// Whether `id` still names the earliest event (checked on every event, so without
+    /// building the id).
+    fn has_auto_id(&self) -> bool {
+        self.id.strip_prefix(AUTO_PREFIX) == Some(self.first_event_id.as_str())
+    }
+
     /// The traffic-source aggregate this session adds to, and what it adds.
     pub fn contribution(&self, funnel_id: &str) -> (TrafficKey, TrafficCounts) {
         (
@@ -296,14 +303,14 @@ pub struct VisitorState {
     pub total_events: i64,
     pub conversions: i64,
     pub revenue: Revenue,
-    pub first_touch: Option<Stamped<Touch>>,
+    pub first_touch: Option<Stamped<Arc<Touch>>>,
     pub user_id: Option<Stamped<String>>,
-    pub device: Option<Stamped<Device>>,
+    pub device: Option<Stamped<Arc<Device>>>,
     pub country: Option<Stamped<String>>,
     /// Sessions that can no longer change and left `open`.
     pub closed_sessions: i64,
     /// The latest non-direct attribution among the closed sessions, by session start.
-    pub closed_last_non_direct: Option<Stamped<Touch>>,
+    pub closed_last_non_direct: Option<Stamped<Arc<Touch>>>,
     /// SDK session ids closed within the SDK timeout: a reuse gets a distinct row id.
     pub closed_sdk_ids: Vec<(String, i64)>,
     /// Sessions that may still change, in no particular order.
@@ -335,11 +342,6 @@ impl Default for VisitorState {
             seen_pruned_len: 0,
         }
     }
-}
-
-fn device_is_known(d: &Device) -> bool {
-    !(d.device_type.is_empty()
-        || (d.device_type == "other" && d.browser == "Other" && d.os == "Other"))
 }
 
 impl VisitorState {
@@ -386,7 +388,7 @@ impl VisitorState {
         if let Some(user_id) = &e.user_id {
             keep_max(&mut self.user_id, at, user_id);
         }
-        if device_is_known(&e.device) {
+        if e.device.is_known() {
             keep_max(&mut self.device, at, &e.device);
         }
         if let Some(country) = &e.country {
@@ -463,12 +465,9 @@ impl VisitorState {
             sink.change(Change::SessionRemoved(&other_id));
         }
         session.add_event(e, at);
-        if session.sdk_id.is_none() {
-            let id = session.auto_id();
-            if id != session.id {
-                sink.change(Change::SessionRemoved(&session.id));
-                session.id = id;
-            }
+        if session.sdk_id.is_none() && !session.has_auto_id() {
+            sink.change(Change::SessionRemoved(&session.id));
+            session.id = session.auto_id();
         }
         if let Some(before) = before {
             let after = session.contribution(&e.funnel_id);
@@ -524,7 +523,7 @@ impl VisitorState {
         for s in self.open.iter().filter(|s| !s.touch.is_direct()) {
             keep_max(&mut best, s.first, &s.touch);
         }
-        best.map(|s| s.value)
+        best.map(|s| Touch::clone(&s.value))
     }
 
     pub fn total_sessions(&self) -> i64 {
@@ -533,11 +532,11 @@ impl VisitorState {
 
     /// The profile row, or `None` for a visitor with no folded event.
     pub fn profile_row(&self, funnel_id: &str, anonymous_id: &str) -> Option<ProfileRow> {
-        let first_touch = self.first_touch.as_ref()?.value.clone();
+        let first_touch = Touch::clone(&self.first_touch.as_ref()?.value);
         let device = self
             .device
             .as_ref()
-            .map(|d| d.value.clone())
+            .map(|d| Device::clone(&d.value))
             .unwrap_or_else(|| Device {
                 device_type: "other".into(),
                 browser: "Other".into(),
@@ -565,9 +564,11 @@ impl VisitorState {
 }
 
 /// The id of a server-side session: `auto-` and the `eventId` of its earliest event.
+const AUTO_PREFIX: &str = "auto-";
+
 fn auto_id(first_event_id: &str) -> String {
-    let mut id = String::with_capacity(5 + first_event_id.len());
-    id.push_str("auto-");
+    let mut id = String::with_capacity(AUTO_PREFIX.len() + first_event_id.len());
+    id.push_str(AUTO_PREFIX);
     id.push_str(first_event_id);
     id
 }

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::RandomState;
+
 use crate::enrich::{EnrichConfig, Enricher};
 use crate::event::{Event, RawEvent};
 use crate::fold::{channel_of, Change, FoldConfig, Folded, Session, VisitorState};
@@ -49,13 +51,15 @@ struct Slot {
 pub struct Projector {
     cfg: PipelineConfig,
     enricher: Enricher,
-    visitors: HashMap<String, HashMap<String, Slot>>,
+    // foldhash (seeded per process) rather than SipHash: these lookups are on the hot
+    // path, and map order never reaches the output (projections are sorted maps).
+    visitors: HashMap<String, HashMap<String, Slot, RandomState>, RandomState>,
     dirty: Vec<(String, String)>,
     sessions: BTreeMap<(String, String, String), SessionRow>,
     /// Sessions that left the fold state, turned into rows when read: closing is on
     /// the hot path, reading is not.
     closed: Vec<(String, String, Session)>,
-    traffic: HashMap<TrafficKey, TrafficCounts>,
+    traffic: HashMap<TrafficKey, TrafficCounts, RandomState>,
     stats: Stats,
 }
 
@@ -64,11 +68,11 @@ impl Projector {
         Projector {
             enricher: Enricher::new(cfg.enrich.clone()),
             cfg,
-            visitors: HashMap::new(),
+            visitors: HashMap::default(),
             dirty: Vec::new(),
             sessions: BTreeMap::new(),
             closed: Vec::new(),
-            traffic: HashMap::new(),
+            traffic: HashMap::default(),
             stats: Stats::default(),
         }
     }

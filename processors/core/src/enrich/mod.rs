@@ -15,6 +15,8 @@ pub mod ua;
 pub mod url;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::event::{Event, Money, RawEvent, ReferrerClass, Touch, PAGE_VIEW};
 
@@ -36,6 +38,74 @@ pub struct Enricher {
     /// `cfg.internal_domains`, normalized once (lower case, no `www.`, no dots around).
     internal: Vec<String>,
     ua: ua::UaMemo,
+    touches: TouchMemo,
+}
+
+/// Memo of touches by exactly the inputs [`touch`] reads (the selected UTM values, the
+/// click ids, the external referrer's source and medium), encoded into a reused buffer
+/// so that a hit allocates nothing. Like the UA memo, it never changes a result.
+#[derive(Debug)]
+struct TouchMemo {
+    direct: Arc<Touch>,
+    map: HashMap<String, Arc<Touch>>,
+    key: String,
+}
+
+impl Default for TouchMemo {
+    fn default() -> Self {
+        TouchMemo {
+            direct: Arc::new(Touch::direct()),
+            map: HashMap::new(),
+            key: String::new(),
+        }
+    }
+}
+
+impl TouchMemo {
+    const CAPACITY: usize = 4096;
+
+    fn get(
+        &mut self,
+        raw: &RawEvent,
+        params: &url::QueryParams<'_>,
+        external: Option<&referrer::Classified<'_>>,
+    ) -> Arc<Touch> {
+        let source = utm(raw.utm_source.as_deref(), params.utm_source.as_ref());
+        let medium = utm(raw.utm_medium.as_deref(), params.utm_medium.as_ref());
+        let campaign = utm(raw.utm_campaign.as_deref(), params.utm_campaign.as_ref());
+        let key = &mut self.key;
+        key.clear();
+        // Each part is followed by NUL and an absent one is a lone U+0001, so two
+        // different inputs never share a key; the last byte names the rule.
+        if source.is_some() || medium.is_some() || campaign.is_some() {
+            for part in [source, medium, campaign] {
+                key.push_str(part.unwrap_or("\u{1}"));
+                key.push('\0');
+            }
+            key.push('u');
+        } else if params.gclid.is_some() || params.dclid.is_some() {
+            key.push('g');
+        } else if params.msclkid.is_some() {
+            key.push('b');
+        } else if let Some(c) = external {
+            key.push_str(&c.source);
+            key.push('\0');
+            key.push_str(&c.medium);
+            key.push('\0');
+            key.push('r');
+        } else {
+            return Arc::clone(&self.direct);
+        }
+        if let Some(t) = self.map.get(key.as_str()) {
+            return Arc::clone(t);
+        }
+        let t = Arc::new(touch(raw, params, external));
+        if self.map.len() >= Self::CAPACITY {
+            self.map.clear();
+        }
+        self.map.insert(key.clone(), Arc::clone(&t));
+        t
+    }
 }
 
 impl Enricher {
@@ -49,6 +119,7 @@ impl Enricher {
             cfg,
             internal,
             ua: ua::UaMemo::default(),
+            touches: TouchMemo::default(),
         }
     }
 
@@ -80,12 +151,11 @@ impl Enricher {
             (Some(_), Some(c)) => Some(c.class),
         };
 
-        let touch = touch(&raw, &params, external.as_ref());
+        let touch = self.touches.get(&raw, &params, external.as_ref());
         let path = page.as_ref().map(|p| p.path.to_owned());
-        let host = page_host.map(str::to_owned);
         let device = match raw.user_agent.as_deref() {
             Some(agent) => self.ua.device(agent),
-            None => ua::unknown_device(),
+            None => self.ua.unknown(),
         };
         let country = country(raw.country.as_deref());
         let revenue = revenue(&raw);
@@ -93,7 +163,6 @@ impl Enricher {
         Event {
             is_pageview: raw.event_name == PAGE_VIEW,
             path,
-            host,
             referrer_class,
             touch,
             device,
@@ -266,7 +335,12 @@ mod tests {
 
     fn touch_of(r: RawEvent) -> (String, String, String, Channel) {
         let t = enricher().enrich(r).touch;
-        (t.source, t.medium, t.campaign, t.channel)
+        (
+            t.source.clone(),
+            t.medium.clone(),
+            t.campaign.clone(),
+            t.channel,
+        )
     }
 
     fn t(s: &str, m: &str, c: &str, ch: Channel) -> (String, String, String, Channel) {
@@ -393,7 +467,6 @@ mod tests {
         assert!(ev.touch.is_direct());
         assert_eq!(ev.touch.channel, Channel::Direct);
         assert_eq!(ev.referrer_class, Some(ReferrerClass::Internal));
-        assert_eq!(ev.host.as_deref(), Some("example.com"));
     }
 
     #[test]
@@ -435,7 +508,6 @@ mod tests {
             "https://WWW.Example.com/Path?x=1#f",
             Some("https://www.some-blog.com/x"),
         ));
-        assert_eq!(ev.host.as_deref(), Some("example.com"));
         assert_eq!(ev.path.as_deref(), Some("/Path"));
         assert_eq!(ev.touch.source, "some-blog.com");
     }
@@ -463,13 +535,10 @@ mod tests {
         let mut r = raw("", Some("https://example.com/"));
         r.url = None;
         let ev = enricher().enrich(r);
-        assert_eq!((ev.path, ev.host), (None, None));
+        assert_eq!(ev.path, None);
         assert_eq!(ev.touch.source, "example.com");
         let ev = enricher().enrich(raw("/pricing?utm_source=a", None));
-        assert_eq!(
-            (ev.path.as_deref(), ev.host.as_deref()),
-            (Some("/pricing"), None)
-        );
+        assert_eq!(ev.path.as_deref(), Some("/pricing"));
         assert_eq!(ev.touch.source, "a");
     }
 
@@ -489,7 +558,7 @@ mod tests {
         assert!(!ev.is_pageview);
         assert_eq!(ev.name, "purchase");
         assert_eq!(
-            ev.device,
+            *ev.device,
             Device {
                 device_type: "desktop".into(),
                 browser: "Chrome".into(),

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use woothee::parser::Parser;
 use woothee::woothee::VALUE_UNKNOWN;
@@ -101,7 +102,10 @@ fn truncate(s: &str, max: usize) -> &str {
 /// of user agents refills in a few thousand events.
 #[derive(Debug)]
 pub struct UaMemo {
-    map: HashMap<String, Device>,
+    // foldhash: seeded per process, several times faster than SipHash on a 100-byte
+    // user agent; and the memo is bounded, so a flood of colliding keys costs little.
+    map: HashMap<String, Arc<Device>, foldhash::fast::RandomState>,
+    unknown: Arc<Device>,
     capacity: usize,
 }
 
@@ -117,26 +121,32 @@ impl UaMemo {
     /// A memo holding at most `capacity` user agents (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         UaMemo {
-            map: HashMap::new(),
+            map: HashMap::default(),
+            unknown: Arc::new(unknown_device()),
             capacity: capacity.max(1),
         }
     }
 
     /// The device of `ua`, parsed once per distinct (truncated) user agent.
-    pub fn device(&mut self, ua: &str) -> Device {
+    pub fn device(&mut self, ua: &str) -> Arc<Device> {
         let ua = truncate(ua.trim_ascii(), MAX_UA_LEN);
         if ua.is_empty() {
-            return unknown_device();
+            return Arc::clone(&self.unknown);
         }
         if let Some(d) = self.map.get(ua) {
-            return d.clone();
+            return Arc::clone(d);
         }
-        let d = parse_user_agent(ua);
+        let d = Arc::new(parse_user_agent(ua));
         if self.map.len() >= self.capacity {
             self.map.clear();
         }
-        self.map.insert(ua.to_owned(), d.clone());
+        self.map.insert(ua.to_owned(), Arc::clone(&d));
         d
+    }
+
+    /// The device of an event without a user agent.
+    pub fn unknown(&self) -> Arc<Device> {
+        Arc::clone(&self.unknown)
     }
 
     pub fn len(&self) -> usize {
@@ -239,11 +249,11 @@ mod tests {
     fn memo_returns_the_parse_and_stays_bounded() {
         let mut memo = UaMemo::with_capacity(2);
         assert_eq!(
-            memo.device(CHROME_WINDOWS),
+            *memo.device(CHROME_WINDOWS),
             parse_user_agent(CHROME_WINDOWS)
         );
         assert_eq!(
-            memo.device(CHROME_WINDOWS),
+            *memo.device(CHROME_WINDOWS),
             parse_user_agent(CHROME_WINDOWS)
         );
         assert_eq!(memo.len(), 1);
