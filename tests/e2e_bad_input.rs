@@ -186,7 +186,7 @@ fn garbage_is_dead_lettered_with_its_reason_and_the_partition_goes_on() {
             "{label}"
         );
         assert!(
-            !headers.get("dlq.error").map_or(true, String::is_empty),
+            headers.get("dlq.error").is_some_and(|e| !e.is_empty()),
             "{label}: no error message"
         );
     }

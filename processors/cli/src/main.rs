@@ -253,7 +253,11 @@ fn run_processor(
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
-    handle.join()?;
+    let t = handle.join()?;
+    println!(
+        "summary: {} flushes, {} projection rows, {} event rows",
+        t.flushes, t.projection_rows, t.event_rows
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 //! is part of the same durable state. Hence every accepted event changes the
 //! projections exactly once.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -74,6 +75,9 @@ pub struct Counters {
     pub dead_lettered: u64,
     pub duplicates: u64,
     pub already_applied: u64,
+    /// Offsets that were expected next but never arrived: records deleted by retention
+    /// before they were folded (or transaction markers, one per transaction).
+    pub offsets_skipped: u64,
 }
 
 /// A visitor's fold state plus what the store last received of its sessions.
@@ -256,11 +260,11 @@ impl Engine {
         topic: &str,
         partition: i32,
     ) -> Result<&mut Partition, StoreError> {
-        if !self.partitions.contains_key(&partition) {
-            let checkpoint = store.checkpoint(topic, partition)?.unwrap_or(0);
-            self.partitions.insert(
-                partition,
-                Partition {
+        Ok(match self.partitions.entry(partition) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let checkpoint = store.checkpoint(topic, partition)?.unwrap_or(0);
+                e.insert(Partition {
                     topic: topic.to_owned(),
                     checkpoint,
                     pending: None,
@@ -271,10 +275,9 @@ impl Engine {
                     traffic: HashMap::new(),
                     traffic_dirty: HashSet::new(),
                     counters: Counters::default(),
-                },
-            );
-        }
-        Ok(self.partitions.get_mut(&partition).expect("inserted above"))
+                })
+            }
+        })
     }
 
     /// Applies one record. Store errors are transient or fatal conditions of the
@@ -382,8 +385,8 @@ impl Engine {
                     revenue_minor: event.revenue.as_ref().map(|m| m.minor),
                     currency: event.revenue.as_ref().map(|m| m.currency.clone()),
                 });
-                if !part.dirty.contains_key(&key) {
-                    part.dirty.insert(key, Arc::clone(&visitor));
+                if let Entry::Vacant(slot) = part.dirty.entry(key) {
+                    slot.insert(Arc::clone(&visitor));
                     self.dirty_visitors += 1;
                 }
                 Outcome::Folded

@@ -16,4 +16,4 @@ pub mod telemetry;
 
 pub use config::{KafkaSettings, Topics};
 pub use engine::{Counters, Engine, EngineConfig};
-pub use processor::{spawn, ProcessorConfig, ProcessorError, ProcessorHandle};
+pub use processor::{spawn, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle};

@@ -78,7 +78,17 @@ struct Core {
     /// the offsets of the records they carry.
     dead_letters: Vec<DeliveryFuture>,
     published: HashMap<i32, Counters>,
+    totals: FlushTotals,
     fatal: Option<ProcessorError>,
+}
+
+/// What a processor has written since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushTotals {
+    pub flushes: u64,
+    /// Profiles, sessions (written and deleted) and traffic shares.
+    pub projection_rows: u64,
+    pub event_rows: u64,
 }
 
 /// Store reads from the consumer thread (not a runtime thread, so it may block on the
@@ -222,6 +232,9 @@ impl Core {
             }
         }
         self.engine.flushed(&plan);
+        self.totals.flushes += 1;
+        self.totals.projection_rows += plan.projection_rows() as u64;
+        self.totals.event_rows += plan.event_rows() as u64;
         commit(consumer, &plan)?;
         telemetry::flushed(&plan, started.elapsed());
         self.publish_counters();
@@ -357,13 +370,19 @@ impl ProcessorHandle {
         Arc::clone(&self.shutdown)
     }
 
-    /// Waits for the processor to end (after [`ProcessorHandle::stop`] or a fatal error).
-    pub fn join(mut self) -> Result<(), ProcessorError> {
+    /// Waits for the processor to end (after [`ProcessorHandle::stop`] or a fatal
+    /// error), and returns what it wrote, final flush included.
+    pub fn join(mut self) -> Result<FlushTotals, ProcessorError> {
         match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
+            Some(Ok(result)) => result.map(|()| self.totals()),
             Some(Err(_)) => Err(ProcessorError::Panicked),
-            None => Ok(()),
+            None => Ok(self.totals()),
         }
+    }
+
+    /// Flushes and rows written so far.
+    pub fn totals(&self) -> FlushTotals {
+        self.core.lock().unwrap_or_else(|p| p.into_inner()).totals
     }
 
     /// Per-partition counters of what this processor has read (only partitions it
@@ -396,6 +415,7 @@ pub fn spawn(
         projection_codec: ProjectionCodec::new(),
         dead_letters: Vec::new(),
         published: HashMap::new(),
+        totals: FlushTotals::default(),
         fatal: None,
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
@@ -425,9 +445,12 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.max.bytes", "67108864")
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("receive.message.max.bytes", "100000000")
+        // Room for one record of the largest size we dead-letter (it must be fetched to
+        // be dead-lettered), and no more buffering than that: memory stays bounded.
+        .set("fetch.max.bytes", "16777216")
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("receive.message.max.bytes", "17825792")
+        .set("queued.max.messages.kbytes", "32768")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000");
     cfg.kafka.apply_overrides(&mut c, "consumer");

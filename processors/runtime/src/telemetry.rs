@@ -10,6 +10,7 @@ pub const EVENTS_FOLDED: &str = "funnelfold_events_folded_total";
 pub const EVENTS_DEAD_LETTERED: &str = "funnelfold_events_dead_lettered_total";
 pub const EVENTS_DUPLICATE: &str = "funnelfold_events_duplicate_total";
 pub const EVENTS_ALREADY_APPLIED: &str = "funnelfold_events_already_applied_total";
+pub const OFFSETS_SKIPPED: &str = "funnelfold_offsets_skipped_total";
 pub const DEAD_LETTERS_BY_REASON: &str = "funnelfold_dead_letters_total";
 pub const FLUSH_SECONDS: &str = "funnelfold_flush_duration_seconds";
 pub const FLUSH_ROWS: &str = "funnelfold_flush_rows_total";

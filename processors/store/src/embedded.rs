@@ -187,10 +187,19 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Page cache of [`EmbeddedStore::open`]: redb's own default (1 GiB) would make the
+    /// cache, not the working set, decide a processor's memory.
+    pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
     /// Opens the store file at `path`, creating it and its tables if needed. The parent
     /// directory must exist.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| {
+        Self::open_with_cache(path, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`EmbeddedStore::open`], with a page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self> {
+        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| {
             storage_error(&format!("opening the embedded store {}", path.display()), e)
         })?;
         let store = EmbeddedStore {

@@ -90,7 +90,7 @@ impl TouchMemo {
         } else if let Some(c) = external {
             key.push_str(&c.source);
             key.push('\0');
-            key.push_str(&c.medium);
+            key.push_str(c.medium);
             key.push('\0');
             key.push('r');
         } else {
