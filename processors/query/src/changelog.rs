@@ -1,0 +1,225 @@
+//! Follows `profiles.changelog` to keep the profile cache coherent with the fold
+//! processor's flushes (see [`crate::cache`] for the rules and the staleness bound).
+//!
+//! Every query instance caches profiles of every funnel, so each one reads every
+//! partition itself (manual assignment, no consumer group membership, no commits),
+//! starting at the end of each partition as found at start-up: the cache starts empty,
+//! so older records have nothing to correct.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnelfold_core::codec::ProjectionCodec;
+use funnelfold_runtime::KafkaSettings;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::cache::ProfileCache;
+use crate::telemetry;
+
+/// The consumer's progress, for health checks and tests.
+#[derive(Debug, Clone)]
+pub struct ChangelogProgress {
+    applied: Arc<AtomicU64>,
+    ready: watch::Receiver<bool>,
+}
+
+/// The consumer task's side of [`ChangelogProgress`].
+struct Reporter {
+    applied: Arc<AtomicU64>,
+    ready: watch::Sender<bool>,
+}
+
+impl ChangelogProgress {
+    /// Whether the consumer has its start offsets (and the cache is in use).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Changelog records applied to the cache so far.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Waits until the consumer is positioned; false when `timeout` passed first.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.ready.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until at least `n` records were applied; false when `timeout` passed first.
+    pub async fn wait_applied(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.applied() < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// Starts the consumer task; it runs until `stop` turns true.
+pub(crate) fn spawn(
+    settings: &KafkaSettings,
+    topic: &str,
+    cache: Arc<ProfileCache>,
+    stop: watch::Receiver<bool>,
+) -> Result<(ChangelogProgress, tokio::task::JoinHandle<()>), KafkaError> {
+    let mut cfg = settings.client_config();
+    // A group id is required by librdkafka, but with manual assignment and no commits
+    // it never joins a group: a random one keeps instances from ever meeting there.
+    cfg.set(
+        "group.id",
+        format!("funnelfold-query-{:016x}", rand::random::<u64>()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "false");
+    settings.apply_overrides(&mut cfg, "consumer");
+    let consumer: Arc<StreamConsumer> = Arc::new(cfg.create()?);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let applied = Arc::new(AtomicU64::new(0));
+    let progress = ChangelogProgress {
+        applied: Arc::clone(&applied),
+        ready: ready_rx,
+    };
+    let reporter = Reporter {
+        applied,
+        ready: ready_tx,
+    };
+    let task = tokio::spawn(run(consumer, topic.to_owned(), cache, reporter, stop));
+    Ok((progress, task))
+}
+
+async fn run(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    cache: Arc<ProfileCache>,
+    reporter: Reporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Position first; until then the cache is bypassed (lookups read the store).
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let c = Arc::clone(&consumer);
+        let t = topic.clone();
+        match tokio::task::spawn_blocking(move || position(&c, &t)).await {
+            Ok(Ok(partitions)) => {
+                tracing::info!(%topic, partitions, "following the profile changelog; profile cache on");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%topic, error = %e, "cannot position the changelog consumer yet; profile cache bypassed")
+            }
+            Err(e) => tracing::warn!(%topic, error = %e, "changelog positioning task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    cache.enable();
+    reporter.ready.send_replace(true);
+
+    let codec = ProjectionCodec::new();
+    loop {
+        let message = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.changed() => return,
+        };
+        match message {
+            Ok(m) => {
+                apply(&cache, &codec, m.key(), m.payload());
+                reporter.applied.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(e) => {
+                // The consumer reconnects by itself; entries may go stale meanwhile,
+                // bounded by the cache TTL.
+                tracing::warn!(%topic, error = %e, "changelog consumer error");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Assigns every partition of `topic` at its current end. Blocking.
+fn position(consumer: &StreamConsumer, topic: &str) -> Result<usize, KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        assignment.add_partition_offset(topic, p, Offset::Offset(high))?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(partitions.len())
+}
+
+/// Applies one record: key `funnelId/anonymousId`, value an Avro single-object
+/// profile, or no value for a deleted profile.
+fn apply(
+    cache: &ProfileCache,
+    codec: &ProjectionCodec,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+) {
+    match payload {
+        Some(bytes) => match codec.decode_profile(bytes) {
+            // The row names its own ids; the key is not needed (and would be ambiguous
+            // for ids containing '/').
+            Ok(row) => {
+                let (funnel, anon) = (row.funnel_id.clone(), row.anonymous_id.clone());
+                cache.apply_changelog(&funnel, &anon, Some(row));
+                telemetry::changelog_record("upsert");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable profile changelog record skipped");
+                telemetry::changelog_record("undecodable");
+            }
+        },
+        None => {
+            // A tombstone has only its key. Funnel ids hold no '/', so the first one
+            // splits it.
+            match key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.split_once('/'))
+            {
+                Some((funnel, anon)) => {
+                    cache.apply_changelog(funnel, anon, None);
+                    telemetry::changelog_record("delete");
+                }
+                None => {
+                    tracing::warn!(
+                        "profile changelog tombstone without a funnelId/anonymousId key skipped"
+                    );
+                    telemetry::changelog_record("undecodable");
+                }
+            }
+        }
+    }
+}

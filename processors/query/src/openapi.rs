@@ -1,0 +1,385 @@
+//! The OpenAPI 3.1 document of the whole API, served at `/openapi.json`.
+//!
+//! Written by hand (a derive would need annotations on every type and a heavy
+//! dependency); a test checks it against the route table and sends every documented
+//! operation with its documented parameters to the real server.
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::collector::{MAX_BODY_BYTES, MAX_EVENTS};
+use crate::routes::{
+    DEFAULT_PAGE, DEFAULT_TRAFFIC_ROWS, MAX_LOOKUP_IDS, MAX_PAGE, MAX_RANGE_DAYS, MAX_TRAFFIC_ROWS,
+};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": json_content(schema_ref("Error")) })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": json_content(schema) })
+}
+
+fn path_param(name: &str, description: &str, example: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description,
+            "schema": { "type": "string", "minLength": 1 }, "example": example })
+}
+
+fn query_param(name: &str, description: &str, schema: Value, example: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description,
+            "schema": schema, "example": example })
+}
+
+fn funnel_param() -> Value {
+    path_param("funnelId", "The funnel.", "demo")
+}
+
+fn time_param(name: &str, description: &str, example: &str) -> Value {
+    query_param(
+        name,
+        &format!("{description} RFC 3339 date-time or epoch milliseconds."),
+        json!({ "type": "string" }),
+        json!(example),
+    )
+}
+
+fn limit_param(default: usize, max: usize) -> Value {
+    query_param(
+        "limit",
+        "How many rows to return.",
+        json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default }),
+        json!(10),
+    )
+}
+
+fn cursor_param() -> Value {
+    json!({ "name": "cursor", "in": "query", "required": false,
+            "description": "nextCursor of the previous page. It is bound to the route, the funnel and the filters: send the same filters with it (the time window is carried by the cursor).",
+            "schema": { "type": "string" } })
+}
+
+/// The common error answers of a funnel read route.
+fn read_errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    let mut responses = serde_json::Map::new();
+    responses.insert(
+        "400".into(),
+        error_response("Bad request: unknown_parameter, duplicate_parameter, bad_limit, bad_time, bad_range, bad_cursor, bad_parameter, bad_path."),
+    );
+    responses.insert("401".into(), error_response("missing_key or invalid_key."));
+    responses.insert(
+        "403".into(),
+        error_response("forbidden: the key does not grant reading this funnel."),
+    );
+    responses.insert(
+        "503".into(),
+        error_response("store_unavailable: retry later."),
+    );
+    for (status, description) in extra {
+        responses.insert((*status).into(), error_response(description));
+    }
+    responses
+}
+
+fn with_ok(mut responses: serde_json::Map<String, Value>, ok_response: Value) -> Value {
+    responses.insert("200".into(), ok_response);
+    Value::Object(responses)
+}
+
+fn security() -> Value {
+    json!([{ "bearer": [] }])
+}
+
+fn revenue_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Revenue per ISO 4217 currency, as an exact decimal string in major units (ISO 4217 minor-unit exponents: JPY 0, EUR 2, KWD 3...). Currencies are never added together.",
+        "additionalProperties": { "type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$" },
+        "example": { "EUR": "129.90", "JPY": "1500" }
+    })
+}
+
+fn schemas() -> Value {
+    let mut schemas = serde_json::Map::new();
+    schemas.insert("Error".into(), json!({
+                    "type": "object", "required": ["error"],
+                    "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                        "code": { "type": "string", "example": "bad_range" },
+                        "message": { "type": "string" } } } }
+                }));
+    schemas.insert("Revenue".into(), revenue_schema());
+    schemas.insert("Touch".into(), json!({
+                    "type": "object", "required": ["source", "medium", "campaign", "channel"],
+                    "properties": { "source": { "type": "string" }, "medium": { "type": "string" },
+                        "campaign": { "type": "string" }, "channel": { "type": "string", "description": "GA4 default channel group" } }
+                }));
+    schemas.insert("Profile".into(), json!({
+                    "type": "object",
+                    "required": ["funnelId", "anonymousId", "displayName", "firstSeen", "lastSeen", "totalSessions", "totalEvents", "firstTouch", "conversions", "revenue", "deviceType", "browser", "os"],
+                    "properties": {
+                        "funnelId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "displayName": { "type": "string", "example": "Fluffy Panda" },
+                        "userId": { "type": ["string", "null"] },
+                        "firstSeen": { "type": "integer", "description": "epoch ms" },
+                        "lastSeen": { "type": "integer", "description": "epoch ms" },
+                        "totalSessions": { "type": "integer" }, "totalEvents": { "type": "integer" },
+                        "firstTouch": schema_ref("Touch"),
+                        "lastNonDirect": { "oneOf": [schema_ref("Touch"), { "type": "null" }] },
+                        "conversions": { "type": "integer" }, "revenue": schema_ref("Revenue"),
+                        "deviceType": { "type": "string" }, "browser": { "type": "string" }, "os": { "type": "string" },
+                        "country": { "type": ["string", "null"] }
+                    }
+                }));
+    schemas.insert("Session".into(), json!({
+                    "type": "object",
+                    "properties": {
+                        "funnelId": { "type": "string" }, "anonymousId": { "type": "string" }, "sessionId": { "type": "string" },
+                        "startedAt": { "type": "integer" }, "lastEventAt": { "type": "integer" }, "durationMs": { "type": "integer" },
+                        "landingPage": { "type": ["string", "null"] }, "exitPage": { "type": ["string", "null"] },
+                        "events": { "type": "integer" }, "pageviews": { "type": "integer" },
+                        "bounce": { "type": "boolean" }, "converted": { "type": "boolean" },
+                        "conversions": { "type": "integer" }, "revenue": schema_ref("Revenue"),
+                        "source": { "type": "string" }, "medium": { "type": "string" }, "campaign": { "type": "string" },
+                        "channel": { "type": "string" }, "deviceType": { "type": "string" }, "browser": { "type": "string" },
+                        "os": { "type": "string" }, "country": { "type": ["string", "null"] }
+                    }
+                }));
+    schemas.insert("Event".into(), json!({
+                    "type": "object",
+                    "properties": {
+                        "funnelId": { "type": "string" }, "eventId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "sessionId": { "type": ["string", "null"] }, "eventName": { "type": "string" },
+                        "timestamp": { "type": "integer" }, "path": { "type": ["string", "null"] },
+                        "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue")
+                    }
+                }));
+    schemas.insert("TrafficSource".into(), json!({
+                    "type": "object", "required": ["source", "medium", "campaign", "channel", "sessions", "conversions", "revenue"],
+                    "properties": {
+                        "source": { "type": "string" }, "medium": { "type": "string" }, "campaign": { "type": "string" },
+                        "channel": { "type": "string" }, "sessions": { "type": "integer" },
+                        "conversions": { "type": "integer", "description": "converted sessions" },
+                        "revenue": schema_ref("Revenue")
+                    }
+                }));
+    schemas.insert("RawEvent".into(), json!({
+                    "type": "object",
+                    "description": "An event of the contract (schemas/raw_event.avsc), camelCase. Unknown fields are refused.",
+                    "required": ["eventId", "funnelId", "anonymousId", "eventName", "timestamp"],
+                    "properties": {
+                        "eventId": { "type": "string" }, "funnelId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "sessionId": { "type": "string" }, "userId": { "type": "string" }, "eventName": { "type": "string" },
+                        "timestamp": { "type": "integer" }, "receivedAt": { "type": "integer", "description": "replaced by the collector's own receive time" },
+                        "url": { "type": "string" }, "referrer": { "type": "string" }, "title": { "type": "string" },
+                        "utmSource": { "type": "string" }, "utmMedium": { "type": "string" }, "utmCampaign": { "type": "string" },
+                        "utmTerm": { "type": "string" }, "utmContent": { "type": "string" }, "userAgent": { "type": "string" },
+                        "country": { "type": "string" }, "ip": { "type": "string" }, "isConversion": { "type": "boolean" },
+                        "revenueMinor": { "type": "integer" }, "currency": { "type": "string" },
+                        "properties": { "type": "object", "additionalProperties": { "type": "string" } }
+                    }
+                }));
+    schemas.insert("TrackResponse".into(), json!({
+                    "type": "object", "required": ["accepted", "rejected", "results"],
+                    "properties": {
+                        "accepted": { "type": "integer" }, "rejected": { "type": "integer" },
+                        "results": { "type": "array", "items": { "type": "object", "required": ["index", "status"], "properties": {
+                            "index": { "type": "integer" }, "eventId": { "type": "string" },
+                            "status": { "type": "string", "enum": ["accepted", "rejected"] },
+                            "error": { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } }
+                    }
+                }));
+    Value::Object(schemas)
+}
+
+fn paths() -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert("/healthz".into(), healthz_op());
+    paths.insert("/openapi.json".into(), openapi_op());
+    paths.insert("/v1/funnels/{funnelId}/profiles/lookup".into(), lookup_op());
+    paths.insert(
+        "/v1/funnels/{funnelId}/profiles/{anonymousId}/timeline".into(),
+        timeline_op(),
+    );
+    paths.insert(
+        "/v1/funnels/{funnelId}/traffic-sources".into(),
+        traffic_sources_op(),
+    );
+    paths.insert("/v1/funnels/{funnelId}/sessions".into(), sessions_op());
+    paths.insert("/v1/funnels/{funnelId}/events".into(), events_op());
+    paths.insert("/v1/track".into(), track_op());
+    Value::Object(paths)
+}
+
+fn healthz_op() -> Value {
+    json!({ "get": {
+                "summary": "Liveness. Open (no key).",
+                "operationId": "healthz",
+                "responses": { "200": ok("The server is up.", json!({ "type": "object", "properties": {
+                    "status": { "type": "string" }, "store": { "type": "string" }, "profileCache": { "type": "string" },
+                    "accessChecks": { "type": "boolean" }, "collector": { "type": "boolean" } } })) }
+            } })
+}
+
+fn openapi_op() -> Value {
+    json!({ "get": {
+                "summary": "This document. Open (no key).",
+                "operationId": "openapi",
+                "responses": { "200": ok("The OpenAPI document.", json!({ "type": "object" })) }
+            } })
+}
+
+fn lookup_op() -> Value {
+    json!({ "post": {
+                "summary": "Profiles of up to 100 visitors.",
+                "description": "Answers an object keyed by anonymous id; ids never seen are absent; duplicates are allowed. Hot profiles come from a cache kept fresh by profiles.changelog.",
+                "operationId": "lookupProfiles",
+                "security": security(),
+                "parameters": [funnel_param()],
+                "requestBody": { "required": true, "content": json_content(json!({
+                    "type": "object", "additionalProperties": false, "required": ["anonymousIds"],
+                    "properties": { "anonymousIds": { "type": "array", "maxItems": MAX_LOOKUP_IDS, "items": { "type": "string" } } },
+                    "example": { "anonymousIds": ["v-1", "v-2"] } })) },
+                "responses": with_ok(
+                    read_errors(&[
+                        ("400", "Bad request: too_many_ids, invalid_json, unknown_field, invalid_body, unknown_parameter, bad_path."),
+                        ("413", "body_too_large."),
+                    ]),
+                    ok("Profiles by anonymous id.", json!({ "type": "object", "additionalProperties": schema_ref("Profile") })))
+            } })
+}
+
+fn timeline_op() -> Value {
+    json!({ "get": {
+                "summary": "A visitor's sessions, newest first.",
+                "operationId": "timeline",
+                "security": security(),
+                "parameters": [funnel_param(), path_param("anonymousId", "The visitor.", "v-1"), limit_param(DEFAULT_PAGE, MAX_PAGE)],
+                "responses": with_ok(read_errors(&[("404", "visitor_not_found: no sessions of this visitor.")]),
+                    ok("The sessions.", json!({ "type": "object", "properties": {
+                        "funnelId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "sessions": { "type": "array", "items": schema_ref("Session") } } })))
+            } })
+}
+
+fn traffic_sources_op() -> Value {
+    json!({ "get": {
+                "summary": "Sessions, converted sessions and revenue per (source, medium, campaign).",
+                "description": format!("Sums the UTC days of the range (by the day each session started), sorted by sessions (descending), then revenue (descending; with several currencies, the first currency in code order whose amounts differ decides, a missing currency counting as 0), then source, medium and campaign (ascending); limit applies after sorting. range=Nd is the N UTC days ending today by the server clock (default 7d); from/to cover the UTC days the instants [from, to) touch. At most {MAX_RANGE_DAYS} days."),
+                "operationId": "trafficSources",
+                "security": security(),
+                "parameters": [
+                    funnel_param(),
+                    query_param("range", "7d, 30d or 90d (any Nd up to 366d). Not with from/to.", json!({ "type": "string", "pattern": "^[0-9]+d$" }), json!("90d")),
+                    time_param("from", "Start (inclusive). Not with range.", "2026-11-01T00:00:00Z"),
+                    time_param("to", "End (exclusive); default now. Needs from.", "2026-11-08T00:00:00Z"),
+                    limit_param(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)
+                ],
+                "responses": with_ok(read_errors(&[]), ok("Rows, sorted.", json!({ "type": "array", "items": schema_ref("TrafficSource") })))
+            } })
+}
+
+fn sessions_op() -> Value {
+    json!({ "get": {
+                "summary": "Sessions by start time, newest first, with cursor paging.",
+                "description": "Without from/to: sessions started in the last 90 days (up to a day ahead of the server clock, the client clock skew validation accepts).",
+                "operationId": "sessions",
+                "security": security(),
+                "parameters": [
+                    funnel_param(),
+                    time_param("from", "Sessions started at or after.", "2026-01-01T00:00:00Z"),
+                    time_param("to", "Sessions started before.", "2027-01-01T00:00:00Z"),
+                    limit_param(DEFAULT_PAGE, MAX_PAGE),
+                    cursor_param()
+                ],
+                "responses": with_ok(read_errors(&[]), ok("A page.", json!({ "type": "object", "required": ["sessions", "nextCursor"], "properties": {
+                    "sessions": { "type": "array", "items": schema_ref("Session") },
+                    "nextCursor": { "type": ["string", "null"], "description": "null on the last page" } } })))
+            } })
+}
+
+fn events_op() -> Value {
+    json!({ "get": {
+                "summary": "Events by time, newest first, with cursor paging and filters.",
+                "description": "Without from/to: the last 90 days (up to a day ahead of the server clock).",
+                "operationId": "events",
+                "security": security(),
+                "parameters": [
+                    funnel_param(),
+                    time_param("from", "Events at or after.", "2026-01-01T00:00:00Z"),
+                    time_param("to", "Events before.", "2027-01-01T00:00:00Z"),
+                    limit_param(DEFAULT_PAGE, MAX_PAGE),
+                    cursor_param(),
+                    query_param("anonymousId", "Only this visitor's events.", json!({ "type": "string", "minLength": 1 }), json!("v-1")),
+                    query_param("eventName", "Only events of this name.", json!({ "type": "string", "minLength": 1 }), json!("page_view"))
+                ],
+                "responses": with_ok(read_errors(&[]), ok("A page.", json!({ "type": "object", "required": ["events", "nextCursor"], "properties": {
+                    "events": { "type": "array", "items": schema_ref("Event") },
+                    "nextCursor": { "type": ["string", "null"], "description": "null on the last page" } } })))
+            } })
+}
+
+fn track_op() -> Value {
+    json!({
+        "post": {
+            "summary": "Collector: a batch of raw events, produced to events.raw.",
+            "description": format!("Body: {{\"events\": [...]}} or a bare array; at most {MAX_EVENTS} events and {MAX_BODY_BYTES} bytes (else 413). Each event is validated as the fold processor validates it; valid events are produced Avro-encoded to events.raw keyed by anonymousId and acknowledged by Kafka before the 200. The key must cover the funnel of every event (else 403, nothing produced). On 503, send the whole batch again: events are deduplicated by eventId."),
+            "operationId": "track",
+            "security": security(),
+            "requestBody": { "required": true, "content": json_content(json!({ "oneOf": [
+                { "type": "object", "additionalProperties": false, "required": ["events"], "properties": {
+                    "events": { "type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": schema_ref("RawEvent") } } },
+                { "type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": schema_ref("RawEvent") } ] })) },
+            "responses": {
+                "200": ok("Per-event results.", schema_ref("TrackResponse")),
+                "400": error_response("invalid_json, invalid_body, unknown_field, empty_batch, unknown_parameter."),
+                "401": error_response("missing_key or invalid_key."),
+                "403": error_response("forbidden: an event's funnel is not covered by the key."),
+                "413": error_response("body_too_large or too_many_events."),
+                "503": error_response("collector_disabled (no Kafka configured) or broker_unavailable (not acknowledged in time).")
+            }
+        },
+        "options": {
+            "summary": "CORS preflight for browsers.",
+            "operationId": "trackPreflight",
+            "responses": { "204": { "description": "Allowed: POST with Authorization and Content-Type from any origin." } }
+        }
+    })
+}
+
+fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "funnelfold query API and collector",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Reads of funnelfold's projections (profiles, sessions, events, traffic sources) and the /v1/track collector. Every 4xx and 5xx answer is {\"error\": {\"code\", \"message\"}}. Unknown query parameters and unknown body fields are refused. Times are epoch milliseconds."
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer",
+                    "description": "A key of the funnel (Authorization: Bearer <key>). Track-only keys may only call /v1/track. Without a key file on the server, access checks are off." }
+            },
+            "schemas": schemas()
+        },
+        "paths": paths()
+    })
+}
+
+/// The document.
+pub fn openapi() -> Value {
+    document()
+}
+
+/// The document, serialized once.
+pub(crate) fn document_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default())
+}

@@ -1,0 +1,183 @@
+//! The JSON the API answers with: the projection rows' camelCase fields, borrowed, with
+//! money as exact decimal strings per currency (see [`crate::money`]). Times are epoch
+//! milliseconds, as in the event contract.
+
+use funnelfold_core::{Channel, EventRow, ProfileRow, SessionRow, Touch, TrafficRow};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::money::{format_minor, RevenueJson};
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileJson<'a> {
+    pub funnel_id: &'a str,
+    pub anonymous_id: &'a str,
+    pub display_name: &'a str,
+    pub user_id: Option<&'a str>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub total_sessions: i64,
+    pub total_events: i64,
+    pub first_touch: &'a Touch,
+    pub last_non_direct: Option<&'a Touch>,
+    pub conversions: i64,
+    pub revenue: RevenueJson<'a>,
+    pub device_type: &'a str,
+    pub browser: &'a str,
+    pub os: &'a str,
+    pub country: Option<&'a str>,
+}
+
+impl<'a> From<&'a ProfileRow> for ProfileJson<'a> {
+    fn from(p: &'a ProfileRow) -> Self {
+        ProfileJson {
+            funnel_id: &p.funnel_id,
+            anonymous_id: &p.anonymous_id,
+            display_name: &p.display_name,
+            user_id: p.user_id.as_deref(),
+            first_seen: p.first_seen,
+            last_seen: p.last_seen,
+            total_sessions: p.total_sessions,
+            total_events: p.total_events,
+            first_touch: &p.first_touch,
+            last_non_direct: p.last_non_direct.as_ref(),
+            conversions: p.conversions,
+            revenue: RevenueJson(&p.revenue),
+            device_type: &p.device_type,
+            browser: &p.browser,
+            os: &p.os,
+            country: p.country.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionJson<'a> {
+    pub funnel_id: &'a str,
+    pub anonymous_id: &'a str,
+    pub session_id: &'a str,
+    pub started_at: i64,
+    pub last_event_at: i64,
+    pub duration_ms: i64,
+    pub landing_page: Option<&'a str>,
+    pub exit_page: Option<&'a str>,
+    pub events: i64,
+    pub pageviews: i64,
+    pub bounce: bool,
+    pub converted: bool,
+    pub conversions: i64,
+    pub revenue: RevenueJson<'a>,
+    pub source: &'a str,
+    pub medium: &'a str,
+    pub campaign: &'a str,
+    pub channel: Channel,
+    pub device_type: &'a str,
+    pub browser: &'a str,
+    pub os: &'a str,
+    pub country: Option<&'a str>,
+}
+
+impl<'a> From<&'a SessionRow> for SessionJson<'a> {
+    fn from(s: &'a SessionRow) -> Self {
+        SessionJson {
+            funnel_id: &s.funnel_id,
+            anonymous_id: &s.anonymous_id,
+            session_id: &s.session_id,
+            started_at: s.started_at,
+            last_event_at: s.last_event_at,
+            duration_ms: s.duration_ms,
+            landing_page: s.landing_page.as_deref(),
+            exit_page: s.exit_page.as_deref(),
+            events: s.events,
+            pageviews: s.pageviews,
+            bounce: s.bounce,
+            converted: s.converted,
+            conversions: s.conversions,
+            revenue: RevenueJson(&s.revenue),
+            source: &s.source,
+            medium: &s.medium,
+            campaign: &s.campaign,
+            channel: s.channel,
+            device_type: &s.device_type,
+            browser: &s.browser,
+            os: &s.os,
+            country: s.country.as_deref(),
+        }
+    }
+}
+
+/// An event's revenue: `{}` or `{"EUR": "12.34"}`, the same shape as everywhere else.
+#[derive(Debug)]
+pub struct EventRevenue<'a>(Option<(&'a str, i64)>);
+
+impl Serialize for EventRevenue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
+        if let Some((currency, minor)) = self.0 {
+            map.serialize_entry(currency, &format_minor(minor, currency))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventJson<'a> {
+    pub funnel_id: &'a str,
+    pub event_id: &'a str,
+    pub anonymous_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub event_name: &'a str,
+    pub timestamp: i64,
+    pub path: Option<&'a str>,
+    pub is_conversion: bool,
+    pub revenue: EventRevenue<'a>,
+}
+
+impl<'a> From<&'a EventRow> for EventJson<'a> {
+    fn from(e: &'a EventRow) -> Self {
+        let revenue = match (e.revenue_minor, e.currency.as_deref()) {
+            (Some(minor), Some(currency)) => Some((currency, minor)),
+            _ => None,
+        };
+        EventJson {
+            funnel_id: &e.funnel_id,
+            event_id: &e.event_id,
+            anonymous_id: &e.anonymous_id,
+            session_id: e.session_id.as_deref(),
+            event_name: &e.event_name,
+            timestamp: e.timestamp,
+            path: e.path.as_deref(),
+            is_conversion: e.is_conversion,
+            revenue: EventRevenue(revenue),
+        }
+    }
+}
+
+/// One row of the traffic-sources report, the shape the dashboard reads.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSourceJson<'a> {
+    pub source: &'a str,
+    pub medium: &'a str,
+    pub campaign: &'a str,
+    pub channel: Channel,
+    pub sessions: i64,
+    pub conversions: i64,
+    pub revenue: RevenueJson<'a>,
+}
+
+impl<'a> From<&'a TrafficRow> for TrafficSourceJson<'a> {
+    fn from(t: &'a TrafficRow) -> Self {
+        TrafficSourceJson {
+            source: &t.key.source,
+            medium: &t.key.medium,
+            campaign: &t.key.campaign,
+            channel: t.channel,
+            sessions: t.counts.sessions,
+            conversions: t.counts.conversions,
+            revenue: RevenueJson(&t.counts.revenue),
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Every read route through real HTTP against an embedded store filled by the fold
+//! engine: lookups, traffic sources, cursor paging of sessions and events, timelines.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use funnelfold_query::QueryConfig;
+use serde_json::{json, Value};
+
+async fn server() -> anyhow::Result<funnelfold_query::QueryHandle> {
+    start(QueryConfig::default(), shop_store().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_answers_known_ids_only_and_allows_duplicates() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let url = "/v1/funnels/shop/profiles/lookup";
+    let body = json!({"anonymousIds": ["alice", "bob", "nobody", "alice", "carol"]});
+    let first = post_json(addr, url, None, &body).await?;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let v = first.json();
+    let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+    assert_eq!(
+        keys,
+        ["alice", "bob", "carol"],
+        "absent ids are left out, duplicates answered once"
+    );
+    let alice = &v["alice"];
+    assert_eq!(alice["anonymousId"], "alice");
+    assert_eq!(alice["totalEvents"], 3);
+    assert_eq!(alice["totalSessions"], 1);
+    assert_eq!(alice["conversions"], 1);
+    assert_eq!(alice["revenue"], json!({"EUR": "123.45"}));
+    assert_eq!(alice["firstTouch"]["source"], "google");
+    assert!(
+        alice["displayName"]
+            .as_str()
+            .is_some_and(|n| n.contains(' ')),
+        "{alice}"
+    );
+    for field in ["firstSeen", "lastSeen", "totalSessions", "totalEvents"] {
+        assert!(alice[field].is_i64(), "{field}: {alice}");
+    }
+    assert_eq!(v["bob"]["revenue"], json!({"JPY": "1500"}));
+    assert_eq!(v["carol"]["revenue"], json!({"KWD": "1.234"}));
+
+    // Answered from the cache the second time: the same answer.
+    let second = post_json(addr, url, None, &body).await?;
+    assert_eq!(second.json(), v);
+
+    // Funnels are separate key spaces.
+    let other = post_json(addr, "/v1/funnels/blog/profiles/lookup", None, &body).await?;
+    assert_eq!(other.json(), json!({}));
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_takes_at_most_100_ids() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let url = "/v1/funnels/shop/profiles/lookup";
+    let mut ids: Vec<String> = (0..99).map(|i| format!("nobody-{i}")).collect();
+    ids.push("alice".into());
+    let ok = post_json(addr, url, None, &json!({ "anonymousIds": ids })).await?;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json().as_object().map(|o| o.len()), Some(1));
+
+    ids.push("bob".into());
+    let too_many = post_json(addr, url, None, &json!({ "anonymousIds": ids })).await?;
+    assert_eq!(too_many.status, 400);
+    assert_eq!(too_many.error_code(), "too_many_ids");
+    assert!(too_many.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("100")));
+
+    let none = post_json(addr, url, None, &json!({ "anonymousIds": [] })).await?;
+    assert_eq!(none.json(), json!({}));
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// The documented revenue order: over the union of currencies in code order, the
+/// first currency whose amounts differ decides (missing = 0).
+fn revenue_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let minor = |v: &Value, c: &str| -> i128 {
+        v[c].as_str()
+            .map_or(0, |s| s.replace('.', "").parse().expect("decimal"))
+    };
+    let mut currencies: Vec<&String> = a
+        .as_object()
+        .expect("map")
+        .keys()
+        .chain(b.as_object().expect("map").keys())
+        .collect();
+    currencies.sort();
+    currencies.dedup();
+    currencies
+        .iter()
+        .map(|c| minor(a, c).cmp(&minor(b, c)))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+fn revenue_of(row: &Value, currency: &str) -> Option<String> {
+    row["revenue"][currency].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_sources_are_sorted_and_exact() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let base = "/v1/funnels/shop/traffic-sources";
+    let all = get(addr, &format!("{base}?range=30d&limit=1000"), None).await?;
+    assert_eq!(all.status, 200, "{}", String::from_utf8_lossy(&all.body));
+    let rows = all.json().as_array().cloned().expect("array");
+    assert!(rows.len() > 3, "{rows:?}");
+
+    for row in &rows {
+        let keys: HashSet<&str> = row
+            .as_object()
+            .expect("row")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let expected: HashSet<&str> = [
+            "source",
+            "medium",
+            "campaign",
+            "channel",
+            "sessions",
+            "conversions",
+            "revenue",
+        ]
+        .into();
+        assert_eq!(keys, expected);
+    }
+    // Sessions descending, then (same sessions) revenue descending in the documented
+    // per-currency order, then source ascending.
+    for pair in rows.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (sa, sb) = (
+            a["sessions"].as_i64().expect("n"),
+            b["sessions"].as_i64().expect("n"),
+        );
+        assert!(sa >= sb, "{a} before {b}");
+        if sa == sb {
+            let order = revenue_order(&a["revenue"], &b["revenue"]);
+            assert!(order.is_ge(), "revenue: {a} before {b}");
+            if order.is_eq() {
+                assert!(
+                    a["source"].as_str() <= b["source"].as_str(),
+                    "source: {a} before {b}"
+                );
+            }
+        }
+    }
+
+    let google = rows
+        .iter()
+        .find(|r| r["source"] == "google" && r["medium"] == "cpc" && r["campaign"] == "launch");
+    let google = google.expect("alice's campaign row");
+    assert_eq!(google["sessions"], 1);
+    assert_eq!(google["conversions"], 1);
+    assert_eq!(google["channel"], "Paid Search");
+    assert_eq!(revenue_of(google, "EUR").as_deref(), Some("123.45"));
+    let newsletter = rows
+        .iter()
+        .find(|r| r["source"] == "newsletter" && r["campaign"] == "launch")
+        .expect("bob's row");
+    assert_eq!(newsletter["revenue"], json!({"JPY": "1500"}));
+    let direct = rows
+        .iter()
+        .find(|r| r["source"] == "(direct)")
+        .expect("direct row");
+    assert_eq!(revenue_of(direct, "KWD").as_deref(), Some("1.234"));
+
+    // Everything is in the last week: 7d, 90d and an explicit from/to agree.
+    for query in ["range=7d&limit=1000", "range=90d&limit=1000", "limit=1000"] {
+        let other = get(addr, &format!("{base}?{query}"), None).await?;
+        assert_eq!(other.json().as_array(), Some(&rows), "{query}");
+    }
+    let now = now_ms();
+    let from = chrono::DateTime::from_timestamp_millis(now - 10 * DAY)
+        .expect("time")
+        .to_rfc3339();
+    let to = chrono::DateTime::from_timestamp_millis(now + DAY)
+        .expect("time")
+        .to_rfc3339();
+    let explicit = get(
+        addr,
+        &format!("{base}?from={}&to={}&limit=1000", enc(&from), enc(&to)),
+        None,
+    )
+    .await?;
+    assert_eq!(explicit.json().as_array(), Some(&rows));
+    // A range in the past holds nothing.
+    let past = get(
+        addr,
+        &format!("{base}?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z"),
+        None,
+    )
+    .await?;
+    assert_eq!(past.json(), json!([]));
+
+    // The limit applies after sorting; the default is 50.
+    let two = get(addr, &format!("{base}?range=30d&limit=2"), None).await?;
+    assert_eq!(
+        two.json().as_array().map(|r| r.as_slice()),
+        Some(&rows[..2])
+    );
+
+    // The sessions counted equal the sessions listed.
+    let total: i64 = rows
+        .iter()
+        .map(|r| r["sessions"].as_i64().expect("n"))
+        .sum();
+    let listed = page_all(addr, "/v1/funnels/shop/sessions?limit=1000", "sessions").await?;
+    assert_eq!(total as usize, listed.len());
+    server.shutdown().await?;
+    Ok(())
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Follows `nextCursor` from `first` to the end; returns every row.
+async fn page_all(
+    addr: std::net::SocketAddr,
+    first: &str,
+    field: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let mut rows = Vec::new();
+    let mut target = first.to_string();
+    for _ in 0..10_000 {
+        let answer = get(addr, &target, None).await?;
+        assert_eq!(
+            answer.status,
+            200,
+            "{target}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let v = answer.json();
+        rows.extend(v[field].as_array().cloned().expect("rows"));
+        match v["nextCursor"].as_str() {
+            None => return Ok(rows),
+            Some(cursor) => {
+                let sep = if first.contains('?') { '&' } else { '?' };
+                target = format!("{first}{sep}cursor={}", enc(cursor));
+            }
+        }
+    }
+    anyhow::bail!("paging never ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pages_visit_every_session_exactly_once() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let big = page_all(addr, "/v1/funnels/shop/sessions?limit=1000", "sessions").await?;
+    assert!(big.len() > 100, "{}", big.len());
+    for page_size in [1, 7, 100] {
+        let paged = page_all(
+            addr,
+            &format!("/v1/funnels/shop/sessions?limit={page_size}"),
+            "sessions",
+        )
+        .await?;
+        let ids: Vec<(String, String)> = paged
+            .iter()
+            .map(|s| {
+                (
+                    s["anonymousId"].as_str().expect("id").into(),
+                    s["sessionId"].as_str().expect("id").into(),
+                )
+            })
+            .collect();
+        let unique: HashSet<&(String, String)> = ids.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "a session came twice with limit={page_size}"
+        );
+        assert_eq!(paged, big, "limit={page_size}");
+        if page_size == 1 {
+            // Cheap enough to check once: small pages are slow.
+            break;
+        }
+    }
+    let starts: Vec<i64> = big
+        .iter()
+        .map(|s| s["startedAt"].as_i64().expect("n"))
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // The three sessions that start at the same millisecond are all there.
+    let ties = big
+        .iter()
+        .filter(|s| {
+            s["anonymousId"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("tie-"))
+        })
+        .count();
+    assert_eq!(ties, 3);
+
+    // A time window: only sessions started in [from, to).
+    let (from, to) = (starts[starts.len() / 2], starts[starts.len() / 4]);
+    let window = page_all(
+        addr,
+        &format!("/v1/funnels/shop/sessions?from={from}&to={to}&limit=5"),
+        "sessions",
+    )
+    .await?;
+    let expected: Vec<&Value> = big
+        .iter()
+        .filter(|s| (from..to).contains(&s["startedAt"].as_i64().expect("n")))
+        .collect();
+    assert_eq!(window.iter().collect::<Vec<_>>(), expected);
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_pages_visit_every_event_exactly_once_with_filters() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let all = page_all(addr, "/v1/funnels/shop/events?limit=1000", "events").await?;
+    // 2,000 simulated + 10 hand-made shop events, none rejected.
+    assert_eq!(all.len(), 2_010);
+    let paged = page_all(addr, "/v1/funnels/shop/events?limit=37", "events").await?;
+    assert_eq!(paged, all);
+    let ids: HashSet<&str> = paged
+        .iter()
+        .map(|e| e["eventId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), paged.len());
+    let times: Vec<i64> = all
+        .iter()
+        .map(|e| e["timestamp"].as_i64().expect("n"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    let alice = page_all(
+        addr,
+        "/v1/funnels/shop/events?anonymousId=alice&limit=2",
+        "events",
+    )
+    .await?;
+    let alice_ids: Vec<&str> = alice
+        .iter()
+        .map(|e| e["eventId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(alice_ids, ["a3", "a2", "a1"]);
+    assert_eq!(alice[0]["revenue"], json!({"EUR": "123.45"}));
+    assert_eq!(alice[0]["isConversion"], true);
+    assert_eq!(alice[1]["revenue"], json!({}));
+
+    let purchases = page_all(
+        addr,
+        "/v1/funnels/shop/events?eventName=purchase&limit=3",
+        "events",
+    )
+    .await?;
+    let expected: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["eventName"] == "purchase")
+        .collect();
+    assert!(expected.len() >= 3);
+    assert_eq!(purchases.iter().collect::<Vec<_>>(), expected);
+
+    let both = page_all(
+        addr,
+        "/v1/funnels/shop/events?eventName=purchase&anonymousId=bob",
+        "events",
+    )
+    .await?;
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0]["revenue"], json!({"JPY": "1500"}));
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_are_bound_to_their_query() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let first = get(addr, "/v1/funnels/shop/sessions?limit=2", None)
+        .await?
+        .json();
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let ok = get(
+        addr,
+        &format!("/v1/funnels/shop/sessions?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await?;
+    assert_eq!(ok.status, 200);
+
+    let mut bytes = cursor.clone().into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes)?;
+    for target in [
+        format!("/v1/funnels/shop/sessions?cursor={tampered}"),
+        format!("/v1/funnels/blog/sessions?cursor={cursor}"),
+        format!("/v1/funnels/shop/sessions?cursor={cursor}&from=0"),
+        format!("/v1/funnels/shop/events?cursor={cursor}"),
+        "/v1/funnels/shop/sessions?cursor=not-a-cursor".to_string(),
+    ] {
+        let answer = get(addr, &target, None).await?;
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (400, "bad_cursor"),
+            "{target}"
+        );
+    }
+
+    let first = get(
+        addr,
+        "/v1/funnels/shop/events?limit=2&eventName=page_view",
+        None,
+    )
+    .await?
+    .json();
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let replayed = get(
+        addr,
+        &format!("/v1/funnels/shop/events?cursor={cursor}&eventName=purchase"),
+        None,
+    )
+    .await?;
+    assert_eq!(replayed.error_code(), "bad_cursor");
+    let dropped = get(
+        addr,
+        &format!("/v1/funnels/shop/events?cursor={cursor}"),
+        None,
+    )
+    .await?;
+    assert_eq!(dropped.error_code(), "bad_cursor");
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_lists_a_visitors_sessions_newest_first() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let alice = get(addr, "/v1/funnels/shop/profiles/alice/timeline", None).await?;
+    assert_eq!(alice.status, 200);
+    let v = alice.json();
+    assert_eq!(v["anonymousId"], "alice");
+    let sessions = v["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["events"], 3);
+    assert_eq!(sessions[0]["converted"], true);
+    assert_eq!(sessions[0]["source"], "google");
+
+    // A simulated visitor with several sessions.
+    let events = page_all(addr, "/v1/funnels/shop/events?limit=1000", "events").await?;
+    let busy = events
+        .iter()
+        .map(|e| e["anonymousId"].as_str().expect("id"))
+        .find(|a| a.starts_with("v-"))
+        .expect("sim");
+    let t = get(
+        addr,
+        &format!("/v1/funnels/shop/profiles/{busy}/timeline"),
+        None,
+    )
+    .await?
+    .json();
+    let starts: Vec<i64> = t["sessions"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .map(|s| s["startedAt"].as_i64().expect("n"))
+        .collect();
+    assert!(starts.len() > 1);
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]));
+    let limited = get(
+        addr,
+        &format!("/v1/funnels/shop/profiles/{busy}/timeline?limit=1"),
+        None,
+    )
+    .await?
+    .json();
+    assert_eq!(limited["sessions"].as_array().map(Vec::len), Some(1));
+
+    let nobody = get(addr, "/v1/funnels/shop/profiles/nobody/timeline", None).await?;
+    assert_eq!(
+        (nobody.status, nobody.error_code().as_str()),
+        (404, "visitor_not_found")
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_open_and_says_what_is_on() -> anyhow::Result<()> {
+    let server = server().await?;
+    let v = get(server.local_addr(), "/healthz", None).await?.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["store"], "embedded");
+    assert_eq!(v["accessChecks"], false);
+    assert_eq!(v["collector"], false);
+    server.shutdown().await?;
+    Ok(())
+}
