@@ -39,15 +39,24 @@ fn start_broker() -> (Child, String) {
         .expect("start the broker");
     let stdout = child.stdout.take().expect("broker stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("broker address");
-    let address = line.trim().strip_prefix("broker: ").expect("`broker: ADDRESS` line").to_owned();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("broker address");
+    let address = line
+        .trim()
+        .strip_prefix("broker: ")
+        .expect("`broker: ADDRESS` line")
+        .to_owned();
     (child, address)
 }
 
 /// Peak resident set of a process, from /proc (kB), while it lives.
 fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
 }
 
 fn bare_consumer(bootstrap: &str, expected: u64) -> (u64, Duration) {
@@ -77,17 +86,37 @@ fn bare_consumer(bootstrap: &str, expected: u64) -> (u64, Duration) {
 }
 
 fn main() {
-    let n: u64 = std::env::var("THROUGHPUT_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let n: u64 = std::env::var("THROUGHPUT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
     let (mut broker, bootstrap) = start_broker();
     println!("throughput benchmark: {n} simulated events, {PARTITIONS} partitions, broker at {bootstrap}");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let started = Instant::now();
-    let sim = SimConfig { visitors: 20_000, ..SimConfig::default() };
+    let sim = SimConfig {
+        visitors: 20_000,
+        ..SimConfig::default()
+    };
     let sent = rt
-        .block_on(producer::produce(&KafkaSettings::new(&bootstrap), "events.raw", sim, false, Some(n), &AtomicBool::new(false)))
+        .block_on(producer::produce(
+            &KafkaSettings::new(&bootstrap),
+            "events.raw",
+            sim,
+            false,
+            Some(n),
+            &AtomicBool::new(false),
+        ))
         .expect("preload");
-    println!("preloaded {sent} events in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "preloaded {sent} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     drop(rt);
 
     let (read, bare) = bare_consumer(&bootstrap, n);
@@ -97,7 +126,14 @@ fn main() {
     let store = format!("embedded:{}", dir.path().join("bench.redb").display());
     let started = Instant::now();
     let mut child = Command::new(bin())
-        .args(["run", "--brokers", &bootstrap, "--store", &store, "--until-caught-up"])
+        .args([
+            "run",
+            "--brokers",
+            &bootstrap,
+            "--store",
+            &store,
+            "--until-caught-up",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -111,24 +147,41 @@ fn main() {
     }
     let took = started.elapsed();
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("output");
-    let summary = out.lines().find(|l| l.starts_with("summary:")).unwrap_or("summary: (missing)").to_owned();
-    let numbers: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("output");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or("summary: (missing)")
+        .to_owned();
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
     let (projection_rows, event_rows) = match numbers.as_slice() {
         [_, p, e, ..] => (*p, *e),
         _ => (0, 0),
     };
     let full_rate = n as f64 / took.as_secs_f64();
 
-    println!("(a) bare consumer + decode:        {bare_rate:>10.0} events/s ({read} in {:.2} s)", bare.as_secs_f64());
+    println!(
+        "(a) bare consumer + decode:        {bare_rate:>10.0} events/s ({read} in {:.2} s)",
+        bare.as_secs_f64()
+    );
     println!("(b) fold processor, end to end:    {full_rate:>10.0} events/s ({n} in {:.2} s, until caught up and flushed)", took.as_secs_f64());
-    println!("ratio (b)/(a):                     {:>10.2}", full_rate / bare_rate);
+    println!(
+        "ratio (b)/(a):                     {:>10.2}",
+        full_rate / bare_rate
+    );
     println!(
         "projection rows per 1,000 events:  {:>10.1} (profiles + sessions + traffic; {} in all); event rows apart: {event_rows}",
         projection_rows as f64 * 1000.0 / n as f64,
         projection_rows
     );
-    println!("processor peak RSS:                {:>10.1} MiB", peak_kb as f64 / 1024.0);
+    println!(
+        "processor peak RSS:                {:>10.1} MiB",
+        peak_kb as f64 / 1024.0
+    );
     println!("processor said: {summary}");
     let _ = broker.kill();
     let _ = broker.wait();

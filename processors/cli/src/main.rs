@@ -43,8 +43,65 @@ enum Command {
     Simulate(SimulateArgs),
     /// Apply the CQL schema (schemas/cql) to ScyllaDB; safe to run again.
     Migrate(MigrateArgs),
+    /// The query processor: the HTTP API and the /v1/track collector.
+    Query(QueryArgs),
     /// Run only the embedded broker and print its bootstrap address.
     Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct AccessArgs {
+    /// API keys per funnel (JSON or TOML, see the README); without one (and without
+    /// FUNNELFOLD_API_KEYS), access checks are off.
+    #[arg(long, env = "FUNNELFOLD_API_KEYS_FILE")]
+    api_keys: Option<PathBuf>,
+    /// Secret that signs paging cursors (set the same one on every instance behind a
+    /// load balancer); random per process when absent.
+    #[arg(long, env = "FUNNELFOLD_CURSOR_SECRET", hide_env_values = true)]
+    cursor_secret: Option<String>,
+}
+
+impl AccessArgs {
+    fn config(&self, kafka: Option<KafkaSettings>) -> Result<funnelfold_query::QueryConfig> {
+        let mut keys = match &self.api_keys {
+            Some(path) => Some(funnelfold_query::ApiKeys::from_file(path)?),
+            None => None,
+        };
+        if let Some(from_env) = funnelfold_query::ApiKeys::from_env()? {
+            match &mut keys {
+                Some(k) => k.merge(from_env),
+                None => keys = Some(from_env),
+            }
+        }
+        Ok(funnelfold_query::QueryConfig {
+            kafka,
+            api_keys: keys,
+            cursor_secret: self.cursor_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            ..funnelfold_query::QueryConfig::default()
+        })
+    }
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Kafka, for the collector and to follow profiles.changelog (optional).
+    #[arg(long, env = "FUNNELFOLD_BROKERS")]
+    brokers: Option<String>,
+    /// `embedded:PATH` or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`.
+    #[arg(
+        long,
+        env = "FUNNELFOLD_STORE",
+        default_value = "embedded:data/funnelfold.redb"
+    )]
+    store: String,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "FUNNELFOLD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Prometheus metrics listen address.
+    #[arg(long, env = "FUNNELFOLD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -102,11 +159,14 @@ struct UpArgs {
     /// Directory of the embedded store.
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// Partitions of each topic on the embedded broker.
-    #[arg(long, default_value_t = 4)]
+    /// Partitions of each topic on the embedded broker (it keeps at most 5 MiB per
+    /// partition in memory).
+    #[arg(long, default_value_t = 8)]
     partitions: i32,
     #[command(flatten)]
     processor: ProcessorArgs,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -198,6 +258,7 @@ fn main() -> Result<()> {
         Command::Run(args) => run(&rt, args),
         Command::Simulate(args) => rt.block_on(simulate(args)),
         Command::Migrate(args) => rt.block_on(migrate(args)),
+        Command::Query(args) => query(&rt, args),
         Command::Broker(args) => broker(&rt, args),
     }
 }
@@ -291,11 +352,51 @@ fn up(rt: &tokio::runtime::Runtime, args: UpArgs) -> Result<()> {
             }
         });
     }
+    let query_cfg = args.access.config(Some(kafka.clone()))?;
+    let access = if query_cfg.api_keys.is_some() {
+        "on"
+    } else {
+        "OFF (no key file: anyone can read every funnel)"
+    };
+    let api = start_api(rt, query_cfg, Arc::clone(&store), args.listen)?;
+    println!(
+        "api: http://{} (access checks {access}; Ctrl-C stops)",
+        api.local_addr()
+    );
     let cfg = args.processor.config(kafka);
-    println!("api: http://{} (press Ctrl-C to stop)", args.listen);
     let result = run_processor(rt, cfg, store, &shutdown);
+    rt.block_on(api.shutdown()).context("stopping the API")?;
     drop(broker);
     result
+}
+
+fn start_api(
+    rt: &tokio::runtime::Runtime,
+    cfg: funnelfold_query::QueryConfig,
+    store: Arc<dyn Store>,
+    listen: SocketAddr,
+) -> Result<funnelfold_query::QueryHandle> {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        Ok(funnelfold_query::spawn(cfg, store, listener).await?)
+    })
+}
+
+fn query(rt: &tokio::runtime::Runtime, args: QueryArgs) -> Result<()> {
+    install_metrics(args.metrics_listen)?;
+    let kafka = args.brokers.as_deref().map(KafkaSettings::new);
+    let store = rt.block_on(store_url::open(&args.store))?;
+    let cfg = args.access.config(kafka)?;
+    let api = start_api(rt, cfg, store, args.listen)?;
+    println!("api: http://{}", api.local_addr());
+    let shutdown = on_shutdown_signal(rt);
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(api.shutdown()).context("stopping the API")?;
+    Ok(())
 }
 
 fn run(rt: &tokio::runtime::Runtime, args: RunArgs) -> Result<()> {
