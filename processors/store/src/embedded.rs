@@ -199,9 +199,12 @@ impl EmbeddedStore {
 
     /// Like [`EmbeddedStore::open`], with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self> {
-        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| {
-            storage_error(&format!("opening the embedded store {}", path.display()), e)
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| {
+                storage_error(&format!("opening the embedded store {}", path.display()), e)
+            })?;
         let store = EmbeddedStore {
             db: Arc::new(db),
             _temp: None,
