@@ -121,6 +121,9 @@ struct Partition {
     /// Last offset applied in memory and not yet flushed.
     pending: Option<i64>,
     dirty: HashMap<VisitorKey, Shared>,
+    /// Visitors whose state is in a flush not yet durable: pinned, so that they are
+    /// never reloaded from a store that does not have that state yet.
+    inflight: HashMap<VisitorKey, Shared>,
     closed: Vec<SessionWrite>,
     deleted: Vec<SessionDelete>,
     events: Vec<EventRow>,
@@ -269,6 +272,7 @@ impl Engine {
                     checkpoint,
                     pending: None,
                     dirty: HashMap::new(),
+                    inflight: HashMap::new(),
                     closed: Vec::new(),
                     deleted: Vec::new(),
                     events: Vec::new(),
@@ -460,8 +464,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds the flush of the given partitions (all when `None`). The engine keeps
-    /// folding afterwards; call [`Engine::flushed`] once the plan is durable.
+    /// Builds the flush of the given partitions (all when `None`). The engine may keep
+    /// folding while the plan is written; call [`Engine::flushed`] once it is durable,
+    /// before planning the next one.
     pub fn plan_flush(&mut self, only: Option<&[i32]>) -> Result<FlushPlan, StoreError> {
         let mut plan = FlushPlan {
             flush: Flush {
@@ -511,6 +516,8 @@ impl Engine {
                     }
                 }
                 v.flushed.extend(written);
+                drop(v);
+                part.inflight.insert(key.clone(), visitor);
                 pf.visitors.push((key, Some(bytes)));
             }
             pf.sessions.append(&mut part.closed);
@@ -529,21 +536,25 @@ impl Engine {
                 .extend(pf.deleted_sessions.iter().cloned());
             plan.offsets.push((pf.topic.clone(), number, next_offset));
             plan.flush.partitions.push(pf);
-            // Clean shares are cheap to reload; keep memory bounded by dropping them.
-            if part.traffic.len() > 10_000 {
-                part.traffic.clear();
-            }
         }
         Ok(plan)
     }
 
-    /// Records that a plan is durable: its partitions' checkpoints move on.
-    pub fn flushed(&mut self, plan: &FlushPlan) {
-        for (_, partition, next_offset) in &plan.offsets {
+    /// Records that a plan is durable: its partitions' checkpoints move on, and what
+    /// it pinned may be evicted again. `offsets` are the plan's [`FlushPlan::offsets`].
+    pub fn flushed(&mut self, offsets: &[(String, i32, i64)]) {
+        for (_, partition, next_offset) in offsets {
             if let Some(part) = self.partitions.get_mut(partition) {
                 part.checkpoint = part.checkpoint.max(*next_offset);
                 if part.pending.is_some_and(|p| p < part.checkpoint) {
                     part.pending = None;
+                }
+                part.inflight.clear();
+                // Clean shares are cheap to reload now that the store has them; keep
+                // memory bounded by dropping them.
+                if part.traffic.len() > 10_000 {
+                    let dirty = &part.traffic_dirty;
+                    part.traffic.retain(|k, _| dirty.contains(k));
                 }
             }
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
-use funnelfold_store::{Store, StoreError, VisitorKey};
+use funnelfold_store::{Flush, PartitionFlush, Store, StoreError, VisitorKey};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -79,7 +79,24 @@ struct Core {
     dead_letters: Vec<DeliveryFuture>,
     published: HashMap<i32, Counters>,
     totals: FlushTotals,
+    inflight: Option<InFlight>,
     fatal: Option<ProcessorError>,
+}
+
+/// A flush whose store write runs while folding goes on.
+struct InFlight {
+    summary: FlushSummary,
+    /// The store write, handing the flush back for a retry.
+    write: tokio::task::JoinHandle<(Result<(), StoreError>, Flush)>,
+}
+
+struct FlushSummary {
+    offsets: Vec<(String, i32, i64)>,
+    projection_rows: usize,
+    event_rows: usize,
+    visitors: usize,
+    started: Instant,
+    planned: Duration,
 }
 
 /// What a processor has written since it started.
@@ -89,6 +106,10 @@ pub struct FlushTotals {
     /// Profiles, sessions (written and deleted) and traffic shares.
     pub projection_rows: u64,
     pub event_rows: u64,
+    /// Time folding stood still waiting for a flush's store write (back-pressure).
+    pub waited_for_store: Duration,
+    /// Time spent planning flushes and publishing changelogs, on the folding thread.
+    pub flush_work: Duration,
 }
 
 /// Store reads from the consumer thread (not a runtime thread, so it may block on the
@@ -197,15 +218,29 @@ impl Core {
         telemetry::dead_lettered(msg.partition(), reason.code());
     }
 
-    /// Makes everything folded so far in `only` (all partitions when `None`) durable,
-    /// then commits the offsets. On a transient error it retries until shutdown.
+    /// Makes everything folded so far in `only` (all partitions when `None`) durable
+    /// and commits the offsets, waiting for it.
     fn flush(
         &mut self,
         consumer: &BaseConsumer<Ctx>,
         only: Option<&[i32]>,
     ) -> Result<(), ProcessorError> {
+        self.start_flush(consumer, only)?;
+        self.finish_flush(consumer)
+    }
+
+    /// Starts a flush of what was folded so far in `only` (all partitions when `None`):
+    /// plans it, publishes the changelogs and hands the store write to the runtime, so
+    /// that folding goes on while it is written. At most one flush is in flight: a
+    /// previous one is finished first, which is also the back-pressure on folding.
+    fn start_flush(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&[i32]>,
+    ) -> Result<(), ProcessorError> {
+        self.finish_flush(consumer)?;
         let started = Instant::now();
-        let plan = self.engine.plan_flush(only)?;
+        let mut plan = self.engine.plan_flush(only)?;
         // Dead letters first: the offsets of their records are about to be committed.
         for delivery in self.dead_letters.drain(..) {
             match self.rt.block_on(delivery) {
@@ -218,25 +253,81 @@ impl Core {
             return Ok(());
         }
         self.publish_changelogs(&plan)?;
+        let flush = std::mem::take(&mut plan.flush);
+        let summary = FlushSummary {
+            offsets: std::mem::take(&mut plan.offsets),
+            projection_rows: flush
+                .partitions
+                .iter()
+                .map(PartitionFlush::projection_rows)
+                .sum(),
+            event_rows: flush.partitions.iter().map(|p| p.events.len()).sum(),
+            visitors: flush.partitions.iter().map(|p| p.visitors.len()).sum(),
+            started,
+            planned: started.elapsed(),
+        };
+        let store = Arc::clone(&self.store);
+        let write = self.rt.spawn(async move {
+            let result = store.apply(&flush).await;
+            (result, flush)
+        });
+        self.totals.flush_work += started.elapsed();
+        self.inflight = Some(InFlight { summary, write });
+        Ok(())
+    }
+
+    /// Whether the flush in flight, if any, has been written.
+    fn flush_written(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|f| f.write.is_finished())
+    }
+
+    /// Waits for the flush in flight, retrying its store write on transient errors,
+    /// then moves the checkpoints on and commits the offsets.
+    fn finish_flush(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<(), ProcessorError> {
+        let Some(InFlight { summary, write }) = self.inflight.take() else {
+            return Ok(());
+        };
+        let waiting = Instant::now();
+        let (mut result, flush) = self
+            .rt
+            .block_on(write)
+            .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
+        self.totals.waited_for_store += waiting.elapsed();
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.rt.block_on(self.store.apply(&plan.flush)) {
+            match result {
                 Ok(()) => break,
                 Err(StoreError::Transient(e)) => {
                     tracing::warn!(error = %e, "store flush failed; retrying");
                     telemetry::store_retry("flush");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    result = self.rt.block_on(self.store.apply(&flush));
                 }
                 Err(fatal) => return Err(fatal.into()),
             }
         }
-        self.engine.flushed(&plan);
+        let stored = summary.started.elapsed();
+        self.engine.flushed(&summary.offsets);
         self.totals.flushes += 1;
-        self.totals.projection_rows += plan.projection_rows() as u64;
-        self.totals.event_rows += plan.event_rows() as u64;
-        commit(consumer, &plan)?;
-        telemetry::flushed(&plan, started.elapsed());
+        self.totals.projection_rows += summary.projection_rows as u64;
+        self.totals.event_rows += summary.event_rows as u64;
+        commit(consumer, &summary.offsets)?;
+        tracing::debug!(
+            projection_rows = summary.projection_rows,
+            event_rows = summary.event_rows,
+            visitors = summary.visitors,
+            planned = ?summary.planned,
+            durable_after = ?stored,
+            "flushed"
+        );
+        telemetry::flushed(
+            summary.projection_rows,
+            summary.event_rows,
+            summary.started.elapsed(),
+        );
         self.publish_counters();
         Ok(())
     }
@@ -303,9 +394,12 @@ impl Core {
     }
 }
 
-fn commit(consumer: &BaseConsumer<Ctx>, plan: &FlushPlan) -> Result<(), ProcessorError> {
+fn commit(
+    consumer: &BaseConsumer<Ctx>,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), ProcessorError> {
     let mut tpl = TopicPartitionList::new();
-    for (topic, partition, next) in &plan.offsets {
+    for (topic, partition, next) in offsets {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     // Kafka's offset only saves replay work: the store's checkpoint is the truth, so a
@@ -416,6 +510,7 @@ pub fn spawn(
         dead_letters: Vec::new(),
         published: HashMap::new(),
         totals: FlushTotals::default(),
+        inflight: None,
         fatal: None,
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
@@ -445,12 +540,15 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Room for one record of the largest size we dead-letter (it must be fetched to
-        // be dead-lettered), and no more buffering than that: memory stays bounded.
-        .set("fetch.max.bytes", "16777216")
+        // Large fetches keep the single folding thread fed (the fetch pipeline, not the
+        // fold, limited throughput with librdkafka's defaults); a partition fetch fits
+        // one record of the largest size we dead-letter, which must be fetched to be
+        // dead-lettered. The prefetch queue is bounded, so memory is too.
+        .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "8388608")
-        .set("receive.message.max.bytes", "17825792")
-        .set("queued.max.messages.kbytes", "32768")
+        .set("receive.message.max.bytes", "68000000")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.wait.max.ms", "100")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000");
     cfg.kafka.apply_overrides(&mut c, "consumer");
@@ -526,6 +624,12 @@ fn run(
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
         }
+        {
+            let mut c = lock();
+            if c.flush_written() {
+                c.finish_flush(consumer)?;
+            }
+        }
         let due = {
             let c = lock();
             c.engine.flush_due()
@@ -534,7 +638,7 @@ fn run(
                         || (polled_nothing && cfg.stop_when_caught_up)))
         };
         if due {
-            lock().flush(consumer, None)?;
+            lock().start_flush(consumer, None)?;
             last_flush = Instant::now();
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::engine::{Counters, FlushPlan};
+use crate::engine::Counters;
 
 pub const EVENTS_READ: &str = "funnelfold_events_read_total";
 pub const EVENTS_FOLDED: &str = "funnelfold_events_folded_total";
@@ -44,10 +44,10 @@ pub fn dead_lettered(partition: i32, reason: &'static str) {
     metrics::counter!(DEAD_LETTERS_BY_REASON, "partition" => partition.to_string(), "reason" => reason).increment(1);
 }
 
-pub fn flushed(plan: &FlushPlan, took: Duration) {
+pub fn flushed(projection_rows: usize, event_rows: usize, took: Duration) {
     metrics::histogram!(FLUSH_SECONDS).record(took.as_secs_f64());
-    metrics::counter!(FLUSH_ROWS, "kind" => "projection").increment(plan.projection_rows() as u64);
-    metrics::counter!(FLUSH_ROWS, "kind" => "event").increment(plan.event_rows() as u64);
+    metrics::counter!(FLUSH_ROWS, "kind" => "projection").increment(projection_rows as u64);
+    metrics::counter!(FLUSH_ROWS, "kind" => "event").increment(event_rows as u64);
 }
 
 pub fn store_retry(stage: &'static str) {

@@ -86,6 +86,14 @@ pub struct PartitionFlush {
     pub traffic: Vec<TrafficShare>,
 }
 
+impl PartitionFlush {
+    /// Projection rows it writes: profiles, sessions written or deleted, traffic
+    /// shares (event rows and visitor states apart).
+    pub fn projection_rows(&self) -> usize {
+        self.profiles.len() + self.sessions.len() + self.deleted_sessions.len() + self.traffic.len()
+    }
+}
+
 /// A flush: the consumer group and one entry per partition that changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Flush {

@@ -275,7 +275,7 @@ impl Loader {
         }
         futures::executor::block_on(self.store.apply(&plan.flush))
             .map_err(|e| anyhow!("apply: {e}"))?;
-        self.engine.flushed(&plan);
+        self.engine.flushed(&plan.offsets);
         Ok(plan.profiles)
     }
 }
