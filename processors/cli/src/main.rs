@@ -220,6 +220,11 @@ struct ProcessorArgs {
     /// Prometheus metrics listen address.
     #[arg(long, env = "FUNNELFOLD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// High bits of ScyllaDB write timestamps: raise it (e.g. to the new partition
+    /// count) when events.raw is resized, so that writes after the resize win over
+    /// those before it (topology/README.md, "Resizing").
+    #[arg(long, env = "FUNNELFOLD_WRITE_GENERATION", default_value_t = 0)]
+    write_generation: i64,
 }
 
 impl ProcessorArgs {
@@ -232,6 +237,7 @@ impl ProcessorArgs {
         cfg.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         cfg.engine.cache_capacity = self.cache_capacity;
         cfg.engine.max_dirty_visitors = self.max_dirty.max(1);
+        cfg.engine.write_generation = self.write_generation.clamp(0, 255);
         cfg.engine
             .pipeline
             .enrich
