@@ -39,18 +39,12 @@ pub async fn produce(
         .expect("producer");
     let mut pending = Vec::new();
     for (key, payload) in records {
-        let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
-        // send_result copies the record into librdkafka's queue; when it is full, wait.
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(d) => break d,
-                Err((_, returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        };
-        pending.push(delivery);
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        pending.push(
+            funnelfold_runtime::producer::enqueue(&producer, record)
+                .await
+                .expect("enqueued"),
+        );
         if pending.len() >= 5_000 {
             for d in pending.drain(..) {
                 d.await.expect("not cancelled").expect("delivered");

@@ -67,20 +67,15 @@ async fn produce(bootstrap: &str, events: &[RawEvent], partitions: u32) {
     let mut pending = Vec::new();
     for e in events {
         let payload = codec.encode_single_object(e);
-        let mut record = FutureRecord::to(RAW)
+        let record = FutureRecord::to(RAW)
             .partition(partition_of(&e.anonymous_id, partitions))
             .key(e.anonymous_id.as_bytes())
             .payload(&payload);
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(d) => break d,
-                Err((_, returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        };
-        pending.push(delivery);
+        pending.push(
+            funnelfold_runtime::producer::enqueue(&producer, record)
+                .await
+                .expect("enqueued"),
+        );
     }
     for d in pending {
         d.await.expect("not cancelled").expect("delivered");
