@@ -25,7 +25,7 @@ use funnelfold_core::enrich::Enricher;
 use funnelfold_core::fold::{Change, Folded, Session, VisitorState};
 use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::validate::validate;
-use funnelfold_core::{EventRow, ProfileRow, RejectReason, SessionRow, TrafficCounts, TrafficKey};
+use funnelfold_core::{EventRow, RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{
     Flush, PartitionFlush, SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
 };
@@ -137,10 +137,6 @@ struct Partition {
 #[derive(Debug, Default)]
 pub struct FlushPlan {
     pub flush: Flush,
-    /// Changed profiles and sessions for the changelog topics.
-    pub profiles: Vec<ProfileRow>,
-    pub sessions: Vec<SessionRow>,
-    pub deleted_sessions: Vec<SessionDelete>,
     /// (topic, partition, next offset) to commit to Kafka once the flush is durable.
     pub offsets: Vec<(String, i32, i64)>,
 }
@@ -529,11 +525,6 @@ impl Engine {
                 let counts = part.traffic.get(&key).cloned().unwrap_or_default();
                 pf.traffic.push(TrafficShare { key, counts });
             }
-            plan.profiles.extend(pf.profiles.iter().cloned());
-            plan.sessions
-                .extend(pf.sessions.iter().map(|w| w.row.clone()));
-            plan.deleted_sessions
-                .extend(pf.deleted_sessions.iter().cloned());
             plan.offsets.push((pf.topic.clone(), number, next_offset));
             plan.flush.partitions.push(pf);
         }

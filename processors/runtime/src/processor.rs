@@ -336,7 +336,13 @@ impl Core {
     /// session is a tombstone. Published before the store write: a crash in between
     /// replays the same records, which compaction makes harmless.
     fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
-        let mut deliveries = Vec::with_capacity(plan.profiles.len() + plan.sessions.len());
+        let parts = &plan.flush.partitions;
+        let mut deliveries = Vec::with_capacity(
+            parts
+                .iter()
+                .map(|p| p.profiles.len() + p.sessions.len())
+                .sum(),
+        );
         let mut send =
             |producer: &FutureProducer, topic: &str, key: String, payload: Option<Vec<u8>>| loop {
                 let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);
@@ -353,7 +359,7 @@ impl Core {
                     }
                 }
             };
-        for p in &plan.profiles {
+        for p in parts.iter().flat_map(|p| &p.profiles) {
             let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
             send(
                 &self.producer,
@@ -362,7 +368,7 @@ impl Core {
                 Some(self.projection_codec.encode_profile(p)),
             );
         }
-        for s in &plan.sessions {
+        for s in parts.iter().flat_map(|p| &p.sessions).map(|w| &w.row) {
             let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
             send(
                 &self.producer,
@@ -371,7 +377,7 @@ impl Core {
                 Some(self.projection_codec.encode_session(s)),
             );
         }
-        for d in &plan.deleted_sessions {
+        for d in parts.iter().flat_map(|p| &p.deleted_sessions) {
             let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
             send(&self.producer, &self.topics.sessions_changelog, key, None);
         }

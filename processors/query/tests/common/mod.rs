@@ -276,7 +276,12 @@ impl Loader {
         futures::executor::block_on(self.store.apply(&plan.flush))
             .map_err(|e| anyhow!("apply: {e}"))?;
         self.engine.flushed(&plan.offsets);
-        Ok(plan.profiles)
+        Ok(plan
+            .flush
+            .partitions
+            .into_iter()
+            .flat_map(|p| p.profiles)
+            .collect())
     }
 }
 
