@@ -6,7 +6,9 @@
 //! and prints events/s for both, their ratio, projection rows written per 1,000 events
 //! (event rows apart) and the processor's peak RSS.
 //!
-//! `cargo bench -p funnelfold --bench throughput` (THROUGHPUT_EVENTS, default 2,000,000).
+//! `cargo bench -p funnelfold --bench throughput` (THROUGHPUT_EVENTS, default 2,000,000;
+//! THROUGHPUT_RUN_ARGS, extra `funnelfold run` flags separated by spaces, to compare
+//! settings).
 //! It prints numbers and asserts nothing: machines here are shared and noisy.
 
 use std::io::{BufRead, BufReader};
@@ -122,6 +124,7 @@ fn main() {
     let (read, bare) = bare_consumer(&bootstrap, n);
     let bare_rate = read as f64 / bare.as_secs_f64();
 
+    let run_args = std::env::var("THROUGHPUT_RUN_ARGS").unwrap_or_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().join("bench.redb").display());
     let started = Instant::now();
@@ -134,6 +137,7 @@ fn main() {
             &store,
             "--until-caught-up",
         ])
+        .args(run_args.split_whitespace())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -183,6 +187,9 @@ fn main() {
         peak_kb as f64 / 1024.0
     );
     println!("processor said: {summary}");
+    if !run_args.is_empty() {
+        println!("processor flags: {run_args}");
+    }
     let _ = broker.kill();
     let _ = broker.wait();
 }

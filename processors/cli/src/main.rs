@@ -208,6 +208,21 @@ struct ProcessorArgs {
     /// Flush coalesced state at least this often (milliseconds).
     #[arg(long, env = "FUNNELFOLD_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
+    /// While trailing the partitions' ends by more than --catch-up-lag records, flush
+    /// this often instead (milliseconds): fewer, larger flushes while catching up.
+    #[arg(
+        long,
+        env = "FUNNELFOLD_CATCH_UP_FLUSH_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    catch_up_flush_interval_ms: u64,
+    /// Records behind the partitions' ends (summed) above which the processor is
+    /// catching up.
+    #[arg(long, env = "FUNNELFOLD_CATCH_UP_LAG", default_value_t = 100_000)]
+    catch_up_lag: i64,
+    /// Flush early once this many event rows wait for a flush.
+    #[arg(long, env = "FUNNELFOLD_MAX_PENDING_EVENTS", default_value_t = 500_000)]
+    max_pending_events: usize,
     /// Visitors held in the moka cache.
     #[arg(long, env = "FUNNELFOLD_CACHE_CAPACITY", default_value_t = 100_000)]
     cache_capacity: u64,
@@ -237,6 +252,9 @@ impl ProcessorArgs {
         cfg.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         cfg.engine.cache_capacity = self.cache_capacity;
         cfg.engine.max_dirty_visitors = self.max_dirty.max(1);
+        cfg.engine.max_pending_events = self.max_pending_events.max(1);
+        cfg.catch_up_flush_interval = Duration::from_millis(self.catch_up_flush_interval_ms.max(1));
+        cfg.catch_up_lag = self.catch_up_lag;
         cfg.engine.write_generation = self.write_generation.clamp(0, 255);
         cfg.engine
             .pipeline

@@ -25,9 +25,10 @@ use funnelfold_core::enrich::Enricher;
 use funnelfold_core::fold::{Change, Folded, Session, VisitorState};
 use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::validate::validate;
-use funnelfold_core::{EventRow, RejectReason, TrafficCounts, TrafficKey};
+use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    Flush, PartitionFlush, SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
+    EventRowRef, EventRows, Flush, PartitionFlush, SessionDelete, SessionWrite, StoreError,
+    TrafficShare, VisitorKey,
 };
 
 /// One Kafka record, as the engine sees it.
@@ -126,7 +127,7 @@ struct Partition {
     inflight: HashMap<VisitorKey, Shared>,
     closed: Vec<SessionWrite>,
     deleted: Vec<SessionDelete>,
-    events: Vec<EventRow>,
+    events: EventRows,
     /// This partition's absolute shares of the traffic aggregates it touched.
     traffic: HashMap<TrafficKey, TrafficCounts>,
     traffic_dirty: HashSet<TrafficKey>,
@@ -172,6 +173,9 @@ pub struct EngineConfig {
     pub cache_capacity: u64,
     /// A flush is due once this many visitors are dirty.
     pub max_dirty_visitors: usize,
+    /// A flush is due once this many event rows wait for it (bounds their memory when
+    /// flushes are far apart, as while catching up).
+    pub max_pending_events: usize,
     /// High bits of the ScyllaDB write timestamps (raise it when partitions are
     /// resized so that writes after the resize win over those before).
     pub write_generation: i64,
@@ -184,6 +188,7 @@ impl Default for EngineConfig {
             pipeline: PipelineConfig::default(),
             cache_capacity: 100_000,
             max_dirty_visitors: 50_000,
+            max_pending_events: 500_000,
             write_generation: 0,
         }
     }
@@ -205,6 +210,8 @@ pub struct Engine {
     cache: moka::sync::Cache<VisitorKey, CacheEntry>,
     partitions: HashMap<i32, Partition>,
     dirty_visitors: usize,
+    /// Event rows folded and not yet in a flush plan.
+    pending_events: usize,
     /// Changes of the fold being applied (reused to avoid an allocation per event).
     scratch: Vec<ChangeRecord>,
 }
@@ -229,6 +236,7 @@ impl Engine {
             cache,
             partitions: HashMap::new(),
             dirty_visitors: 0,
+            pending_events: 0,
             scratch: Vec::new(),
         }
     }
@@ -236,6 +244,16 @@ impl Engine {
     /// Whether enough has changed that a flush should not wait for the timer.
     pub fn flush_due(&self) -> bool {
         self.dirty_visitors >= self.cfg.max_dirty_visitors
+            || self.pending_events >= self.cfg.max_pending_events
+    }
+
+    /// Per assigned partition, the next offset to fold: what the consumer lag is
+    /// measured from.
+    pub fn next_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+        self.partitions.iter().map(|(number, p)| {
+            let next = p.pending.map_or(p.checkpoint, |last| last + 1);
+            (p.topic.as_str(), *number, next.max(p.checkpoint))
+        })
     }
 
     pub fn has_pending(&self) -> bool {
@@ -271,7 +289,7 @@ impl Engine {
                     inflight: HashMap::new(),
                     closed: Vec::new(),
                     deleted: Vec::new(),
-                    events: Vec::new(),
+                    events: EventRows::new(),
                     traffic: HashMap::new(),
                     traffic_dirty: HashSet::new(),
                     counters: Counters::default(),
@@ -373,18 +391,19 @@ impl Engine {
                         ChangeRecord::Traffic(..) => {}
                     }
                 }
-                part.events.push(EventRow {
-                    funnel_id: event.funnel_id.clone(),
-                    event_id: event.event_id.clone(),
-                    anonymous_id: event.anonymous_id.clone(),
-                    session_id: event.session_id.clone(),
-                    event_name: event.name.clone(),
+                part.events.push_ref(&EventRowRef {
+                    funnel_id: &event.funnel_id,
+                    event_id: &event.event_id,
+                    anonymous_id: &event.anonymous_id,
+                    session_id: event.session_id.as_deref(),
+                    event_name: &event.name,
                     timestamp: event.timestamp,
-                    path: event.path.clone(),
+                    path: event.path.as_deref(),
                     is_conversion: event.is_conversion,
                     revenue_minor: event.revenue.as_ref().map(|m| m.minor),
-                    currency: event.revenue.as_ref().map(|m| m.currency.clone()),
+                    currency: event.revenue.as_ref().map(|m| m.currency.as_str()),
                 });
+                self.pending_events += 1;
                 if let Entry::Vacant(slot) = part.dirty.entry(key) {
                     slot.insert(Arc::clone(&visitor));
                     self.dirty_visitors += 1;
@@ -518,6 +537,7 @@ impl Engine {
             }
             pf.sessions.append(&mut part.closed);
             pf.deleted_sessions.append(&mut part.deleted);
+            self.pending_events -= part.events.len();
             pf.events.append(&mut part.events);
             let mut traffic: Vec<TrafficKey> = part.traffic_dirty.drain().collect();
             traffic.sort();
@@ -556,6 +576,7 @@ impl Engine {
     pub fn release(&mut self, partition: i32) {
         if let Some(part) = self.partitions.remove(&partition) {
             self.dirty_visitors -= part.dirty.len();
+            self.pending_events -= part.events.len();
         }
         // Invalidation closures are registered with the cache and run lazily; the
         // predicate is cheap and bounded by the cache size.

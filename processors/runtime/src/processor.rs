@@ -35,6 +35,12 @@ pub struct ProcessorConfig {
     pub engine: EngineConfig,
     /// Flush at least this often while anything is pending.
     pub flush_interval: Duration,
+    /// While the processor trails its partitions' ends by more than `catch_up_lag`
+    /// records in all (a replay, a backlog after downtime), its projections are stale
+    /// by that much anyway: it flushes this often instead (or sooner, at the dirty and
+    /// pending-event bounds), which coalesces many more writes per row.
+    pub catch_up_flush_interval: Duration,
+    pub catch_up_lag: i64,
     /// Records larger than this are dead-lettered as too large.
     pub max_record_bytes: usize,
     /// Stop (flushed and committed) once every assigned partition is read to its end:
@@ -49,6 +55,8 @@ impl Default for ProcessorConfig {
             topics: Topics::default(),
             engine: EngineConfig::default(),
             flush_interval: Duration::from_secs(1),
+            catch_up_flush_interval: Duration::from_secs(10),
+            catch_up_lag: 100_000,
             max_record_bytes: 1 << 20,
             stop_when_caught_up: false,
         }
@@ -87,7 +95,7 @@ struct Core {
 struct InFlight {
     summary: FlushSummary,
     /// The store write, handing the flush back for a retry.
-    write: tokio::task::JoinHandle<(Result<(), StoreError>, Flush)>,
+    write: tokio::task::JoinHandle<(Result<(), StoreError>, Arc<Flush>)>,
 }
 
 struct FlushSummary {
@@ -253,7 +261,7 @@ impl Core {
             return Ok(());
         }
         self.publish_changelogs(&plan)?;
-        let flush = std::mem::take(&mut plan.flush);
+        let flush = Arc::new(std::mem::take(&mut plan.flush));
         let summary = FlushSummary {
             offsets: std::mem::take(&mut plan.offsets),
             projection_rows: flush
@@ -268,7 +276,7 @@ impl Core {
         };
         let store = Arc::clone(&self.store);
         let write = self.rt.spawn(async move {
-            let result = store.apply(&flush).await;
+            let result = store.apply(Arc::clone(&flush)).await;
             (result, flush)
         });
         self.totals.flush_work += started.elapsed();
@@ -304,7 +312,7 @@ impl Core {
                     telemetry::store_retry("flush");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    result = self.rt.block_on(self.store.apply(&flush));
+                    result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
                 Err(fatal) => return Err(fatal.into()),
             }
@@ -416,12 +424,50 @@ fn commit(
     Ok(())
 }
 
-/// The consumer's context: flushes revoked partitions before they are given up.
+/// The consumer's context: flushes revoked partitions before they are given up, and
+/// keeps the high watermarks librdkafka reports in its statistics.
 struct Ctx {
     core: Arc<Mutex<Core>>,
+    /// (topic, partition) → high watermark, as of the last statistics.
+    high_watermarks: Mutex<HashMap<(String, i32), i64>>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut marks = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        marks.clear();
+        for (name, topic) in statistics.topics {
+            for (number, partition) in topic.partitions {
+                if number >= 0 && partition.hi_offset >= 0 {
+                    marks.insert((name.clone(), number), partition.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl Ctx {
+    /// Records between the end of each assigned partition (as of the last statistics)
+    /// and the next offset the engine will fold, summed; per partition as a gauge.
+    fn lag(&self, engine: &Engine) -> i64 {
+        let marks = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
+        for (topic, partition, next) in engine.next_offsets() {
+            if let Some(high) = marks.get(&(topic.to_owned(), partition)) {
+                let lag = (high - next).max(0);
+                telemetry::consumer_lag(partition, lag);
+                total += lag;
+            }
+        }
+        total
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -521,6 +567,7 @@ pub fn spawn(
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
+        high_watermarks: Mutex::new(HashMap::new()),
     })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -556,7 +603,9 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // Statistics carry the partitions' high watermarks: the consumer lag.
+        .set("statistics.interval.ms", "1000");
     cfg.kafka.apply_overrides(&mut c, "consumer");
     c
 }
@@ -592,6 +641,8 @@ fn run(
     cfg: &ProcessorConfig,
 ) -> Result<(), ProcessorError> {
     let mut last_flush = Instant::now();
+    let mut lag = 0;
+    let mut lag_measured = Instant::now();
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.load(Ordering::Relaxed) {
         // The rebalance callback may run inside poll and takes the core's lock itself.
@@ -638,10 +689,19 @@ fn run(
         }
         let due = {
             let c = lock();
+            if lag_measured.elapsed() >= Duration::from_millis(500) {
+                lag = consumer.context().lag(&c.engine);
+                lag_measured = Instant::now();
+            }
+            let interval = if lag > cfg.catch_up_lag {
+                cfg.catch_up_flush_interval
+            } else {
+                cfg.flush_interval
+            };
             c.engine.flush_due()
                 || (c.engine.has_pending()
-                    && (last_flush.elapsed() >= cfg.flush_interval
-                        || (polled_nothing && cfg.stop_when_caught_up)))
+                    && (last_flush.elapsed() >= interval
+                        || (polled_nothing && cfg.stop_when_caught_up && caught_up(consumer))))
         };
         if due {
             lock().start_flush(consumer, None)?;

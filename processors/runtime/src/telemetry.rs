@@ -16,6 +16,7 @@ pub const FLUSH_SECONDS: &str = "funnelfold_flush_duration_seconds";
 pub const FLUSH_ROWS: &str = "funnelfold_flush_rows_total";
 pub const STORE_RETRIES: &str = "funnelfold_store_retries_total";
 pub const REBALANCES: &str = "funnelfold_rebalances_total";
+pub const CONSUMER_LAG: &str = "funnelfold_consumer_lag";
 
 pub fn partition_counters(partition: i32, before: &Counters, now: &Counters) {
     let p = partition.to_string();
@@ -56,4 +57,8 @@ pub fn store_retry(stage: &'static str) {
 
 pub fn rebalance(kind: &'static str) {
     metrics::counter!(REBALANCES, "kind" => kind).increment(1);
+}
+
+pub fn consumer_lag(partition: i32, lag: i64) {
+    metrics::gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(lag as f64);
 }

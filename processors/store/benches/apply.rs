@@ -5,6 +5,7 @@
 //! `cargo bench -p funnelfold-store --bench apply` (APPLY_EVENTS, default 1,000,000;
 //! APPLY_FLUSH, events per flush, default 100,000). Prints, asserts nothing.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use funnelfold_core::memory::{PipelineConfig, Projector};
@@ -68,7 +69,7 @@ fn main() {
             partition: 0,
             next_offset: (written + chunk.len()) as i64,
             write_timestamp: (written + chunk.len()) as i64,
-            events: rows,
+            events: rows.into_iter().collect(),
             ..PartitionFlush::default()
         };
         for (funnel, anon) in &touched {
@@ -101,12 +102,12 @@ fn main() {
         }
         let (events_n, visitors_n, projection_n) =
             (pf.events.len(), pf.visitors.len(), pf.projection_rows());
-        let flush = Flush {
+        let flush = Arc::new(Flush {
             group: "bench".into(),
             partitions: vec![pf],
-        };
+        });
         let started = Instant::now();
-        rt.block_on(store.apply(&flush)).expect("apply");
+        rt.block_on(store.apply(flush)).expect("apply");
         let took = started.elapsed();
         total += took;
         written += chunk.len();

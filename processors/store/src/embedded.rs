@@ -27,8 +27,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::plan::Plan;
 use crate::{
-    EventCursor, EventFilter, Flush, PageRequest, Result, SessionCursor, Store, StoreError,
-    VisitorKey,
+    encode_block, EventCursor, EventFilter, Flush, PageRequest, Result, SessionCursor, Store,
+    StoreError, VisitorKey,
 };
 
 type Bytes = &'static [u8];
@@ -379,21 +379,19 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
         }
         insert_sorted(&mut sessions, by_id).map_err(w)?;
         insert_sorted(&mut by_start, by_started).map_err(w)?;
-        let mut by_minute: BTreeMap<(&str, i64), Vec<&EventRow>> = BTreeMap::new();
-        let mut by_visitor_hour: BTreeMap<(&str, &str, i64), Vec<&EventRow>> = BTreeMap::new();
-        for e in &plan.events {
+        // Rows are kept encoded; a block is their encodings behind a count, which is
+        // the encoding of a Vec<EventRow>.
+        let mut by_minute: BTreeMap<(&str, i64), Vec<&[u8]>> = BTreeMap::new();
+        let mut by_visitor_hour: BTreeMap<(&str, &str, i64), Vec<&[u8]>> = BTreeMap::new();
+        for (e, encoded) in &plan.events {
             by_minute
-                .entry((&e.funnel_id, e.timestamp.div_euclid(MINUTE_MS)))
+                .entry((e.funnel_id, e.timestamp.div_euclid(MINUTE_MS)))
                 .or_default()
-                .push(e);
+                .push(encoded);
             by_visitor_hour
-                .entry((
-                    &e.funnel_id,
-                    &e.anonymous_id,
-                    e.timestamp.div_euclid(HOUR_MS),
-                ))
+                .entry((e.funnel_id, e.anonymous_id, e.timestamp.div_euclid(HOUR_MS)))
                 .or_default()
-                .push(e);
+                .push(encoded);
         }
         for ((funnel, minute), block) in by_minute {
             let k = Key::new()
@@ -403,7 +401,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 .i32(pf.partition)
                 .i64(pf.next_offset);
             events
-                .insert(k.bytes(), encode("event block", &block)?.as_slice())
+                .insert(k.bytes(), encode_block(block.into_iter()).as_slice())
                 .map_err(w)?;
         }
         for ((funnel, anon, hour), block) in by_visitor_hour {
@@ -415,7 +413,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 .i32(pf.partition)
                 .i64(pf.next_offset);
             by_visitor
-                .insert(k.bytes(), encode("event block", &block)?.as_slice())
+                .insert(k.bytes(), encode_block(block.into_iter()).as_slice())
                 .map_err(w)?;
         }
         for (key, counts) in &plan.traffic {
@@ -617,13 +615,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn apply(&self, flush: &Flush) -> Result<()> {
+    async fn apply(&self, flush: Arc<Flush>) -> Result<()> {
         if flush.partitions.is_empty() {
             return Ok(());
         }
         let db = Arc::clone(&self.db);
-        // The blocking task needs owned data; a flush is at most a few thousand small rows.
-        let flush = flush.clone();
         tokio::task::spawn_blocking(move || {
             let txn = db
                 .begin_write()

@@ -6,10 +6,13 @@
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
 
 pub mod embedded;
+mod event_rows;
 mod plan;
 pub mod scylla_store;
 
@@ -23,6 +26,8 @@ pub enum StoreError {
     #[error("store error: {0}")]
     Fatal(String),
 }
+
+pub use event_rows::{encode_block, EventRowRef, EventRows};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -82,7 +87,7 @@ pub struct PartitionFlush {
     pub profiles: Vec<ProfileRow>,
     pub sessions: Vec<SessionWrite>,
     pub deleted_sessions: Vec<SessionDelete>,
-    pub events: Vec<EventRow>,
+    pub events: EventRows,
     pub traffic: Vec<TrafficShare>,
 }
 
@@ -157,7 +162,9 @@ pub trait Store: Send + Sync {
     /// Makes a flush durable. Per partition, the rows and the checkpoint become
     /// durable together; a partition flush whose `next_offset` is not beyond the
     /// stored checkpoint is stale (another owner got further) and is skipped whole.
-    async fn apply(&self, flush: &Flush) -> Result<()>;
+    /// The flush is shared, not copied: the caller keeps it to retry a failed write,
+    /// and an engine may hand it to another thread.
+    async fn apply(&self, flush: Arc<Flush>) -> Result<()>;
 
     // --- the query processor's side ---
 

@@ -16,9 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey};
+use funnelfold_core::{ProfileRow, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{PartitionFlush, VisitorKey};
+use crate::{EventRowRef, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -38,7 +38,8 @@ pub(crate) struct Plan<'a> {
     pub session_deletes: Vec<SessionId<'a>>,
     /// Entries to delete from the by-start index.
     pub start_deletes: Vec<StartKey<'a>>,
-    pub events: Vec<&'a EventRow>,
+    /// Event rows, each with its encoding (that of an `EventRow`).
+    pub events: Vec<(EventRowRef<'a>, &'a [u8])>,
     pub traffic: Vec<(&'a TrafficKey, &'a TrafficCounts)>,
 }
 
@@ -112,9 +113,7 @@ impl<'a> Plan<'a> {
             }
         }
 
-        let events = last_per_key(flush.events.iter(), |e| {
-            (e.funnel_id.as_str(), e.event_id.as_str())
-        });
+        let events = last_per_key(flush.events.iter(), |(e, _)| (e.funnel_id, e.event_id));
         let traffic = last_per_key(
             flush.traffic.iter().map(|t| (&t.key, &t.counts)),
             |(k, _)| *k,

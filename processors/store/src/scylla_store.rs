@@ -71,8 +71,8 @@ use scylla::{DeserializeRow, SerializeRow};
 use crate::embedded::sum_shares;
 use crate::plan::Plan;
 use crate::{
-    EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, Result, SessionCursor, Store,
-    StoreError, VisitorKey,
+    EventCursor, EventFilter, EventRowRef, Flush, PageRequest, PartitionFlush, Result,
+    SessionCursor, Store, StoreError, VisitorKey,
 };
 
 /// The keyspace used when none is configured.
@@ -725,20 +725,20 @@ struct EventValues<'a> {
 }
 
 impl<'a> EventValues<'a> {
-    fn new(e: &'a EventRow, write_ts: i64) -> Self {
+    fn new(e: &EventRowRef<'a>, write_ts: i64) -> Self {
         EventValues {
-            funnel_id: &e.funnel_id,
-            event_id: &e.event_id,
-            anonymous_id: &e.anonymous_id,
-            session_id: e.session_id.as_deref(),
+            funnel_id: e.funnel_id,
+            event_id: e.event_id,
+            anonymous_id: e.anonymous_id,
+            session_id: e.session_id,
             hour_bucket: hour_of(e.timestamp),
             day_bucket: day_of(e.timestamp),
             ts: CqlTimestamp(e.timestamp),
-            event_name: &e.event_name,
-            path: e.path.as_deref(),
+            event_name: e.event_name,
+            path: e.path,
             is_conversion: e.is_conversion,
             revenue_minor: e.revenue_minor,
-            currency: e.currency.as_deref(),
+            currency: e.currency,
             write_ts,
         }
     }
@@ -1154,12 +1154,12 @@ impl ScyllaStore {
             writes.push(bind(&st.session_by_day_put, &values)?);
             buckets.insert((&s.funnel_id, Kind::SessionDay, values.day_bucket));
         }
-        for e in &plan.events {
+        for (e, _) in &plan.events {
             let values = EventValues::new(e, ts);
             writes.push(bind(&st.event_by_hour_put, &values)?);
             writes.push(bind(&st.event_by_visitor_put, &values)?);
-            buckets.insert((&e.funnel_id, Kind::EventHour, values.hour_bucket));
-            visitor_days.insert((&e.funnel_id, &e.anonymous_id, values.day_bucket));
+            buckets.insert((e.funnel_id, Kind::EventHour, values.hour_bucket));
+            visitor_days.insert((e.funnel_id, e.anonymous_id, values.day_bucket));
         }
         for (key, counts) in &plan.traffic {
             let month_bucket = month_of_day(key.day);
@@ -1352,7 +1352,7 @@ impl Store for ScyllaStore {
     }
 
     /// See the module documentation for why this is effectively once.
-    async fn apply(&self, flush: &Flush) -> Result<()> {
+    async fn apply(&self, flush: Arc<Flush>) -> Result<()> {
         let applies: Vec<BoxFuture<'_, Result<()>>> = flush
             .partitions
             .iter()

@@ -10,6 +10,7 @@
 //!   `SCYLLA_URI` each ScyllaDB scenario prints a skip line and passes.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use funnelfold_core::fold::channel_of;
 use funnelfold_core::{
@@ -266,7 +267,7 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
     p0.profiles.push(profile(&funnel, "a", T0));
     let p3 = part(3, 7);
     store
-        .apply(&flush(&group, vec![p0, p3]))
+        .apply(Arc::new(flush(&group, vec![p0, p3])))
         .await
         .expect("apply");
 
@@ -307,7 +308,7 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
     );
 
     store
-        .apply(&flush(&group, vec![part(0, 25)]))
+        .apply(Arc::new(flush(&group, vec![part(0, 25)])))
         .await
         .expect("apply");
     assert_eq!(
@@ -318,7 +319,10 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         Some(25)
     );
     // An empty flush changes nothing.
-    store.apply(&flush(&group, vec![])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![])))
+        .await
+        .expect("apply");
     assert_eq!(
         store
             .checkpoint(&group, TOPIC, 0)
@@ -333,7 +337,10 @@ async fn stale_partition_flush_is_skipped_whole(store: &dyn Store, ns: &str) {
     let funnel = format!("{ns}-f");
     let mut p = part(0, 100);
     p.profiles.push(profile(&funnel, "a", T0));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
 
     // A stale owner flushes up to an offset that is not beyond the checkpoint, along
     // with a fresh flush of another partition: only the fresh one lands.
@@ -345,7 +352,7 @@ async fn stale_partition_flush_is_skipped_whole(store: &dyn Store, ns: &str) {
     equal.sessions.push(write(session(&funnel, "b", "s1", T0)));
     equal
         .events
-        .push(event(&funnel, "b", "e1", "page_view", T0));
+        .push(&event(&funnel, "b", "e1", "page_view", T0));
     let mut behind = part(0, 60);
     behind.profiles.push(profile(&funnel, "c", T0));
     behind.traffic.push(TrafficShare {
@@ -365,11 +372,11 @@ async fn stale_partition_flush_is_skipped_whole(store: &dyn Store, ns: &str) {
     let mut fresh = part(1, 5);
     fresh.profiles.push(profile(&funnel, "d", T0));
     store
-        .apply(&flush(&group, vec![equal]))
+        .apply(Arc::new(flush(&group, vec![equal])))
         .await
         .expect("apply");
     store
-        .apply(&flush(&group, vec![behind, fresh]))
+        .apply(Arc::new(flush(&group, vec![behind, fresh])))
         .await
         .expect("apply");
 
@@ -432,9 +439,9 @@ async fn apply_is_idempotent(store: &dyn Store, ns: &str) {
         .push((visitor(&funnel, "a"), Some(vec![1, 2, 3])));
     p.profiles.push(rich_profile(&funnel, "a", T0));
     p.sessions.push(write(session(&funnel, "a", "s1", T0)));
-    p.events.push(event(&funnel, "a", "e1", "page_view", T0));
+    p.events.push(&event(&funnel, "a", "e1", "page_view", T0));
     p.events
-        .push(event(&funnel, "a", "e2", "purchase", T0 + 1000));
+        .push(&event(&funnel, "a", "e2", "purchase", T0 + 1000));
     p.traffic.push(TrafficShare {
         key: TrafficKey {
             funnel_id: funnel.clone(),
@@ -449,10 +456,10 @@ async fn apply_is_idempotent(store: &dyn Store, ns: &str) {
             revenue: eur(4200),
         },
     });
-    let f = flush(&group, vec![p]);
-    store.apply(&f).await.expect("apply");
+    let f = Arc::new(flush(&group, vec![p]));
+    store.apply(Arc::clone(&f)).await.expect("apply");
     let first = snapshot(store, &funnel, &["a"]).await;
-    store.apply(&f).await.expect("apply again");
+    store.apply(f).await.expect("apply again");
     assert_eq!(snapshot(store, &funnel, &["a"]).await, first);
     assert_eq!(
         store
@@ -473,7 +480,10 @@ async fn visitor_state_round_trip_and_delete(store: &dyn Store, ns: &str) {
         .push((visitor(&funnel, "b"), Some(vec![0, 255, 0, 1])));
     p.visitors
         .push((visitor(&funnel, "empty"), Some(Vec::new())));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
 
     let keys = [
         visitor(&funnel, "a"),
@@ -507,7 +517,10 @@ async fn visitor_state_round_trip_and_delete(store: &dyn Store, ns: &str) {
     p.visitors
         .push((visitor(&funnel, "a"), Some(b"new".to_vec())));
     p.visitors.push((visitor(&funnel, "b"), None));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     let loaded = store.load_visitors(&keys).await.expect("load");
     assert_eq!(
         loaded,
@@ -528,7 +541,10 @@ async fn profiles_lookup(store: &dyn Store, ns: &str) {
     p.profiles.push(a.clone());
     p.profiles.push(b.clone());
     p.profiles.push(profile(&format!("{ns}-other"), "c", T0));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
 
     let ask: Vec<String> = ["a", "missing", "a", "b", "c"]
         .iter()
@@ -551,7 +567,10 @@ async fn profiles_lookup(store: &dyn Store, ns: &str) {
     let a2 = profile(&funnel, "a", T0);
     let mut p = part(0, 20);
     p.profiles.push(a2.clone());
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     assert_eq!(
         store
             .profiles(&funnel, &["a".to_string()])
@@ -569,7 +588,10 @@ async fn session_upsert_move_and_delete(store: &dyn Store, ns: &str) {
     let s1 = session(&funnel, "a", "s1", T0 + 3 * DAY);
     let mut p = part(0, 10);
     p.sessions.push(write(s1.clone()));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     assert_eq!(
         store.sessions(&funnel, &all()).await.expect("sessions"),
         vec![s1.clone()]
@@ -591,7 +613,10 @@ async fn session_upsert_move_and_delete(store: &dyn Store, ns: &str) {
         row: moved.clone(),
         previous_started_at: Some(s1.started_at),
     });
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     assert_eq!(
         store.sessions(&funnel, &all()).await.expect("sessions"),
         vec![moved.clone()]
@@ -630,7 +655,10 @@ async fn session_upsert_move_and_delete(store: &dyn Store, ns: &str) {
         row: s2.clone(),
         previous_started_at: Some(s2.started_at),
     });
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     assert_eq!(
         store.sessions(&funnel, &all()).await.expect("sessions"),
         vec![twice_b.clone(), s2.clone()]
@@ -653,7 +681,10 @@ async fn session_upsert_move_and_delete(store: &dyn Store, ns: &str) {
         started_at: s3.started_at,
     });
     p.sessions.push(write(s3.clone()));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
     assert_eq!(
         store.sessions(&funnel, &all()).await.expect("sessions"),
         vec![s3.clone(), s2.clone()]
@@ -703,13 +734,22 @@ async fn sessions_paging(store: &dyn Store, ns: &str) {
     p0.sessions.extend(first.iter().cloned().map(write));
     let mut p1 = part(1, 10);
     p1.sessions.extend(second.iter().cloned().map(write));
-    store.apply(&flush(&group, vec![p0])).await.expect("apply");
-    store.apply(&flush(&group, vec![p1])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p0])))
+        .await
+        .expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p1])))
+        .await
+        .expect("apply");
     // A session of another funnel never shows.
     let mut p = part(2, 10);
     p.sessions
         .push(write(session(&format!("{ns}-other"), "a", "s1", T0 + HOUR)));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
 
     // Everything, 3 at a time: every row exactly once, newest first.
     let mut expected = rows.clone();
@@ -790,7 +830,10 @@ async fn visitor_sessions(store: &dyn Store, ns: &str) {
         .extend([s_mid.clone(), s_old.clone(), s_new.clone()].map(write));
     p.sessions
         .push(write(session(&funnel, "b", "x", T0 + 3 * HOUR)));
-    store.apply(&flush(&group, vec![p])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p])))
+        .await
+        .expect("apply");
 
     let all = store
         .visitor_sessions(&funnel, "a", 10)
@@ -840,7 +883,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     p0.events.extend(events[..6].iter().cloned());
     let mut p1 = part(1, 10);
     p1.events.extend(events[6..].iter().cloned());
-    p1.events.push(event(
+    p1.events.push(&event(
         &format!("{ns}-other"),
         "a",
         "x1",
@@ -848,7 +891,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
         T0 + HOUR,
     ));
     store
-        .apply(&flush(&group, vec![p0, p1]))
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
         .await
         .expect("apply");
 
@@ -1004,7 +1047,7 @@ async fn traffic_shares_summed(store: &dyn Store, ns: &str) {
         Revenue::new(),
     ));
     store
-        .apply(&flush(&group, vec![p0, p1]))
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
         .await
         .expect("apply");
 
@@ -1074,7 +1117,10 @@ async fn traffic_shares_summed(store: &dyn Store, ns: &str) {
     let mut p1 = part(1, 20);
     p1.traffic
         .push(share(&funnel, d + 2, "news.example", 0, 0, Revenue::new()));
-    store.apply(&flush(&group, vec![p1])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p1])))
+        .await
+        .expect("apply");
     assert!(store
         .traffic(&funnel, d + 2, d + 2)
         .await
@@ -1093,7 +1139,7 @@ async fn partition_loads_its_own_share(store: &dyn Store, ns: &str) {
     let mut p1 = part(1, 10);
     p1.traffic.push(theirs.clone());
     store
-        .apply(&flush(&group, vec![p0, p1]))
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
         .await
         .expect("apply");
 
@@ -1132,7 +1178,10 @@ async fn partition_loads_its_own_share(store: &dyn Store, ns: &str) {
     let mut p0 = part(0, 20);
     p0.traffic
         .push(share(&funnel, d, "google", 5, 1, eur(1000)));
-    store.apply(&flush(&group, vec![p0])).await.expect("apply");
+    store
+        .apply(Arc::new(flush(&group, vec![p0])))
+        .await
+        .expect("apply");
     let loaded = store
         .load_traffic_shares(TOPIC, 0, &keys[..1])
         .await

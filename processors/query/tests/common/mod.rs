@@ -273,14 +273,14 @@ impl Loader {
         if plan.flush.partitions.is_empty() {
             return Ok(Vec::new());
         }
-        futures::executor::block_on(self.store.apply(&plan.flush))
+        let flush = Arc::new(plan.flush);
+        futures::executor::block_on(self.store.apply(Arc::clone(&flush)))
             .map_err(|e| anyhow!("apply: {e}"))?;
         self.engine.flushed(&plan.offsets);
-        Ok(plan
-            .flush
+        Ok(flush
             .partitions
-            .into_iter()
-            .flat_map(|p| p.profiles)
+            .iter()
+            .flat_map(|p| p.profiles.iter().cloned())
             .collect())
     }
 }
