@@ -35,6 +35,13 @@ fn defined() -> Vec<(&'static str, &'static str)> {
         fold::FLUSH_ROWS,
         fold::STORE_RETRIES,
         fold::REBALANCES,
+        fold::CONSUMER_LAG,
+        fold::FOLD_SECONDS,
+        fold::CACHE_VISITORS,
+        fold::CACHE_DIRTY_VISITORS,
+        fold::CACHE_LOOKUPS,
+        fold::STORE_ERRORS,
+        fold::ASSIGNED_PARTITIONS,
     ]
     .into_iter()
     .map(|n| (n, "fold"))
