@@ -394,12 +394,18 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn install_metrics(listen: Option<SocketAddr>) -> Result<()> {
+/// Serves `/metrics` for the whole process (fold and query metrics alike) when a
+/// listen address is configured, and prints where (port 0 picks a free port).
+fn install_metrics(rt: &tokio::runtime::Runtime, listen: Option<SocketAddr>) -> Result<()> {
     if let Some(addr) = listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .context("cannot start the metrics exporter")?;
+        let addr = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            funnelfold_query::telemetry::serve_metrics(listener)
+                .await
+                .context("cannot start the metrics exporter")
+        })?;
         println!("metrics: http://{addr}/metrics");
     }
     Ok(())
@@ -431,7 +437,7 @@ fn run_processor(
 }
 
 fn up(rt: &tokio::runtime::Runtime, args: UpArgs) -> Result<()> {
-    install_metrics(args.processor.metrics_listen)?;
+    install_metrics(rt, args.processor.metrics_listen)?;
     let topics = Topics::default();
     let broker = EmbeddedBroker::start(1, &topics, args.partitions)
         .context("cannot start the embedded broker")?;
@@ -493,7 +499,7 @@ fn start_api(
 }
 
 fn query(rt: &tokio::runtime::Runtime, args: QueryArgs) -> Result<()> {
-    install_metrics(args.metrics_listen)?;
+    install_metrics(rt, args.metrics_listen)?;
     let kafka = args.brokers.as_deref().map(KafkaSettings::new);
     let store = rt.block_on(store_url::open(&args.store))?;
     let cfg = args.access.config(kafka)?;
@@ -508,7 +514,7 @@ fn query(rt: &tokio::runtime::Runtime, args: QueryArgs) -> Result<()> {
 }
 
 fn run(rt: &tokio::runtime::Runtime, args: RunArgs) -> Result<()> {
-    install_metrics(args.processor.metrics_listen)?;
+    install_metrics(rt, args.processor.metrics_listen)?;
     let mut kafka = KafkaSettings::new(&args.brokers);
     kafka.extra.extend(args.kafka.iter().cloned());
     let mut cfg = args.processor.config(kafka.clone());

@@ -168,3 +168,30 @@ fn the_catalogue_covers_what_issue_5_asks_for() {
         assert_eq!(m.labels, ["partition"], "`{}` is per partition", m.name);
     }
 }
+
+#[test]
+fn every_histogram_has_buckets_so_it_is_exported_as_one() {
+    // Without buckets, metrics-exporter-prometheus renders a summary: its quantiles
+    // cannot be aggregated across processors, and the scrape test would see a summary.
+    let buckets = query::histogram_buckets();
+    for m in catalogue()
+        .iter()
+        .filter(|m| m.kind == MetricKind::Histogram)
+    {
+        let b = buckets
+            .iter()
+            .find(|(name, _)| *name == m.name)
+            .map(|(_, b)| *b)
+            .unwrap_or_else(|| {
+                panic!(
+                    "`{}` is a histogram without buckets: add it to its telemetry.rs's HISTOGRAM_BUCKETS",
+                    m.name
+                )
+            });
+        assert!(
+            !b.is_empty() && b.windows(2).all(|w| w[0] < w[1]),
+            "`{}`: buckets must be increasing: {b:?}",
+            m.name
+        );
+    }
+}
