@@ -21,6 +21,7 @@ pub const REQUEST_SECONDS: &str = "funnelfold_query_request_duration_seconds";
 pub const PROFILE_CACHE: &str = "funnelfold_query_profile_cache_total";
 pub const TRACK_EVENTS: &str = "funnelfold_track_events_total";
 pub const CHANGELOG_RECORDS: &str = "funnelfold_query_changelog_records_total";
+pub const CHANGELOG_LAG: &str = "funnelfold_query_changelog_lag";
 
 /// Bucket bounds of [`REQUEST_SECONDS`]: from 100 µs (a cached lookup) to 10 s.
 pub const REQUEST_SECONDS_BUCKETS: &[f64] = &[
@@ -146,4 +147,10 @@ pub fn track_rejected(reason: &'static str) {
 
 pub fn changelog_record(kind: &'static str) {
     metrics::counter!(CHANGELOG_RECORDS, "kind" => kind).increment(1);
+}
+
+/// Records of `profiles.changelog` not applied yet on `partition`: its high watermark
+/// minus the next offset to apply.
+pub fn changelog_lag(partition: i32, lag: i64) {
+    metrics::gauge!(CHANGELOG_LAG, "partition" => partition.to_string()).set(lag.max(0) as f64);
 }

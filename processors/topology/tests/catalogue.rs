@@ -53,6 +53,7 @@ fn defined() -> Vec<(&'static str, &'static str)> {
             query::PROFILE_CACHE,
             query::TRACK_EVENTS,
             query::CHANGELOG_RECORDS,
+            query::CHANGELOG_LAG,
         ]
         .into_iter()
         .map(|n| (n, "query")),
