@@ -5,10 +5,16 @@
 //! - `run`: a fold processor against any Kafka and the embedded store or ScyllaDB;
 //! - `simulate`: realistic traffic to any Kafka;
 //! - `migrate`: applies the CQL schema to ScyllaDB;
-//! - `broker`: the embedded broker alone (tests, benchmarks, trying Kafka clients).
+//! - `broker`: the embedded broker alone (tests, benchmarks, trying Kafka clients);
+//! - `config check`: the effective configuration, secrets masked.
+//!
+//! Every role reads one configuration file format (`--config PATH`, see
+//! `config/funnelfold.example.toml`): built-in defaults, then the file, then
+//! `FUNNELFOLD_*` environment variables, then the flags below
+//! (`funnelfold_runtime::settings`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use funnelfold_core::sim::SimConfig;
 use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
+use funnelfold_runtime::settings::{self, Flags, Settings};
 use funnelfold_runtime::{producer, KafkaSettings, ProcessorConfig, Topics};
 use funnelfold_store::Store;
 
@@ -47,6 +54,11 @@ fn limit_malloc_arenas() {}
     about = "Event-sourced web analytics: Kafka in, projections out"
 )]
 struct Cli {
+    /// The configuration file (TOML; config/funnelfold.example.toml documents every
+    /// key). Precedence: built-in defaults, then this file, then FUNNELFOLD_*
+    /// environment variables, then flags.
+    #[arg(long, global = true, env = "FUNNELFOLD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +80,17 @@ enum Command {
     Topology(TopologyCommand),
     /// Run only the embedded broker and print its bootstrap address.
     Broker(BrokerArgs),
+    /// The configuration file and environment variables.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the built-in defaults, the --config file and the FUNNELFOLD_* variables,
+    /// validate them, and print the effective configuration (secrets masked) with
+    /// where each value comes from. Exits non-zero on an invalid file or value.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -93,19 +116,37 @@ struct TopologyFiles {
 struct TopologyCluster {
     #[command(flatten)]
     files: TopologyFiles,
-    #[arg(long, env = "FUNNELFOLD_BROKERS")]
-    brokers: String,
-    /// librdkafka settings passed through (KEY=VALUE).
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// How to reach Kafka, over the config file's `[kafka]`.
+#[derive(Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers [kafka.brokers, FUNNELFOLD_BROKERS].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// librdkafka settings passed through (KEY=VALUE, repeatable; `consumer.` and
+    /// `producer.` prefixes apply to one client only), e.g. `security.protocol=SASL_SSL`
+    /// [kafka.settings].
     #[arg(long = "kafka", value_parser = parse_key_value)]
     kafka: Vec<(String, String)>,
 }
 
-impl TopologyCluster {
-    fn settings(&self) -> KafkaSettings {
-        let mut kafka = KafkaSettings::new(&self.brokers);
-        kafka.extra.extend(self.kafka.iter().cloned());
-        kafka
+impl KafkaArgs {
+    fn flags(&self, f: &mut Flags) {
+        f.set("kafka.brokers", self.brokers.as_ref(), "--brokers");
+        for (k, v) in &self.kafka {
+            f.kafka_setting(k, v, "--kafka");
+        }
     }
+}
+
+/// The Kafka settings of a command that cannot run without Kafka.
+fn required_kafka(settings: &Settings) -> Result<KafkaSettings> {
+    settings.kafka_settings().context(
+        "no Kafka brokers: give --brokers, set FUNNELFOLD_BROKERS, or set kafka.brokers in the --config file",
+    )
 }
 
 #[derive(Args)]
@@ -145,123 +186,152 @@ struct TopologyDescribeArgs {
     group: Vec<String>,
 }
 
+// Flags override the config file and the environment. Each names its key and its
+// environment variable in brackets; `funnelfold config check` lists them all.
+
 #[derive(Args)]
 struct AccessArgs {
     /// API keys per funnel (JSON or TOML, see the README); without one (and without
-    /// FUNNELFOLD_API_KEYS), access checks are off.
-    #[arg(long, env = "FUNNELFOLD_API_KEYS_FILE")]
+    /// FUNNELFOLD_API_KEYS), access checks are off [query.api_keys_file,
+    /// FUNNELFOLD_API_KEYS_FILE].
+    #[arg(long)]
     api_keys: Option<PathBuf>,
     /// Secret that signs paging cursors (set the same one on every instance behind a
-    /// load balancer); random per process when absent.
-    #[arg(long, env = "FUNNELFOLD_CURSOR_SECRET", hide_env_values = true)]
+    /// load balancer); random per process when absent. Prefer the variable: flags
+    /// show in the process list [query.cursor_secret, FUNNELFOLD_CURSOR_SECRET].
+    #[arg(long)]
     cursor_secret: Option<String>,
 }
 
 impl AccessArgs {
-    fn config(&self, kafka: Option<KafkaSettings>) -> Result<funnelfold_query::QueryConfig> {
-        let mut keys = match &self.api_keys {
-            Some(path) => Some(funnelfold_query::ApiKeys::from_file(path)?),
-            None => None,
-        };
-        if let Some(from_env) = funnelfold_query::ApiKeys::from_env()? {
-            match &mut keys {
-                Some(k) => k.merge(from_env),
-                None => keys = Some(from_env),
-            }
-        }
-        Ok(funnelfold_query::QueryConfig {
-            kafka,
-            api_keys: keys,
-            cursor_secret: self.cursor_secret.as_ref().map(|s| s.as_bytes().to_vec()),
-            ..funnelfold_query::QueryConfig::default()
-        })
+    fn flags(&self, f: &mut Flags) {
+        f.set("query.api_keys_file", self.api_keys.as_ref(), "--api-keys");
+        f.set(
+            "query.cursor_secret",
+            self.cursor_secret.as_ref(),
+            "--cursor-secret",
+        );
     }
 }
 
 #[derive(Args)]
 struct QueryArgs {
-    /// Kafka, for the collector and to follow profiles.changelog (optional).
-    #[arg(long, env = "FUNNELFOLD_BROKERS")]
-    brokers: Option<String>,
-    /// `embedded:PATH` or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`.
-    #[arg(
-        long,
-        env = "FUNNELFOLD_STORE",
-        default_value = "embedded:data/funnelfold.redb"
-    )]
-    store: String,
-    /// Where the HTTP API listens.
-    #[arg(long, env = "FUNNELFOLD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Prometheus metrics listen address.
-    #[arg(long, env = "FUNNELFOLD_METRICS_LISTEN")]
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// `embedded:PATH` or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE` [store.url,
+    /// FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
+    #[arg(long)]
+    store: Option<String>,
+    /// Where the HTTP API listens [query.listen, FUNNELFOLD_LISTEN; default
+    /// 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics listen address; port 0 picks a free one [metrics.listen,
+    /// FUNNELFOLD_METRICS_LISTEN].
+    #[arg(long)]
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     access: AccessArgs,
 }
 
+impl QueryArgs {
+    fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("store.url", self.store.as_ref(), "--store");
+        f.set("query.listen", self.listen.as_ref(), "--listen");
+        f.set(
+            "metrics.listen",
+            self.metrics_listen.as_ref(),
+            "--metrics-listen",
+        );
+        self.access.flags(f);
+    }
+}
+
 #[derive(Args)]
 struct ProcessorArgs {
-    /// Consumer group of the fold processors.
-    #[arg(long, env = "FUNNELFOLD_GROUP", default_value = "funnelfold-fold")]
-    group: String,
-    /// Flush coalesced state at least this often (milliseconds).
-    #[arg(long, env = "FUNNELFOLD_FLUSH_INTERVAL_MS", default_value_t = 1000)]
-    flush_interval_ms: u64,
-    /// While trailing the partitions' ends by more than --catch-up-lag records, flush
-    /// this often instead (milliseconds): fewer, larger flushes while catching up.
-    #[arg(
-        long,
-        env = "FUNNELFOLD_CATCH_UP_FLUSH_INTERVAL_MS",
-        default_value_t = 10_000
-    )]
-    catch_up_flush_interval_ms: u64,
+    /// Consumer group of the fold processors [fold.group, FUNNELFOLD_GROUP; default
+    /// funnelfold-fold].
+    #[arg(long)]
+    group: Option<String>,
+    /// Flush coalesced state at least this often, in milliseconds
+    /// [fold.flush_interval_ms, FUNNELFOLD_FLUSH_INTERVAL_MS; default 1000].
+    #[arg(long)]
+    flush_interval_ms: Option<u64>,
+    /// Visitors held in the moka cache [fold.cache_capacity,
+    /// FUNNELFOLD_CACHE_CAPACITY; default 100000].
+    #[arg(long)]
+    cache_capacity: Option<u64>,
+    /// Flush early once this many visitors are dirty [fold.max_dirty,
+    /// FUNNELFOLD_MAX_DIRTY; default 50000].
+    #[arg(long)]
+    max_dirty: Option<usize>,
+    /// Flush early once this many event rows wait for a flush
+    /// [fold.max_pending_events, FUNNELFOLD_MAX_PENDING_EVENTS; default 500000].
+    #[arg(long)]
+    max_pending_events: Option<usize>,
+    /// While catching up (see --catch-up-lag), flush this often, in milliseconds
+    /// [fold.catch_up_flush_interval_ms, FUNNELFOLD_CATCH_UP_FLUSH_INTERVAL_MS;
+    /// default 10000].
+    #[arg(long)]
+    catch_up_flush_interval_ms: Option<u64>,
     /// Records behind the partitions' ends (summed) above which the processor is
-    /// catching up.
-    #[arg(long, env = "FUNNELFOLD_CATCH_UP_LAG", default_value_t = 100_000)]
-    catch_up_lag: i64,
-    /// Flush early once this many event rows wait for a flush.
-    #[arg(long, env = "FUNNELFOLD_MAX_PENDING_EVENTS", default_value_t = 500_000)]
-    max_pending_events: usize,
-    /// Visitors held in the moka cache.
-    #[arg(long, env = "FUNNELFOLD_CACHE_CAPACITY", default_value_t = 100_000)]
-    cache_capacity: u64,
-    /// Flush early once this many visitors are dirty.
-    #[arg(long, env = "FUNNELFOLD_MAX_DIRTY", default_value_t = 50_000)]
-    max_dirty: usize,
-    /// Hosts whose referrals count as internal (repeat or comma-separate).
-    #[arg(long, env = "FUNNELFOLD_INTERNAL_DOMAINS", value_delimiter = ',')]
+    /// catching up [fold.catch_up_lag, FUNNELFOLD_CATCH_UP_LAG; default 100000].
+    #[arg(long)]
+    catch_up_lag: Option<i64>,
+    /// Hosts whose referrals count as internal, repeat or comma-separate
+    /// [fold.internal_domains, FUNNELFOLD_INTERNAL_DOMAINS].
+    #[arg(long, value_delimiter = ',')]
     internal_domain: Vec<String>,
-    /// Prometheus metrics listen address.
-    #[arg(long, env = "FUNNELFOLD_METRICS_LISTEN")]
+    /// Prometheus metrics listen address; port 0 picks a free one [metrics.listen,
+    /// FUNNELFOLD_METRICS_LISTEN].
+    #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// High bits of ScyllaDB write timestamps: raise it (e.g. to the new partition
-    /// count) when events.raw is resized, so that writes after the resize win over
-    /// those before it (topology/README.md, "Resizing").
-    #[arg(long, env = "FUNNELFOLD_WRITE_GENERATION", default_value_t = 0)]
-    write_generation: i64,
+    /// High bits of ScyllaDB write timestamps, 0 to 255: raise it (e.g. to the new
+    /// partition count) when events.raw is resized, so that writes after the resize
+    /// win over those before it (topology/README.md, "Resizing")
+    /// [fold.write_generation, FUNNELFOLD_WRITE_GENERATION; default 0].
+    #[arg(long)]
+    write_generation: Option<i64>,
 }
 
 impl ProcessorArgs {
-    fn config(&self, kafka: KafkaSettings) -> ProcessorConfig {
-        let mut cfg = ProcessorConfig {
-            kafka,
-            ..ProcessorConfig::default()
-        };
-        cfg.topics.group.clone_from(&self.group);
-        cfg.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
-        cfg.engine.cache_capacity = self.cache_capacity;
-        cfg.engine.max_dirty_visitors = self.max_dirty.max(1);
-        cfg.engine.max_pending_events = self.max_pending_events.max(1);
-        cfg.catch_up_flush_interval = Duration::from_millis(self.catch_up_flush_interval_ms.max(1));
-        cfg.catch_up_lag = self.catch_up_lag;
-        cfg.engine.write_generation = self.write_generation.clamp(0, 255);
-        cfg.engine
-            .pipeline
-            .enrich
-            .internal_domains
-            .clone_from(&self.internal_domain);
-        cfg
+    fn flags(&self, f: &mut Flags) {
+        f.set("fold.group", self.group.as_ref(), "--group");
+        f.set(
+            "fold.flush_interval_ms",
+            self.flush_interval_ms,
+            "--flush-interval-ms",
+        );
+        f.set(
+            "fold.cache_capacity",
+            self.cache_capacity,
+            "--cache-capacity",
+        );
+        f.set("fold.max_dirty", self.max_dirty, "--max-dirty");
+        f.set(
+            "fold.max_pending_events",
+            self.max_pending_events,
+            "--max-pending-events",
+        );
+        f.set(
+            "fold.catch_up_flush_interval_ms",
+            self.catch_up_flush_interval_ms,
+            "--catch-up-flush-interval-ms",
+        );
+        f.set("fold.catch_up_lag", self.catch_up_lag, "--catch-up-lag");
+        let domains = Some(&self.internal_domain).filter(|d| !d.is_empty());
+        f.set("fold.internal_domains", domains, "--internal-domain");
+        f.set(
+            "metrics.listen",
+            self.metrics_listen.as_ref(),
+            "--metrics-listen",
+        );
+        f.set(
+            "fold.write_generation",
+            self.write_generation,
+            "--write-generation",
+        );
     }
 }
 
@@ -273,12 +343,14 @@ struct UpArgs {
     /// Funnel of the simulated traffic.
     #[arg(long, default_value = "demo")]
     funnel: String,
-    /// Where the HTTP API listens.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory of the embedded store.
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
+    /// Where the HTTP API listens [query.listen, FUNNELFOLD_LISTEN; default
+    /// 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the embedded store: the store is DIR/funnelfold.redb [store.url,
+    /// FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Partitions of each topic on the embedded broker (it keeps at most 5 MiB per
     /// partition in memory).
     #[arg(long, default_value_t = 8)]
@@ -289,38 +361,52 @@ struct UpArgs {
     access: AccessArgs,
 }
 
+impl UpArgs {
+    fn flags(&self, f: &mut Flags) {
+        f.set("query.listen", self.listen.as_ref(), "--listen");
+        let store = self
+            .data
+            .as_ref()
+            .map(|d| format!("embedded:{}", d.join("funnelfold.redb").display()));
+        f.set("store.url", store, "--data");
+        self.processor.flags(f);
+        self.access.flags(f);
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "FUNNELFOLD_BROKERS")]
-    brokers: String,
-    /// `embedded:PATH` (redb file) or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`.
-    #[arg(
-        long,
-        env = "FUNNELFOLD_STORE",
-        default_value = "embedded:data/funnelfold.redb"
-    )]
-    store: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// `embedded:PATH` (redb file) or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`
+    /// [store.url, FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
+    #[arg(long)]
+    store: Option<String>,
     /// Create missing topics with this many partitions (never changes existing ones).
     #[arg(long)]
     create_topics: Option<i32>,
     /// Stop once every assigned partition is read to its end (replays, backfills).
     #[arg(long)]
     until_caught_up: bool,
-    /// librdkafka settings passed through (KEY=VALUE; `consumer.`/`producer.` prefixes
-    /// apply to one client only), e.g. `security.protocol=SASL_SSL`.
-    #[arg(long = "kafka", value_parser = parse_key_value)]
-    kafka: Vec<(String, String)>,
     #[command(flatten)]
     processor: ProcessorArgs,
 }
 
+impl RunArgs {
+    fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("store.url", self.store.as_ref(), "--store");
+        self.processor.flags(f);
+    }
+}
+
 #[derive(Args)]
 struct SimulateArgs {
-    #[arg(long, env = "FUNNELFOLD_BROKERS")]
-    brokers: String,
-    #[arg(long, default_value = "events.raw")]
-    topic: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The topic to produce to [topics.raw, FUNNELFOLD_TOPICS_RAW; default events.raw].
+    #[arg(long)]
+    topic: Option<String>,
     #[arg(long, default_value = "demo")]
     funnel: String,
     /// Live traffic at about this many events per second (event time = wall clock).
@@ -336,11 +422,18 @@ struct SimulateArgs {
     seed: u64,
 }
 
+impl SimulateArgs {
+    fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("topics.raw", self.topic.as_ref(), "--topic");
+    }
+}
+
 #[derive(Args)]
 struct MigrateArgs {
-    /// `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`
-    #[arg(long, env = "FUNNELFOLD_STORE")]
-    store: String,
+    /// `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE` [store.url, FUNNELFOLD_STORE].
+    #[arg(long)]
+    store: Option<String>,
     #[arg(long, default_value_t = 1)]
     replication_factor: u32,
 }
@@ -374,15 +467,70 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let config = cli.config.as_deref();
+    let load = |flags: Flags| load_settings(config, flags);
     match cli.command {
-        Command::Up(args) => up(&rt, args),
-        Command::Run(args) => run(&rt, args),
-        Command::Simulate(args) => rt.block_on(simulate(args)),
-        Command::Migrate(args) => rt.block_on(migrate(args)),
-        Command::Query(args) => query(&rt, args),
-        Command::Topology(cmd) => rt.block_on(topology(cmd)),
+        Command::Up(args) => up(&rt, load(flags(|f| args.flags(f)))?, args),
+        Command::Run(args) => run(&rt, load(flags(|f| args.flags(f)))?, args),
+        Command::Simulate(args) => {
+            let settings = load(flags(|f| args.flags(f)))?;
+            rt.block_on(simulate(settings, args))
+        }
+        Command::Migrate(args) => {
+            let settings = load(flags(|f| {
+                f.set("store.url", args.store.as_ref(), "--store")
+            }))?;
+            rt.block_on(migrate(settings, args))
+        }
+        Command::Query(args) => query(&rt, load(flags(|f| args.flags(f)))?),
+        Command::Topology(cmd) => rt.block_on(topology(config, cmd)),
         Command::Broker(args) => broker(&rt, args),
+        Command::Config(ConfigCommand::Check) => config_check(config),
     }
+}
+
+fn flags(set: impl FnOnce(&mut Flags)) -> Flags {
+    let mut f = Flags::new();
+    set(&mut f);
+    f
+}
+
+/// The settings from the built-in defaults, the config file, the environment and
+/// `flags`, in that order of precedence (lowest first).
+fn load_settings(config: Option<&Path>, flags: Flags) -> Result<Settings> {
+    let loaded = settings::load(config, std::env::vars(), flags)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(file) = &loaded.file {
+        tracing::info!(file = %file.display(), "configuration file loaded");
+    }
+    Ok(loaded.settings)
+}
+
+fn config_check(config: Option<&Path>) -> Result<()> {
+    let loaded = settings::load(config, std::env::vars(), Flags::new())?;
+    // What the processors would refuse at start-up besides the file's own rules.
+    store_url::check(&loaded.settings.store.url)?;
+    let query = funnelfold_query::QueryConfig::from_settings(&loaded.settings)
+        .context("the API keys cannot be used")?;
+    print!("{}", loaded.render());
+    match &query.api_keys {
+        Some(keys) => println!(
+            "\n# API keys (never shown): {} funnels, {} keys, from query.api_keys_file and {}",
+            keys.funnels.len(),
+            keys.funnels
+                .values()
+                .map(|k| k.keys.len() + k.track_keys.len())
+                .sum::<usize>(),
+            funnelfold_query::API_KEYS_ENV,
+        ),
+        None => println!("\n# API keys: none, so access checks are off"),
+    }
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
 }
 
 /// Sets the returned flag on SIGINT or SIGTERM.
@@ -412,12 +560,18 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn install_metrics(listen: Option<SocketAddr>) -> Result<()> {
+/// Serves `/metrics` for the whole process (fold and query metrics alike) when a
+/// listen address is configured, and prints where (port 0 picks a free port).
+fn install_metrics(rt: &tokio::runtime::Runtime, listen: Option<SocketAddr>) -> Result<()> {
     if let Some(addr) = listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .context("cannot start the metrics exporter")?;
+        let addr = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            funnelfold_query::telemetry::serve_metrics(listener)
+                .await
+                .context("cannot start the metrics exporter")
+        })?;
         println!("metrics: http://{addr}/metrics");
     }
     Ok(())
@@ -448,21 +602,27 @@ fn run_processor(
     Ok(())
 }
 
-fn up(rt: &tokio::runtime::Runtime, args: UpArgs) -> Result<()> {
-    install_metrics(args.processor.metrics_listen)?;
-    let topics = Topics::default();
+/// The query processor's config; the CLI serves `/metrics` itself.
+fn query_config(
+    settings: &Settings,
+    kafka: Option<KafkaSettings>,
+) -> Result<funnelfold_query::QueryConfig> {
+    let mut cfg = funnelfold_query::QueryConfig::from_settings(settings)?;
+    cfg.kafka = kafka;
+    cfg.metrics_listen = None;
+    Ok(cfg)
+}
+
+fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<()> {
+    install_metrics(rt, settings.metrics.listen)?;
+    // `up` runs its own broker: the file's [kafka] is for real clusters.
+    let topics = settings.topics();
     let broker = EmbeddedBroker::start(1, &topics, args.partitions)
         .context("cannot start the embedded broker")?;
     let kafka = KafkaSettings::new(broker.bootstrap_servers());
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot create {}", args.data.display()))?;
-    let store_path = args.data.join("funnelfold.redb");
-    let store: Arc<dyn Store> = Arc::new(
-        funnelfold_store::embedded::EmbeddedStore::open(&store_path)
-            .with_context(|| format!("cannot open the embedded store {}", store_path.display()))?,
-    );
+    let store = rt.block_on(store_url::open(&settings.store.url))?;
     println!("broker: {}", broker.bootstrap_servers());
-    println!("store: {}", store_path.display());
+    println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);
     if let Some(rate) = args.simulate {
         let kafka = kafka.clone();
@@ -478,18 +638,18 @@ fn up(rt: &tokio::runtime::Runtime, args: UpArgs) -> Result<()> {
             }
         });
     }
-    let query_cfg = args.access.config(Some(kafka.clone()))?;
+    let query_cfg = query_config(&settings, Some(kafka.clone()))?;
     let access = if query_cfg.api_keys.is_some() {
         "on"
     } else {
         "OFF (no key file: anyone can read every funnel)"
     };
-    let api = start_api(rt, query_cfg, Arc::clone(&store), args.listen)?;
+    let api = start_api(rt, query_cfg, Arc::clone(&store), settings.query.listen)?;
     println!(
         "api: http://{} (access checks {access}; Ctrl-C stops)",
         api.local_addr()
     );
-    let cfg = args.processor.config(kafka);
+    let cfg = settings.processor_config(kafka);
     let result = run_processor(rt, cfg, store, &shutdown);
     rt.block_on(api.shutdown()).context("stopping the API")?;
     drop(broker);
@@ -510,12 +670,11 @@ fn start_api(
     })
 }
 
-fn query(rt: &tokio::runtime::Runtime, args: QueryArgs) -> Result<()> {
-    install_metrics(args.metrics_listen)?;
-    let kafka = args.brokers.as_deref().map(KafkaSettings::new);
-    let store = rt.block_on(store_url::open(&args.store))?;
-    let cfg = args.access.config(kafka)?;
-    let api = start_api(rt, cfg, store, args.listen)?;
+fn query(rt: &tokio::runtime::Runtime, settings: Settings) -> Result<()> {
+    install_metrics(rt, settings.metrics.listen)?;
+    let store = rt.block_on(store_url::open(&settings.store.url))?;
+    let cfg = query_config(&settings, settings.kafka_settings())?;
+    let api = start_api(rt, cfg, store, settings.query.listen)?;
     println!("api: http://{}", api.local_addr());
     let shutdown = on_shutdown_signal(rt);
     while !shutdown.load(Ordering::Relaxed) {
@@ -525,24 +684,23 @@ fn query(rt: &tokio::runtime::Runtime, args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn run(rt: &tokio::runtime::Runtime, args: RunArgs) -> Result<()> {
-    install_metrics(args.processor.metrics_listen)?;
-    let mut kafka = KafkaSettings::new(&args.brokers);
-    kafka.extra.extend(args.kafka.iter().cloned());
-    let mut cfg = args.processor.config(kafka.clone());
+fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Result<()> {
+    let kafka = required_kafka(&settings)?;
+    install_metrics(rt, settings.metrics.listen)?;
+    let mut cfg = settings.processor_config(kafka.clone());
     cfg.stop_when_caught_up = args.until_caught_up;
     if let Some(partitions) = args.create_topics {
         rt.block_on(ensure_topics(&kafka, &cfg.topics, partitions, 1))
             .context("cannot create topics")?;
     }
-    let store = rt.block_on(store_url::open(&args.store))?;
-    println!("store: {} ({})", args.store, store.engine());
+    let store = rt.block_on(store_url::open(&settings.store.url))?;
+    println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);
     run_processor(rt, cfg, store, &shutdown)
 }
 
-async fn simulate(args: SimulateArgs) -> Result<()> {
-    let kafka = KafkaSettings::new(&args.brokers);
+async fn simulate(settings: Settings, args: SimulateArgs) -> Result<()> {
+    let kafka = required_kafka(&settings)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (sim, paced, limit) = match (args.rate, args.count) {
         (Some(rate), _) => (
@@ -567,7 +725,8 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
         wait_for_signal().await;
         set.store(true, Ordering::Relaxed);
     });
-    let sent = producer::produce(&kafka, &args.topic, sim, paced, limit, &stop).await?;
+    let topic = &settings.topics.raw;
+    let sent = producer::produce(&kafka, topic, sim, paced, limit, &stop).await?;
     println!("sent: {sent}");
     Ok(())
 }
@@ -591,12 +750,18 @@ fn load_topology(files: &TopologyFiles) -> Result<funnelfold_topology::Topology>
     }
 }
 
+/// The Kafka settings of a topology command: the config file's, the environment's
+/// and the flags'.
+fn cluster_kafka(config: Option<&Path>, cluster: &TopologyCluster) -> Result<KafkaSettings> {
+    required_kafka(&load_settings(config, flags(|f| cluster.kafka.flags(f)))?)
+}
+
 async fn topology_plan(
+    kafka: &KafkaSettings,
     args: &TopologyPlanArgs,
 ) -> Result<(funnelfold_topology::Topology, funnelfold_topology::Plan)> {
     let topology = load_topology(&args.cluster.files)?;
-    let state =
-        funnelfold_topology::fetch_cluster_state(&args.cluster.settings(), &topology).await?;
+    let state = funnelfold_topology::fetch_cluster_state(kafka, &topology).await?;
     let plan = funnelfold_topology::plan(
         &topology,
         &state,
@@ -607,7 +772,7 @@ async fn topology_plan(
     Ok((topology, plan))
 }
 
-async fn topology(cmd: TopologyCommand) -> Result<()> {
+async fn topology(config: Option<&Path>, cmd: TopologyCommand) -> Result<()> {
     match cmd {
         TopologyCommand::Check(files) => {
             let topology = load_topology(&files)?;
@@ -619,14 +784,16 @@ async fn topology(cmd: TopologyCommand) -> Result<()> {
             );
         }
         TopologyCommand::Plan(args) => {
-            let (_, plan) = topology_plan(&args).await?;
+            let kafka = cluster_kafka(config, &args.cluster)?;
+            let (_, plan) = topology_plan(&kafka, &args).await?;
             println!("{plan}");
             if !plan.refusals.is_empty() {
                 bail!("the plan has refused changes (see above)");
             }
         }
         TopologyCommand::Apply(args) => {
-            let (_, plan) = topology_plan(&args.plan).await?;
+            let kafka = cluster_kafka(config, &args.plan.cluster)?;
+            let (_, plan) = topology_plan(&kafka, &args.plan).await?;
             println!("{plan}");
             let options = funnelfold_topology::ApplyOptions {
                 drain_timeout: if args.plan.drain_first {
@@ -636,14 +803,14 @@ async fn topology(cmd: TopologyCommand) -> Result<()> {
                 },
                 operation_timeout: Duration::from_secs(args.operation_timeout),
             };
-            let report =
-                funnelfold_topology::apply(&plan, &args.plan.cluster.settings(), &options).await?;
+            let report = funnelfold_topology::apply(&plan, &kafka, &options).await?;
             println!("{report}");
             if !report.succeeded() {
                 bail!("not every change was applied (see above)");
             }
         }
         TopologyCommand::Describe(args) => {
+            let kafka = cluster_kafka(config, &args.cluster)?;
             let topology = load_topology(&args.cluster.files)?;
             let options = funnelfold_topology::DescribeOptions {
                 sample_per_partition: args.sample,
@@ -651,17 +818,15 @@ async fn topology(cmd: TopologyCommand) -> Result<()> {
                 extra_groups: args.group.clone(),
                 ..funnelfold_topology::DescribeOptions::default()
             };
-            let description =
-                funnelfold_topology::describe(&args.cluster.settings(), &topology, &options)
-                    .await?;
+            let description = funnelfold_topology::describe(&kafka, &topology, &options).await?;
             println!("{description}");
         }
     }
     Ok(())
 }
 
-async fn migrate(args: MigrateArgs) -> Result<()> {
-    let applied = store_url::migrate(&args.store, args.replication_factor).await?;
+async fn migrate(settings: Settings, args: MigrateArgs) -> Result<()> {
+    let applied = store_url::migrate(&settings.store.url, args.replication_factor).await?;
     for name in &applied {
         println!("applied: {name}");
     }
@@ -677,4 +842,132 @@ fn broker(rt: &tokio::runtime::Runtime, args: BrokerArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use funnelfold_runtime::settings::Key;
+
+    use super::*;
+
+    /// The flags' settings, as `main` loads them (with no file and no environment).
+    fn settings_of(argv: &[&str]) -> Settings {
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        let f = match &cli.command {
+            Command::Up(a) => flags(|f| a.flags(f)),
+            Command::Run(a) => flags(|f| a.flags(f)),
+            Command::Query(a) => flags(|f| a.flags(f)),
+            Command::Simulate(a) => flags(|f| a.flags(f)),
+            _ => panic!("not a configured command"),
+        };
+        settings::load(None, Vec::new(), f)
+            .expect("every flag sets a key of the file")
+            .settings
+    }
+
+    #[test]
+    fn flags_set_the_keys_they_name() {
+        let s = settings_of(&[
+            "funnelfold",
+            "run",
+            "--brokers",
+            "k:9092",
+            "--kafka",
+            "linger.ms=7",
+            "--store",
+            "embedded:x.redb",
+            "--group",
+            "g",
+            "--flush-interval-ms",
+            "5",
+            "--cache-capacity",
+            "6",
+            "--max-dirty",
+            "7",
+            "--internal-domain",
+            "a.example,b.example",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--write-generation",
+            "8",
+        ]);
+        assert_eq!(s.kafka.brokers.as_deref(), Some("k:9092"));
+        assert_eq!(s.kafka_settings().expect("kafka").extra["linger.ms"], "7");
+        assert_eq!(s.store.url, "embedded:x.redb");
+        let f = &s.fold;
+        assert_eq!((f.group.as_str(), f.flush_interval_ms), ("g", 5));
+        assert_eq!(
+            (f.cache_capacity, f.max_dirty, f.write_generation),
+            (6, 7, 8)
+        );
+        assert_eq!(f.internal_domains, ["a.example", "b.example"]);
+        assert_eq!(
+            s.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+
+        let s = settings_of(&[
+            "funnelfold",
+            "query",
+            "--listen",
+            "127.0.0.1:1",
+            "--api-keys",
+            "keys.toml",
+            "--cursor-secret",
+            "sssh",
+        ]);
+        assert_eq!(s.query.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(s.query.api_keys_file, Some(PathBuf::from("keys.toml")));
+        assert_eq!(
+            s.query.cursor_secret.as_ref().map(|c| c.expose()),
+            Some("sssh")
+        );
+
+        let s = settings_of(&["funnelfold", "up", "--data", "d", "--max-dirty", "3"]);
+        assert_eq!(s.store.url, "embedded:d/funnelfold.redb");
+        assert_eq!(s.fold.max_dirty, 3);
+
+        let s = settings_of(&["funnelfold", "simulate", "--brokers", "k:1", "--topic", "t"]);
+        assert_eq!(s.topics.raw, "t");
+    }
+
+    /// Flags say `[key, VARIABLE]` in their help: both must be right.
+    #[test]
+    fn every_flag_names_its_key_and_variable() {
+        fn walk(cmd: &clap::Command, out: &mut Vec<(String, String)>) {
+            for arg in cmd.get_arguments() {
+                if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+                    out.push((arg.get_id().to_string(), help.to_string()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut helps = Vec::new();
+        walk(&Cli::command(), &mut helps);
+        let mut named = 0;
+        for (arg, help) in helps {
+            let help = help.replace('\n', " ");
+            let Some(start) = help.rfind('[') else {
+                continue;
+            };
+            let inside = help[start + 1..].trim_end_matches(['.', ']', ' ']);
+            let mut parts = inside.split([',', ';']).map(str::trim);
+            let Some(key) = parts.next().and_then(Key::parse) else {
+                continue;
+            };
+            named += 1;
+            for part in parts {
+                if part.starts_with("FUNNELFOLD_") {
+                    assert_eq!(part, key.env_name(), "--{arg}: {help}");
+                } else if let Some(default) = part.strip_prefix("default ") {
+                    let actual = Settings::default().value_text(&key);
+                    assert_eq!(Some(default), actual.as_deref(), "--{arg}: {help}");
+                }
+            }
+        }
+        assert!(named >= 15, "only {named} flags name their key");
+    }
 }

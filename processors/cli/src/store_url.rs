@@ -39,6 +39,11 @@ fn parse(url: &str) -> Result<StoreUrl<'_>> {
     bail!("unknown store `{url}`: use embedded:PATH or scylla://HOST:PORT/KEYSPACE")
 }
 
+/// Checks a store URL without opening it.
+pub fn check(url: &str) -> Result<()> {
+    parse(url).map(drop)
+}
+
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     Ok(match parse(url)? {
         StoreUrl::Embedded(path) => {

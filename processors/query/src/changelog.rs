@@ -6,7 +6,8 @@
 //! starting at the end of each partition as found at start-up: the cache starts empty,
 //! so older records have nothing to correct.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,16 +108,16 @@ async fn run(
 ) {
     // Position first; until then the cache is bypassed (lookups read the store).
     let mut backoff = Duration::from_millis(100);
-    loop {
+    let start = loop {
         if *stop.borrow() {
             return;
         }
         let c = Arc::clone(&consumer);
         let t = topic.clone();
         match tokio::task::spawn_blocking(move || position(&c, &t)).await {
-            Ok(Ok(partitions)) => {
-                tracing::info!(%topic, partitions, "following the profile changelog; profile cache on");
-                break;
+            Ok(Ok(start)) => {
+                tracing::info!(%topic, partitions = start.len(), "following the profile changelog; profile cache on");
+                break start;
             }
             Ok(Err(e)) => {
                 tracing::warn!(%topic, error = %e, "cannot position the changelog consumer yet; profile cache bypassed")
@@ -128,10 +129,31 @@ async fn run(
             _ = stop.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
+    };
     cache.enable();
     reporter.ready.send_replace(true);
+    let next = Arc::new(NextOffsets::new(&start));
+    // Both end on `stop`; joined, so that nothing holds the consumer after `run`.
+    tokio::join!(
+        follow(&consumer, &topic, &cache, &reporter, &next, stop.clone()),
+        report_lag(
+            Arc::clone(&consumer),
+            topic.clone(),
+            Arc::clone(&next),
+            stop
+        ),
+    );
+}
 
+/// Applies the changelog's records to the cache until `stop`.
+async fn follow(
+    consumer: &StreamConsumer,
+    topic: &str,
+    cache: &ProfileCache,
+    reporter: &Reporter,
+    next: &NextOffsets,
+    mut stop: watch::Receiver<bool>,
+) {
     let codec = ProjectionCodec::new();
     loop {
         let message = tokio::select! {
@@ -140,7 +162,8 @@ async fn run(
         };
         match message {
             Ok(m) => {
-                apply(&cache, &codec, m.key(), m.payload());
+                apply(cache, &codec, m.key(), m.payload());
+                next.applied(m.partition(), m.offset());
                 reporter.applied.fetch_add(1, Ordering::AcqRel);
             }
             Err(e) => {
@@ -156,8 +179,76 @@ async fn run(
     }
 }
 
-/// Assigns every partition of `topic` at its current end. Blocking.
-fn position(consumer: &StreamConsumer, topic: &str) -> Result<usize, KafkaError> {
+/// The next offset to apply, per partition.
+struct NextOffsets(BTreeMap<i32, AtomicI64>);
+
+impl NextOffsets {
+    fn new(start: &[(i32, i64)]) -> Self {
+        NextOffsets(
+            start
+                .iter()
+                .map(|&(p, offset)| (p, AtomicI64::new(offset)))
+                .collect(),
+        )
+    }
+
+    fn applied(&self, partition: i32, offset: i64) {
+        if let Some(next) = self.0.get(&partition) {
+            next.fetch_max(offset + 1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// How often the changelog lag is measured (one watermark request per partition).
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sets `funnelfold_query_changelog_lag` per partition every [`LAG_INTERVAL`]: the
+/// high watermark minus the next offset to apply, how far the profile cache may trail
+/// the fold processors' flushes. Runs until `stop`.
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    next: Arc<NextOffsets>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Positioned at the end: nothing to apply yet.
+    for &partition in next.0.keys() {
+        telemetry::changelog_lag(partition, 0);
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LAG_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (c, t, n) = (Arc::clone(&consumer), topic.clone(), Arc::clone(&next));
+        let measured = tokio::task::spawn_blocking(move || {
+            n.0.iter()
+                .map(|(&p, next)| {
+                    let high = c
+                        .fetch_watermarks(&t, p, LAG_INTERVAL)
+                        .map(|(_, high)| high);
+                    (p, high.map(|high| high - next.load(Ordering::Acquire)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        for (partition, lag) in measured.unwrap_or_default() {
+            match lag {
+                Ok(lag) => telemetry::changelog_lag(partition, lag),
+                Err(e) => {
+                    tracing::debug!(%topic, partition, error = %e, "cannot measure the changelog lag")
+                }
+            }
+        }
+    }
+}
+
+/// Assigns every partition of `topic` at its current end; returns each partition with
+/// its start offset. Blocking.
+fn position(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, KafkaError> {
     let timeout = Duration::from_secs(5);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
@@ -172,12 +263,14 @@ fn position(consumer: &StreamConsumer, topic: &str) -> Result<usize, KafkaError>
         ));
     }
     let mut assignment = TopicPartitionList::new();
+    let mut start = Vec::with_capacity(partitions.len());
     for &p in &partitions {
         let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         assignment.add_partition_offset(topic, p, Offset::Offset(high))?;
+        start.push((p, high));
     }
     consumer.assign(&assignment)?;
-    Ok(partitions.len())
+    Ok(start)
 }
 
 /// Applies one record: key `funnelId/anonymousId`, value an Avro single-object

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use funnelfold_core::validate::ValidationConfig;
+use funnelfold_runtime::settings::Settings;
 use funnelfold_runtime::{KafkaSettings, Topics};
 use serde::Deserialize;
 
@@ -87,6 +88,42 @@ impl std::fmt::Debug for QueryConfig {
             .field("metrics_listen", &self.metrics_listen)
             .field("track_timeout", &self.track_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl QueryConfig {
+    /// The query processor's config from the config file's settings: Kafka, topics,
+    /// `[query]`, and the API keys of `query.api_keys_file` and [`API_KEYS_ENV`]
+    /// together. `metrics_listen` is left unset: the caller serves `/metrics` for the
+    /// whole process.
+    pub fn from_settings(settings: &Settings) -> Result<QueryConfig, KeysError> {
+        let q = &settings.query;
+        let mut api_keys = match &q.api_keys_file {
+            Some(path) => Some(ApiKeys::from_file(path)?),
+            None => None,
+        };
+        if let Some(from_env) = ApiKeys::from_env()? {
+            match &mut api_keys {
+                Some(keys) => keys.merge(from_env),
+                None => api_keys = Some(from_env),
+            }
+        }
+        Ok(QueryConfig {
+            kafka: settings.kafka_settings(),
+            topics: settings.topics(),
+            follow_changelog: q.follow_changelog,
+            api_keys,
+            cursor_secret: q
+                .cursor_secret
+                .as_ref()
+                .map(|s| s.expose().as_bytes().to_vec()),
+            cache_capacity: q.cache_capacity,
+            cache_ttl: Duration::from_millis(q.cache_ttl_ms),
+            traffic_cache_ttl: Duration::from_millis(q.traffic_cache_ttl_ms),
+            metrics_listen: None,
+            track_timeout: Duration::from_millis(q.track_timeout_ms),
+            validation: ValidationConfig::default(),
+        })
     }
 }
 
@@ -322,5 +359,18 @@ mod tests {
             assert!(!printed.contains(K1), "{printed}");
             assert!(!printed.contains("s3cret"), "{printed}");
         }
+    }
+
+    #[test]
+    fn the_config_files_defaults_are_the_query_processors() {
+        let from_file = QueryConfig::from_settings(&Settings::default()).expect("no keys");
+        let d = QueryConfig::default();
+        assert_eq!(from_file.follow_changelog, d.follow_changelog);
+        assert_eq!(from_file.cache_capacity, d.cache_capacity);
+        assert_eq!(from_file.cache_ttl, d.cache_ttl);
+        assert_eq!(from_file.traffic_cache_ttl, d.traffic_cache_ttl);
+        assert_eq!(from_file.track_timeout, d.track_timeout);
+        assert_eq!(from_file.topics, d.topics);
+        assert!(from_file.kafka.is_none() && from_file.cursor_secret.is_none());
     }
 }

@@ -101,7 +101,9 @@ pub async fn spawn(
     listener: TcpListener,
 ) -> Result<QueryHandle, QueryError> {
     if let Some(addr) = cfg.metrics_listen {
-        telemetry::install_exporter(addr).map_err(QueryError::Metrics)?;
+        telemetry::install_exporter(addr)
+            .await
+            .map_err(QueryError::Metrics)?;
     }
     let access = auth::Access::new(cfg.api_keys.as_ref());
     if access.is_open() {

@@ -2,12 +2,17 @@
 //! templates (never a concrete path, which would hold ids), status codes, reason codes.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use futures::FutureExt;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 
@@ -16,21 +21,84 @@ pub const REQUEST_SECONDS: &str = "funnelfold_query_request_duration_seconds";
 pub const PROFILE_CACHE: &str = "funnelfold_query_profile_cache_total";
 pub const TRACK_EVENTS: &str = "funnelfold_track_events_total";
 pub const CHANGELOG_RECORDS: &str = "funnelfold_query_changelog_records_total";
+pub const CHANGELOG_LAG: &str = "funnelfold_query_changelog_lag";
+
+/// Bucket bounds of [`REQUEST_SECONDS`]: from 100 µs (a cached lookup) to 10 s.
+pub const REQUEST_SECONDS_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Buckets of a histogram listed nowhere: seconds, from a millisecond to a minute.
+const DEFAULT_SECONDS_BUCKETS: &[f64] = funnelfold_runtime::telemetry::FLUSH_SECONDS_BUCKETS;
+
+/// Every histogram of a funnelfold process (fold and query) with its buckets.
+pub fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
+    let mut all = funnelfold_runtime::telemetry::HISTOGRAM_BUCKETS.to_vec();
+    all.push((REQUEST_SECONDS, REQUEST_SECONDS_BUCKETS));
+    all
+}
+
+/// The Prometheus recorder's builder, with buckets for every histogram: without them
+/// the exporter renders summaries, whose quantiles cannot be summed across instances
+/// (and which docs/metrics.md does not promise).
+pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    let mut builder = PrometheusBuilder::new().set_buckets(DEFAULT_SECONDS_BUCKETS)?;
+    for (name, buckets) in histogram_buckets() {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)?;
+    }
+    Ok(builder)
+}
+
+/// Installs the process's metrics recorder and serves `GET /metrics` on `listener`
+/// (bind port 0 for a free port: the address is returned). Runs until the process
+/// ends. Fails when a recorder is installed already.
+pub async fn serve_metrics(listener: TcpListener) -> Result<SocketAddr, BuildError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
+    let handle = prometheus_builder()?.install_recorder()?;
+    // Histogram samples accumulate until upkeep drains them into the buckets, which
+    // a scrape does too; this bounds the memory between scrapes.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = handle.render();
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    text,
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+    Ok(addr)
+}
 
 /// Starts the Prometheus exporter on its own port. Only one metrics recorder can exist
 /// per process: when one is installed already (the CLI runs the fold processor in the
-/// same process, say), its exporter serves these metrics too, so that is not an error.
-pub fn install_exporter(addr: SocketAddr) -> Result<(), String> {
-    match metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-    {
-        Ok(()) => {
-            tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Ok(())
-        }
-        Err(metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_)) => {
-            tracing::warn!(%addr, "a metrics recorder is installed already; its exporter serves the query metrics");
+/// same process, say), its endpoint serves these metrics too, so that is not an error.
+pub async fn install_exporter(addr: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    match serve_metrics(listener).await {
+        Ok(_) => Ok(()),
+        Err(BuildError::FailedToSetGlobalRecorder(_)) => {
+            tracing::warn!(%addr, "a metrics recorder is installed already; its endpoint serves the query metrics");
             Ok(())
         }
         Err(e) => Err(e.to_string()),
@@ -79,4 +147,10 @@ pub fn track_rejected(reason: &'static str) {
 
 pub fn changelog_record(kind: &'static str) {
     metrics::counter!(CHANGELOG_RECORDS, "kind" => kind).increment(1);
+}
+
+/// Records of `profiles.changelog` not applied yet on `partition`: its high watermark
+/// minus the next offset to apply.
+pub fn changelog_lag(partition: i32, lag: i64) {
+    metrics::gauge!(CHANGELOG_LAG, "partition" => partition.to_string()).set(lag.max(0) as f64);
 }

@@ -56,12 +56,21 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
-/// Whether a librdkafka setting holds a credential.
+/// Whether a setting (a librdkafka key, a config file key) holds a credential, whose
+/// value is never printed.
 pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "private.key", "sasl.jaas"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "private.key",
+        "key.pem",
+        "sasl.jaas",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 impl KafkaSettings {
@@ -121,5 +130,30 @@ mod tests {
         let printed = format!("{s:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("zstd"));
+    }
+
+    #[test]
+    fn credentials_are_recognised() {
+        for key in [
+            "sasl.password",
+            "sasl.jaas.config",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "producer.sasl.password",
+            "cursor_secret",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in [
+            "sasl.mechanism",
+            "sasl.username",
+            "linger.ms",
+            "ssl.ca.location",
+        ] {
+            assert!(!is_secret(key), "{key}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod processor;
 pub mod producer;
+pub mod settings;
 pub mod telemetry;
 
 pub use config::{KafkaSettings, Topics};

@@ -182,6 +182,28 @@ pub struct ExposedMetric {
     pub kind: Option<MetricKind>,
     /// Label names seen on its samples (`le` and `quantile` left out).
     pub labels: BTreeSet<String>,
+    /// The distinct values seen for each label: how many series a label makes.
+    pub values: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Words that make a label unbounded: one series per visitor, session, event, funnel
+/// or URL would exhaust Prometheus.
+pub const UNBOUNDED_LABEL_WORDS: &[&str] = &[
+    "id",
+    "visitor",
+    "session",
+    "anonymous",
+    "user",
+    "url",
+    "path",
+    "key",
+    "funnel",
+];
+
+/// Whether a label name looks unbounded (see [`UNBOUNDED_LABEL_WORDS`]).
+pub fn is_unbounded_label(label: &str) -> bool {
+    let label = label.to_ascii_lowercase();
+    UNBOUNDED_LABEL_WORDS.iter().any(|w| label.contains(w))
 }
 
 /// Metric families of a Prometheus text exposition (what `/metrics` returns).
@@ -205,14 +227,18 @@ pub fn parse_exposition(text: &str) -> BTreeMap<String, ExposedMetric> {
         let sample = &line[..name_end];
         let family = family_of(sample, &families);
         let labels = if line[name_end..].starts_with('{') {
-            label_names(&line[name_end + 1..])
+            label_pairs(&line[name_end + 1..])
         } else {
             Vec::new()
         };
         let entry = families.entry(family).or_default();
-        entry
-            .labels
-            .extend(labels.into_iter().filter(|l| l != "le" && l != "quantile"));
+        for (name, value) in labels {
+            if name == "le" || name == "quantile" {
+                continue;
+            }
+            entry.labels.insert(name.clone());
+            entry.values.entry(name).or_default().insert(value);
+        }
     }
     families
 }
@@ -235,9 +261,9 @@ fn family_of(sample: &str, families: &BTreeMap<String, ExposedMetric>) -> String
     sample.to_owned()
 }
 
-/// Label names of `a="x",b="y\"z"}` (the text after the opening brace).
-fn label_names(s: &str) -> Vec<String> {
-    let mut names = Vec::new();
+/// Label names and values of `a="x",b="y\"z"}` (the text after the opening brace).
+fn label_pairs(s: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
@@ -247,21 +273,25 @@ fn label_names(s: &str) -> Vec<String> {
             break;
         }
         let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        names.push(name.trim().to_owned());
         if chars.next() != Some('"') {
+            pairs.push((name.trim().to_owned(), String::new()));
             break;
         }
+        let mut value = String::new();
         while let Some(c) = chars.next() {
             match c {
-                '\\' => {
-                    chars.next();
-                }
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => {}
+                },
                 '"' => break,
-                _ => {}
+                c => value.push(c),
             }
         }
+        pairs.push((name.trim().to_owned(), value));
     }
-    names
+    pairs
 }
 
 /// How a scrape compares with the catalogue.
@@ -298,6 +328,17 @@ pub fn check_scrape(
         if spec.status == MetricStatus::Planned {
             check.problems.push(format!(
                 "`{name}` is exposed but docs/metrics.md says planned: mark it emitted"
+            ));
+        }
+        if let Some(p) = processor.filter(|p| *p != spec.processor) {
+            check.problems.push(format!(
+                "`{name}` is exposed by the {p} processor but docs/metrics.md says {} emits it",
+                spec.processor
+            ));
+        }
+        for label in metric.labels.iter().filter(|l| is_unbounded_label(l)) {
+            check.problems.push(format!(
+                "`{name}` has the label `{label}`, which looks unbounded (an id, a key, a URL): one series per value would exhaust Prometheus"
             ));
         }
         if let Some(kind) = metric.kind {
@@ -399,6 +440,62 @@ process_cpu_seconds_total 1
             vec!["kind", "visitor"]
         );
         assert!(!families.contains_key("funnelfold_flush_duration_seconds_sum"));
+    }
+
+    #[test]
+    fn label_values_are_collected_and_unescaped() {
+        let families = parse_exposition(SCRAPE);
+        let mystery = &families["funnelfold_mystery_total"];
+        assert_eq!(
+            mystery.values["visitor"].iter().collect::<Vec<_>>(),
+            vec!["a,\"b\""]
+        );
+        let read = &families["funnelfold_events_read_total"];
+        assert_eq!(read.values["partition"].len(), 2);
+    }
+
+    #[test]
+    fn a_missing_metric_an_unbounded_label_and_a_stranger_are_reported() {
+        let specs = parse_catalogue(DOC);
+        // A real histogram this time, and no events_read_total.
+        let scrape = "# TYPE funnelfold_flush_duration_seconds histogram\n\
+            funnelfold_flush_duration_seconds_bucket{le=\"0.1\"} 3\n\
+            funnelfold_flush_duration_seconds_bucket{le=\"+Inf\"} 3\n\
+            funnelfold_flush_duration_seconds_sum 0.2\n\
+            funnelfold_flush_duration_seconds_count 3\n";
+        let check = check_scrape(&specs, scrape, "funnelfold_", Some("fold"));
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        assert_eq!(check.not_exposed, ["funnelfold_events_read_total"]);
+
+        let check = check_scrape(&specs, SCRAPE, "funnelfold_", Some("query"));
+        assert!(
+            check
+                .problems
+                .iter()
+                .any(|p| p.contains("exposed by the query processor")),
+            "{:?}",
+            check.problems
+        );
+        assert!(
+            check
+                .problems
+                .iter()
+                .all(|p| !p.contains("`visitor`, which looks unbounded")),
+            "undocumented metrics are reported as such first"
+        );
+        let doc = DOC.replace(
+            "\n\nAfter the table.",
+            "\n| `funnelfold_mystery_total` | counter | `kind`, `visitor` | fold | emitted | ? |",
+        );
+        let check = check_scrape(&parse_catalogue(&doc), SCRAPE, "funnelfold_", Some("fold"));
+        assert!(
+            check
+                .problems
+                .iter()
+                .any(|p| p.contains("`visitor`, which looks unbounded")),
+            "{:?}",
+            check.problems
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use funnelfold_query::telemetry as query;
 use funnelfold_runtime::telemetry as fold;
-use funnelfold_topology::catalogue::{try_parse_catalogue, MetricKind, MetricStatus};
+use funnelfold_topology::catalogue::{
+    is_unbounded_label, try_parse_catalogue, MetricKind, MetricStatus,
+};
 use funnelfold_topology::MetricSpec;
 
 fn catalogue() -> Vec<MetricSpec> {
@@ -35,6 +37,13 @@ fn defined() -> Vec<(&'static str, &'static str)> {
         fold::FLUSH_ROWS,
         fold::STORE_RETRIES,
         fold::REBALANCES,
+        fold::CONSUMER_LAG,
+        fold::FOLD_SECONDS,
+        fold::CACHE_VISITORS,
+        fold::CACHE_DIRTY_VISITORS,
+        fold::CACHE_LOOKUPS,
+        fold::STORE_ERRORS,
+        fold::ASSIGNED_PARTITIONS,
     ]
     .into_iter()
     .map(|n| (n, "fold"))
@@ -46,6 +55,7 @@ fn defined() -> Vec<(&'static str, &'static str)> {
             query::PROFILE_CACHE,
             query::TRACK_EVENTS,
             query::CHANGELOG_RECORDS,
+            query::CHANGELOG_LAG,
         ]
         .into_iter()
         .map(|n| (n, "query")),
@@ -110,23 +120,11 @@ fn names_types_and_labels_follow_the_conventions() {
         for label in &m.labels {
             // Labels are bounded: an id, a key or a URL would make one series per
             // visitor and exhaust Prometheus.
-            for unbounded in [
-                "id",
-                "visitor",
-                "session",
-                "anonymous",
-                "user",
-                "url",
-                "path",
-                "key",
-                "funnel",
-            ] {
-                assert!(
-                    !label.to_ascii_lowercase().contains(unbounded),
-                    "`{}` has the unbounded label `{label}`",
-                    m.name
-                );
-            }
+            assert!(
+                !is_unbounded_label(label),
+                "`{}` has the unbounded label `{label}`",
+                m.name
+            );
         }
     }
 }
@@ -159,5 +157,32 @@ fn the_catalogue_covers_what_issue_5_asks_for() {
             .find(|m| m.name == format!("funnelfold_events_{what}_total"))
             .expect("listed");
         assert_eq!(m.labels, ["partition"], "`{}` is per partition", m.name);
+    }
+}
+
+#[test]
+fn every_histogram_has_buckets_so_it_is_exported_as_one() {
+    // Without buckets, metrics-exporter-prometheus renders a summary: its quantiles
+    // cannot be aggregated across processors, and the scrape test would see a summary.
+    let buckets = query::histogram_buckets();
+    for m in catalogue()
+        .iter()
+        .filter(|m| m.kind == MetricKind::Histogram)
+    {
+        let b = buckets
+            .iter()
+            .find(|(name, _)| *name == m.name)
+            .map(|(_, b)| *b)
+            .unwrap_or_else(|| {
+                panic!(
+                    "`{}` is a histogram without buckets: add it to its telemetry.rs's HISTOGRAM_BUCKETS",
+                    m.name
+                )
+            });
+        assert!(
+            !b.is_empty() && b.windows(2).all(|w| w[0] < w[1]),
+            "`{}`: buckets must be increasing: {b:?}",
+            m.name
+        );
     }
 }
