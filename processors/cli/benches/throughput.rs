@@ -69,6 +69,9 @@ fn bare_consumer(bootstrap: &str, expected: u64) -> (u64, Duration) {
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "16777216")
+        // As the fold processor does: fetch again soon after the local queue drains
+        // below its bound, not after librdkafka's default second.
+        .set("fetch.queue.backoff.ms", "20")
         .create()
         .expect("consumer");
     consumer.subscribe(&["events.raw"]).expect("subscribe");

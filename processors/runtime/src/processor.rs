@@ -602,6 +602,10 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("receive.message.max.bytes", "68000000")
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
+        // When the prefetch queue is full, librdkafka postpones the next fetch by this
+        // much (1 s by default): the queue drains in well under a second, and the
+        // folding thread then sat idle waiting for the fetch.
+        .set("fetch.queue.backoff.ms", "20")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         // Statistics carry the partitions' high watermarks: the consumer lag.

@@ -79,10 +79,19 @@ pub async fn produce(
     cfg.set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000");
+    if !paced {
+        // Preloading: large batches, as a busy SDK fleet's producers make. They matter
+        // with the embedded broker (librdkafka's mock cluster), which answers a fetch
+        // with at most one producer batch per partition, so that small batches make
+        // consumers wait on fetch round trips rather than on their own work.
+        cfg.set("linger.ms", "200")
+            .set("batch.size", "8000000");
+    }
     let producer: FutureProducer = cfg.create()?;
     let codec = Codec::new();
     let mut sent = 0u64;
-    let mut inflight = Vec::with_capacity(10_000);
+    let window = if paced { 0 } else { 200_000 };
+    let mut inflight = std::collections::VecDeque::with_capacity(window + 1);
     for event in Simulator::new(sim) {
         if stop.load(Ordering::Relaxed) || limit.is_some_and(|l| sent >= l) {
             break;
@@ -110,10 +119,12 @@ pub async fn produce(
                 Err((e, _)) => return Err(e),
             }
         };
-        inflight.push(delivery);
+        inflight.push_back(delivery);
         sent += 1;
-        if inflight.len() >= 10_000 || paced {
-            for d in inflight.drain(..) {
+        // A sliding window of unacknowledged records: waiting for all of them at once
+        // would cut every partition's batches at the window's size.
+        while inflight.len() > window {
+            if let Some(d) = inflight.pop_front() {
                 d.await
                     .map_err(|_| KafkaError::Canceled)?
                     .map_err(|(e, _)| e)?;
