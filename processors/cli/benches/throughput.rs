@@ -61,6 +61,17 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) a process has used so far, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces);
+    // utime and stime are the 14th and 15th fields, in clock ticks (100 a second).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn bare_consumer(bootstrap: &str, expected: u64) -> (u64, Duration) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -141,15 +152,19 @@ fn main() {
             "--until-caught-up",
         ])
         .args(run_args.split_whitespace())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("THROUGHPUT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the processor");
     let pid = child.id();
-    let mut peak_kb = 0;
+    let (mut peak_kb, mut cpu) = (0, 0.0);
     while child.try_wait().expect("wait").is_none() {
         peak_kb = peak_rss_kb(pid).unwrap_or(peak_kb).max(peak_kb);
+        cpu = cpu_seconds(pid).unwrap_or(cpu);
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = started.elapsed();
@@ -188,6 +203,10 @@ fn main() {
     println!(
         "processor peak RSS:                {:>10.1} MiB",
         peak_kb as f64 / 1024.0
+    );
+    println!(
+        "processor CPU time:                {cpu:>10.1} s ({:.2} µs per event, up to 50 ms unseen at exit)",
+        cpu * 1e6 / n as f64
     );
     println!("processor said: {summary}");
     if !run_args.is_empty() {

@@ -596,11 +596,13 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         // Large fetches keep the single folding thread fed (the fetch pipeline, not the
         // fold, limited throughput with librdkafka's defaults); a partition fetch fits
         // one record of the largest size we dead-letter, which must be fetched to be
-        // dead-lettered. The prefetch queue is bounded, so memory is too.
+        // dead-lettered. The prefetch queue is bounded, so memory is too: 16 MiB is
+        // a tenth of a second of records at full speed, and a smaller queue measured
+        // 250 MB less peak RSS than 64 MiB at the same throughput.
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "8388608")
         .set("receive.message.max.bytes", "68000000")
-        .set("queued.max.messages.kbytes", "65536")
+        .set("queued.max.messages.kbytes", "16384")
         .set("fetch.wait.max.ms", "100")
         // When the prefetch queue is full, librdkafka postpones the next fetch by this
         // much (1 s by default): the queue drains in well under a second, and the

@@ -84,8 +84,7 @@ pub async fn produce(
         // with the embedded broker (librdkafka's mock cluster), which answers a fetch
         // with at most one producer batch per partition, so that small batches make
         // consumers wait on fetch round trips rather than on their own work.
-        cfg.set("linger.ms", "200")
-            .set("batch.size", "8000000");
+        cfg.set("linger.ms", "200").set("batch.size", "8000000");
     }
     let producer: FutureProducer = cfg.create()?;
     let codec = Codec::new();

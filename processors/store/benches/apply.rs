@@ -102,6 +102,19 @@ fn main() {
         }
         let (events_n, visitors_n, projection_n) =
             (pf.events.len(), pf.visitors.len(), pf.projection_rows());
+        let state_bytes: usize = pf
+            .visitors
+            .iter()
+            .filter_map(|(_, s)| s.as_ref())
+            .map(Vec::len)
+            .sum();
+        println!(
+            "flush {i:>2}: {:.1} MB of event rows ({:.0} bytes each), {:.1} MB of visitor states ({:.0} bytes each)",
+            pf.events.encoded_len() as f64 / 1e6,
+            pf.events.encoded_len() as f64 / events_n.max(1) as f64,
+            state_bytes as f64 / 1e6,
+            state_bytes as f64 / visitors_n.max(1) as f64,
+        );
         let flush = Arc::new(Flush {
             group: "bench".into(),
             partitions: vec![pf],
