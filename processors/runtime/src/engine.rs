@@ -212,6 +212,8 @@ pub struct Engine {
     dirty_visitors: usize,
     /// Event rows folded and not yet in a flush plan.
     pending_events: usize,
+    /// Visitor lookups answered from memory and from the store, since last taken.
+    lookups: (u64, u64),
     /// Changes of the fold being applied (reused to avoid an allocation per event).
     scratch: Vec<ChangeRecord>,
 }
@@ -237,6 +239,7 @@ impl Engine {
             partitions: HashMap::new(),
             dirty_visitors: 0,
             pending_events: 0,
+            lookups: (0, 0),
             scratch: Vec::new(),
         }
     }
@@ -265,6 +268,16 @@ impl Engine {
             .iter()
             .map(|(p, s)| (*p, s.counters.clone()))
             .collect()
+    }
+
+    /// Visitor lookups (hits in memory, misses read from the store) since the last call.
+    pub fn take_lookups(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// Visitors in memory (an estimate, as moka counts), and how many are dirty.
+    pub fn cache_size(&self) -> (u64, u64) {
+        (self.cache.entry_count(), self.dirty_visitors as u64)
     }
 
     pub fn assigned(&self) -> Vec<i32> {
@@ -310,6 +323,8 @@ impl Engine {
             part.counters.already_applied += 1;
             return Ok(Outcome::AlreadyApplied);
         }
+        let expected = part.pending.map_or(part.checkpoint, |last| last + 1);
+        part.counters.offsets_skipped += u64::try_from(rec.offset - expected).unwrap_or(0);
         let outcome = self.fold_record(store, &rec)?;
         let part = self
             .partitions
@@ -433,11 +448,14 @@ impl Engine {
             .get(&partition)
             .and_then(|p| p.dirty.get(key))
         {
+            self.lookups.0 += 1;
             return Ok(Arc::clone(v));
         }
         if let Some(entry) = self.cache.get(key) {
+            self.lookups.0 += 1;
             return Ok(entry.visitor);
         }
+        self.lookups.1 += 1;
         let state = match store.load_visitor(key)? {
             Some(bytes) => postcard::from_bytes::<VisitorState>(&bytes)
                 .map_err(|e| StoreError::Fatal(format!("corrupt state of visitor {key:?}: {e}")))?,
@@ -583,5 +601,123 @@ impl Engine {
         let _ = self
             .cache
             .invalidate_entries_if(move |_, entry| entry.partition == partition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use funnelfold_core::sim::{SimConfig, Simulator};
+
+    use super::*;
+
+    /// An empty store whose checkpoint of every partition is `checkpoint`.
+    struct Empty {
+        checkpoint: i64,
+    }
+
+    impl StoreReader for Empty {
+        fn checkpoint(&self, _: &str, _: i32) -> Result<Option<i64>, StoreError> {
+            Ok(Some(self.checkpoint))
+        }
+        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn load_traffic_share(
+            &self,
+            _: &str,
+            _: i32,
+            _: &TrafficKey,
+        ) -> Result<Option<TrafficCounts>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn payloads(n: usize) -> Vec<Vec<u8>> {
+        let codec = Codec::new();
+        Simulator::new(SimConfig {
+            visitors: 3,
+            ..SimConfig::default()
+        })
+        .batch(n)
+        .iter()
+        .map(|e| codec.encode_single_object(e))
+        .collect()
+    }
+
+    fn record(offset: i64, payload: &[u8]) -> Record<'_> {
+        Record {
+            topic: "events.raw",
+            partition: 0,
+            offset,
+            key: None,
+            payload: Some(payload),
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn counters_balance_and_gaps_count_as_skipped_offsets() {
+        let store = Empty { checkpoint: 2 };
+        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+        let events = payloads(4);
+        let garbage = b"not avro".to_vec();
+        // Offsets 0 and 1 are below the checkpoint; 3 and 6..=7 never arrive.
+        for (offset, payload) in [
+            (0, &events[0]),
+            (1, &events[1]),
+            (2, &events[2]),
+            (4, &garbage),
+            (5, &events[2]),
+            (8, &events[3]),
+        ] {
+            engine
+                .apply(&store, record(offset, payload))
+                .expect("apply");
+        }
+        let c = &engine.counters()[&0];
+        assert_eq!(c.already_applied, 2);
+        assert_eq!(
+            (c.read, c.folded, c.dead_lettered, c.duplicates),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(c.read, c.folded + c.dead_lettered + c.duplicates);
+        assert_eq!(c.offsets_skipped, 3);
+        // Three events of three visitors at most: every first lookup misses.
+        let (hits, misses) = engine.take_lookups();
+        assert_eq!(
+            hits + misses,
+            3,
+            "one lookup per event that decoded and validated"
+        );
+        assert!(misses >= 1);
+        assert_eq!(engine.take_lookups(), (0, 0));
+    }
+
+    #[test]
+    fn pending_events_make_a_flush_due_and_a_plan_takes_them() {
+        let store = Empty { checkpoint: 0 };
+        let cfg = EngineConfig {
+            max_pending_events: 3,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(cfg, Codec::new());
+        let events = payloads(3);
+        for (offset, payload) in events.iter().enumerate() {
+            assert!(!engine.flush_due());
+            engine
+                .apply(&store, record(offset as i64, payload))
+                .expect("apply");
+        }
+        assert!(engine.flush_due());
+        let plan = engine.plan_flush(None).expect("plan");
+        assert_eq!(plan.event_rows(), 3);
+        assert_eq!(plan.offsets, vec![("events.raw".to_owned(), 0, 3)]);
+        assert!(!engine.flush_due());
+        engine.flushed(&plan.offsets);
+        assert!(!engine.has_pending());
+        assert_eq!(
+            engine.next_offsets().collect::<Vec<_>>(),
+            vec![("events.raw", 0, 3)]
+        );
     }
 }

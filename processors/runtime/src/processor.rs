@@ -86,6 +86,8 @@ struct Core {
     /// the offsets of the records they carry.
     dead_letters: Vec<DeliveryFuture>,
     published: HashMap<i32, Counters>,
+    /// Records applied, for sampling their fold time.
+    applied: u64,
     totals: FlushTotals,
     inflight: Option<InFlight>,
     fatal: Option<ProcessorError>,
@@ -166,14 +168,32 @@ impl Core {
                 rt: &self.rt,
                 group: &self.topics.group,
             };
+            // One record in 64 is timed: enough for the histogram, and the clock is
+            // not read a million times a second.
+            self.applied += 1;
+            let timed = (self.applied % 64 == 0).then(Instant::now);
             match self.engine.apply(&reader, rec) {
                 Err(StoreError::Transient(e)) if !shutdown.load(Ordering::Relaxed) => {
                     tracing::warn!(error = %e, "store read failed; retrying");
+                    telemetry::store_error("read", "transient");
                     telemetry::store_retry("read");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                other => return other,
+                other => {
+                    match &other {
+                        Ok(_) => {
+                            if let Some(started) = timed {
+                                telemetry::record_folded(started.elapsed());
+                            }
+                        }
+                        Err(StoreError::Fatal(_)) => telemetry::store_error("read", "fatal"),
+                        Err(StoreError::Transient(_)) => {
+                            telemetry::store_error("read", "transient");
+                        }
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -309,12 +329,16 @@ impl Core {
                 Ok(()) => break,
                 Err(StoreError::Transient(e)) => {
                     tracing::warn!(error = %e, "store flush failed; retrying");
+                    telemetry::store_error("flush", "transient");
                     telemetry::store_retry("flush");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
-                Err(fatal) => return Err(fatal.into()),
+                Err(fatal) => {
+                    telemetry::store_error("flush", "fatal");
+                    return Err(fatal.into());
+                }
             }
         }
         let stored = summary.started.elapsed();
@@ -405,6 +429,10 @@ impl Core {
             telemetry::partition_counters(partition, before, &now);
             *before = now;
         }
+        let (hits, misses) = self.engine.take_lookups();
+        telemetry::cache_lookups(hits, misses);
+        let (visitors, dirty) = self.engine.cache_size();
+        telemetry::cache_size(visitors, dirty);
     }
 }
 
@@ -470,6 +498,12 @@ impl Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        if let Ok(assignment) = consumer.assignment() {
+            telemetry::assigned_partitions(assignment.count());
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         telemetry::rebalance(match rebalance {
             Rebalance::Assign(_) => "assign",
@@ -561,6 +595,7 @@ pub fn spawn(
         projection_codec: ProjectionCodec::new(),
         dead_letters: Vec::new(),
         published: HashMap::new(),
+        applied: 0,
         totals: FlushTotals::default(),
         inflight: None,
         fatal: None,
@@ -570,6 +605,7 @@ pub fn spawn(
         high_watermarks: Mutex::new(HashMap::new()),
     })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
+    telemetry::store_errors_exist();
     let shutdown = Arc::new(AtomicBool::new(false));
     let thread = {
         let shutdown = Arc::clone(&shutdown);
