@@ -524,6 +524,8 @@ impl ConsumerContext for Ctx {
         }
         for p in revoked {
             core.engine.release(p);
+            // Its lag is the next owner's to report now.
+            telemetry::consumer_lag(p, 0);
         }
     }
 }
