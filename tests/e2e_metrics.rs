@@ -322,6 +322,13 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
             && total(&s, "funnelfold_query_changelog_lag") == 0.0
     });
 
+    // The fold processor's lag comes from librdkafka's statistics (once a second):
+    // once reported, it is zero on every partition, everything being folded.
+    wait_for("the consumer lag to be reported and drained", || {
+        let s = scrape(&fold_metrics);
+        s.contains("funnelfold_consumer_lag{") && total(&s, "funnelfold_consumer_lag") == 0.0
+    });
+
     let mut problems = Vec::new();
     for (processor, addr) in [("fold", &fold_metrics), ("query", &query_metrics)] {
         let text = scrape(addr);
