@@ -259,6 +259,11 @@ impl Engine {
         })
     }
 
+    /// Event rows folded and not yet in a flush plan.
+    pub fn pending_events(&self) -> usize {
+        self.pending_events
+    }
+
     pub fn has_pending(&self) -> bool {
         self.partitions.values().any(|p| p.pending.is_some())
     }

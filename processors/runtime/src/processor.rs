@@ -8,8 +8,8 @@
 //! callback runs on the same thread (inside `poll`), so revoked partitions are flushed
 //! and committed before they are given up.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{Flush, PartitionFlush, Store, StoreError, VisitorKey};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -458,9 +459,21 @@ struct Ctx {
     core: Arc<Mutex<Core>>,
     /// (topic, partition) → high watermark, as of the last statistics.
     high_watermarks: Mutex<HashMap<(String, i32), i64>>,
+    /// Rebalances completed so far.
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition (reported with `stop_when_caught_up`) is news, not an
+        // error: the folding loop takes it from `poll`.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(reason, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut marks = self
             .high_watermarks
@@ -499,6 +512,7 @@ impl Ctx {
 
 impl ConsumerContext for Ctx {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
         if let Ok(assignment) = consumer.assignment() {
             telemetry::assigned_partitions(assignment.count());
         }
@@ -605,6 +619,7 @@ pub fn spawn(
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
         high_watermarks: Mutex::new(HashMap::new()),
+        rebalances: AtomicU64::new(0),
     })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
@@ -649,33 +664,25 @@ fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         // Statistics carry the partitions' high watermarks: the consumer lag.
-        .set("statistics.interval.ms", "1000");
+        .set("statistics.interval.ms", "1000")
+        .set("enable.partition.eof", cfg.stop_when_caught_up.to_string());
     cfg.kafka.apply_overrides(&mut c, "consumer");
     c
 }
 
-/// Whether the consumer has read every assigned partition to its high watermark.
-fn caught_up(consumer: &BaseConsumer<Ctx>) -> bool {
+/// Whether every assigned partition has been read to its end: librdkafka reported its
+/// end (`enable.partition.eof`, on with `stop_when_caught_up`) and no record of it came
+/// since. Asking the broker for every partition's watermarks instead costs a round trip
+/// per partition, seconds on a topic of 48 partitions.
+fn caught_up(consumer: &BaseConsumer<Ctx>, at_end: &HashSet<i32>) -> bool {
     let Ok(assignment) = consumer.assignment() else {
         return false;
     };
-    if assignment.count() == 0 {
-        return false;
-    }
-    let Ok(positions) = consumer.position() else {
-        return false;
-    };
-    positions.elements().iter().all(|e| {
-        let Ok((low, high)) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
-        else {
-            return false;
-        };
-        match e.offset() {
-            Offset::Offset(position) => position >= high,
-            _ => high <= low,
-        }
-    })
+    assignment.count() > 0
+        && assignment
+            .elements()
+            .iter()
+            .all(|e| at_end.contains(&e.partition()))
 }
 
 fn run(
@@ -687,15 +694,25 @@ fn run(
     let mut last_flush = Instant::now();
     let mut lag = 0;
     let mut lag_measured = Instant::now();
+    // Partitions read to their end (with `stop_when_caught_up` only), and the
+    // rebalance they were reported in.
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let mut at_end_of = consumer.context().rebalances.load(Ordering::Relaxed);
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.load(Ordering::Relaxed) {
         // The rebalance callback may run inside poll and takes the core's lock itself.
         let polled = consumer.poll(Duration::from_millis(100));
+        let rebalances = consumer.context().rebalances.load(Ordering::Relaxed);
+        if rebalances != at_end_of {
+            // A partition given up and assigned again is read again from its checkpoint.
+            at_end.clear();
+            at_end_of = rebalances;
+        }
         let polled_nothing = polled.is_none();
         if polled.is_none()
             && cfg.stop_when_caught_up
             && !lock().engine.has_pending()
-            && caught_up(consumer)
+            && caught_up(consumer, &at_end)
         {
             tracing::info!("caught up with every assigned partition: stopping");
             break;
@@ -703,6 +720,9 @@ fn run(
         if let Some(result) = polled {
             match result {
                 Ok(msg) => {
+                    if cfg.stop_when_caught_up {
+                        at_end.remove(&msg.partition());
+                    }
                     let mut c = lock();
                     let rec = Record {
                         topic: msg.topic(),
@@ -722,6 +742,9 @@ fn run(
                         }
                     }
                 }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    at_end.insert(partition);
+                }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
         }
@@ -733,19 +756,30 @@ fn run(
         }
         let due = {
             let c = lock();
-            if lag_measured.elapsed() >= Duration::from_millis(500) {
+            if lag_measured.elapsed() >= Duration::from_millis(100) {
                 lag = consumer.context().lag(&c.engine);
                 lag_measured = Instant::now();
             }
-            let interval = if lag > cfg.catch_up_lag {
+            let catching_up = lag > cfg.catch_up_lag;
+            let interval = if catching_up {
                 cfg.catch_up_flush_interval
             } else {
                 cfg.flush_interval
             };
+            // While catching up, each flush is written while the next records are
+            // folded. Once no more records are left to read than wait to be flushed,
+            // they go now: the last large flush of a replay is then written while the
+            // rest is folded, instead of alone at the end (a tenth of a replay's time).
+            let tail = catching_up
+                && c.inflight.is_none()
+                && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
             c.engine.flush_due()
+                || tail
                 || (c.engine.has_pending()
                     && (last_flush.elapsed() >= interval
-                        || (polled_nothing && cfg.stop_when_caught_up && caught_up(consumer))))
+                        || (polled_nothing
+                            && cfg.stop_when_caught_up
+                            && caught_up(consumer, &at_end))))
         };
         if due {
             lock().start_flush(consumer, None)?;
