@@ -12,7 +12,7 @@
 //! redb is synchronous, so every call runs on tokio's blocking pool. Readers use read
 //! transactions, which see a snapshot and never wait for the writer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,10 +25,10 @@ use redb::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::plan::Plan;
+use crate::plan::{events_of, Plan};
 use crate::{
-    encode_block, EventCursor, EventFilter, Flush, PageRequest, Result, SessionCursor, Store,
-    StoreError, VisitorKey,
+    encode_block, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, Result,
+    SessionCursor, Store, StoreError, VisitorKey,
 };
 
 type Bytes = &'static [u8];
@@ -44,18 +44,44 @@ const SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions")
 /// (funnel, started at, anonymous id, session id) → SessionRow. A copy of the row
 /// rather than a pointer: a page is then one range scan, without a lookup per row.
 const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions_by_start");
-/// (funnel, minute, topic, partition, flush's next offset) → the flush's events of that
-/// minute (a block of EventRows).
+/// (funnel, minute, flush sequence, chunk) → the flush's events of that minute (a block
+/// of EventRows).
 ///
 /// Events are the one row written per folded event: one B-tree insert each would cost
-/// most of a flush, so a flush writes a block per minute instead. Blocks never
-/// duplicate an event: a flush is atomic, and only flushes that never committed are
-/// replayed. A read merges the blocks of a minute; minutes give the global order.
-const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("events_by_time_blocks");
-/// (funnel, anonymous id, hour, topic, partition, flush's next offset) → the visitor's
-/// events of that hour in that flush (a block, as above).
+/// most of a flush, so a flush writes a block per minute instead, of the events of all
+/// its partitions (blocks per source partition were small and many: a flush of 48
+/// partitions wrote a hundred thousand of them while catching up, most of its time).
+/// A block holds at most [`BLOCK_ROWS`] rows; a minute with more gets several chunks.
+/// Blocks are LZ4-compressed: they repeat funnels, names, paths and ids, and compressed
+/// they cost the B-tree (which writes every page it changes, twice the data at least)
+/// a fraction of the pages.
+/// Blocks never duplicate an event: a flush is atomic, and only flushes that never
+/// committed are replayed. A read merges the blocks of a minute; minutes give the
+/// global order. (Stores written before this layout kept uncompressed blocks per
+/// partition in `events_by_time_blocks` and `events_by_visitor_blocks`, which are no
+/// longer read: replay `events.raw` into a new store to list their events.)
+const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("events_by_minute_lz4");
+/// (funnel, hour, anonymous id, flush sequence, chunk) → the visitor's events of that
+/// hour in that flush (a block, as above).
+///
+/// Hour first, not visitor first: a flush's blocks then go in at the end of the table,
+/// next to each other, instead of into pages all over it (keyed by visitor, every flush
+/// of a replay rewrote most of a table that grows with history). A read of one
+/// visitor's events visits only the hours of its sessions, which cover every event it
+/// has (see [`VISITOR_HOURS`]).
 const EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> =
-    TableDefinition::new("events_by_visitor_blocks");
+    TableDefinition::new("events_by_hour_visitor_lz4");
+/// (funnel, anonymous id, hour) → nothing: the hours in which a visitor has event
+/// blocks, so that a read of its events seeks only those. Its keys are small, so
+/// rewriting its pages all over the table on every flush stays cheap.
+const VISITOR_HOURS: TableDefinition<Bytes, ()> = TableDefinition::new("visitor_event_hours");
+/// Store-wide counters: [`FLUSH_SEQUENCE`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The number of the last flush that wrote events: the next one takes the next number,
+/// which makes its blocks' keys its own.
+const FLUSH_SEQUENCE: &str = "flush_sequence";
+/// Rows in one event block at most: a read of a page decodes whole blocks.
+const BLOCK_ROWS: usize = 4096;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -202,8 +228,12 @@ impl std::fmt::Debug for EmbeddedStore {
 
 impl EmbeddedStore {
     /// Page cache of [`EmbeddedStore::open`]: redb's own default (1 GiB) would make the
-    /// cache, not the working set, decide a processor's memory.
-    pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+    /// cache, not the working set, decide a processor's memory. Half of it buffers a
+    /// write transaction's pages; a flush that changes more writes some early and may
+    /// read them back, so a smaller cache costs throughput while catching up (measured
+    /// on the throughput benchmark: 128 MiB about a tenth slower than 256 MiB, which
+    /// took the processor's peak RSS to 1 GiB; 192 MiB sits between).
+    pub const DEFAULT_CACHE_BYTES: usize = 192 << 20;
 
     /// Opens the store file at `path`, creating it and its tables if needed. The parent
     /// directory must exist.
@@ -261,6 +291,8 @@ impl EmbeddedStore {
         {
             let open = |e| storage_error("creating tables", e);
             txn.open_table(CHECKPOINTS).map_err(open)?;
+            txn.open_table(META).map_err(open)?;
+            txn.open_table(VISITOR_HOURS).map_err(open)?;
             for def in [
                 VISITOR_STATE,
                 PROFILES,
@@ -320,114 +352,208 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
         .map_err(err("open traffic_shares"))?;
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
 
+    // The partition flushes to write: not stale, and in order (a flush may list a
+    // partition twice; the checkpoint it left is what the next entry is checked against).
+    let mut live: Vec<(&PartitionFlush, Key)> = Vec::with_capacity(flush.partitions.len());
+    let mut written: HashMap<Vec<u8>, i64> = HashMap::new();
     for pf in &flush.partitions {
         let ck = checkpoint_key(&flush.group, &pf.topic, pf.partition);
-        // Read inside the write transaction: it sees earlier partition flushes of this
-        // same flush too, so a flush listing a partition twice stays correct.
-        let stored = checkpoints.get(ck.bytes()).map_err(w)?.map(|g| g.value());
+        let stored = match written.get(&ck.0) {
+            Some(&offset) => Some(offset),
+            None => checkpoints.get(ck.bytes()).map_err(w)?.map(|g| g.value()),
+        };
         if stored.is_some_and(|stored| stored >= pf.next_offset) {
             continue; // stale: another owner already made more of this partition durable
         }
-        let plan = Plan::of(pf);
+        written.insert(ck.0.clone(), pf.next_offset);
+        live.push((pf, ck));
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let has_events = live.iter().any(|(pf, _)| !pf.events.is_empty());
+    let sequence = if has_events {
+        let mut meta = txn.open_table(META).map_err(err("open meta"))?;
+        let next = meta
+            .get(FLUSH_SEQUENCE)
+            .map_err(w)?
+            .map_or(0, |g| g.value())
+            + 1;
+        meta.insert(FLUSH_SEQUENCE, next).map_err(w)?;
+        i64::try_from(next)
+            .map_err(|_| StoreError::Fatal("the flush sequence is exhausted".into()))?
+    } else {
+        0
+    };
 
-        for (key, state) in &plan.visitors {
-            let k = visitor_key(&key.funnel_id, &key.anonymous_id);
-            match state {
-                Some(state) => {
-                    visitors.insert(k.bytes(), *state).map_err(w)?;
-                }
-                None => {
-                    visitors.remove(k.bytes()).map_err(w)?;
-                }
-            }
+    std::thread::scope(|scope| {
+        // The event blocks (grouping, encoding, compression: a third of a large
+        // flush's work) are built on another core while this one writes the rows.
+        let flushes: Vec<&PartitionFlush> = live.iter().map(|(pf, _)| *pf).collect();
+        let blocks = has_events.then(|| scope.spawn(move || EventBlocks::of(&flushes, sequence)));
+        for (pf, ck) in &live {
+            write_rows(
+                pf,
+                &mut visitors,
+                &mut profiles,
+                &mut sessions,
+                &mut by_start,
+                &mut traffic,
+            )?;
+            // Same transaction as the rows: both become durable at commit, or neither.
+            checkpoints.insert(ck.bytes(), pf.next_offset).map_err(w)?;
         }
-        let mut rows = Vec::with_capacity(plan.profiles.len());
-        for p in &plan.profiles {
-            rows.push((
-                visitor_key(&p.funnel_id, &p.anonymous_id).0,
-                encode("profile", p)?,
-            ));
+        let Some(blocks) = blocks else { return Ok(()) };
+        let blocks = blocks
+            .join()
+            .map_err(|_| StoreError::Fatal("building event blocks panicked".into()))?;
+        // Keys come in order, so consecutive inserts land in pages this transaction
+        // has already copied.
+        for (key, block) in &blocks.by_minute {
+            events.insert(key.as_slice(), block.as_slice()).map_err(w)?;
         }
-        insert_sorted(&mut profiles, rows).map_err(w)?;
-        // Deletes before writes: the plan already removed from the deletes whatever
-        // this flush writes again, so the order only matters for clarity.
-        for (funnel, anon, sid) in &plan.session_deletes {
-            let k = Key::new().str(funnel).str(anon).str(sid);
-            sessions.remove(k.bytes()).map_err(w)?;
+        for (key, block) in &blocks.by_visitor_hour {
+            by_visitor
+                .insert(key.as_slice(), block.as_slice())
+                .map_err(w)?;
         }
-        for (funnel, started_at, anon, sid) in &plan.start_deletes {
-            let k = Key::new().str(funnel).i64(*started_at).str(anon).str(sid);
-            by_start.remove(k.bytes()).map_err(w)?;
+        let mut hours = txn
+            .open_table(VISITOR_HOURS)
+            .map_err(err("open visitor_event_hours"))?;
+        for key in &blocks.visitor_hours {
+            hours.insert(key.as_slice(), ()).map_err(w)?;
         }
-        // Rows go in in key order: consecutive inserts then land in pages this
-        // transaction has already copied, instead of copying a new page each time.
-        let mut by_id = Vec::with_capacity(plan.sessions.len());
-        let mut by_started = Vec::with_capacity(plan.sessions.len());
-        for s in &plan.sessions {
-            let row = encode("session", s)?;
-            let k = Key::new()
-                .str(&s.funnel_id)
-                .str(&s.anonymous_id)
-                .str(&s.session_id);
-            by_id.push((k.0, row.clone()));
-            let k = Key::new()
-                .str(&s.funnel_id)
-                .i64(s.started_at)
-                .str(&s.anonymous_id)
-                .str(&s.session_id);
-            by_started.push((k.0, row));
-        }
-        insert_sorted(&mut sessions, by_id).map_err(w)?;
-        insert_sorted(&mut by_start, by_started).map_err(w)?;
+        Ok(())
+    })
+}
+
+/// The event blocks of one flush, keys in order: see [`EVENTS_BY_TIME`],
+/// [`EVENTS_BY_VISITOR`] and [`VISITOR_HOURS`].
+struct EventBlocks {
+    by_minute: Vec<(Vec<u8>, Vec<u8>)>,
+    by_visitor_hour: Vec<(Vec<u8>, Vec<u8>)>,
+    visitor_hours: Vec<Vec<u8>>,
+}
+
+impl EventBlocks {
+    fn of(flushes: &[&PartitionFlush], sequence: i64) -> EventBlocks {
         // Rows are kept encoded; a block is their encodings behind a count, which is
         // the encoding of a Vec<EventRow>.
         let mut by_minute: BTreeMap<(&str, i64), Vec<&[u8]>> = BTreeMap::new();
-        let mut by_visitor_hour: BTreeMap<(&str, &str, i64), Vec<&[u8]>> = BTreeMap::new();
-        for (e, encoded) in &plan.events {
-            by_minute
-                .entry((e.funnel_id, e.timestamp.div_euclid(MINUTE_MS)))
-                .or_default()
-                .push(encoded);
-            by_visitor_hour
-                .entry((e.funnel_id, e.anonymous_id, e.timestamp.div_euclid(HOUR_MS)))
-                .or_default()
-                .push(encoded);
+        let mut by_visitor_hour: BTreeMap<(&str, i64, &str), Vec<&[u8]>> = BTreeMap::new();
+        for pf in flushes {
+            for (e, encoded) in events_of(pf) {
+                by_minute
+                    .entry((e.funnel_id, e.timestamp.div_euclid(MINUTE_MS)))
+                    .or_default()
+                    .push(encoded);
+                by_visitor_hour
+                    .entry((e.funnel_id, e.timestamp.div_euclid(HOUR_MS), e.anonymous_id))
+                    .or_default()
+                    .push(encoded);
+            }
         }
-        for ((funnel, minute), block) in by_minute {
-            let k = Key::new()
-                .str(funnel)
-                .i64(minute)
-                .str(&pf.topic)
-                .i32(pf.partition)
-                .i64(pf.next_offset);
-            events
-                .insert(k.bytes(), encode_block(block.into_iter()).as_slice())
-                .map_err(w)?;
+        let mut blocks = EventBlocks {
+            by_minute: Vec::with_capacity(by_minute.len()),
+            by_visitor_hour: Vec::with_capacity(by_visitor_hour.len()),
+            visitor_hours: Vec::with_capacity(by_visitor_hour.len()),
+        };
+        for ((funnel, minute), rows) in by_minute {
+            let prefix = Key::new().str(funnel).i64(minute).i64(sequence);
+            push_blocks(&mut blocks.by_minute, &prefix, &rows);
         }
-        for ((funnel, anon, hour), block) in by_visitor_hour {
-            let k = Key::new()
-                .str(funnel)
-                .str(anon)
-                .i64(hour)
-                .str(&pf.topic)
-                .i32(pf.partition)
-                .i64(pf.next_offset);
-            by_visitor
-                .insert(k.bytes(), encode_block(block.into_iter()).as_slice())
-                .map_err(w)?;
+        for ((funnel, hour, anon), rows) in by_visitor_hour {
+            let prefix = Key::new().str(funnel).i64(hour).str(anon).i64(sequence);
+            push_blocks(&mut blocks.by_visitor_hour, &prefix, &rows);
+            blocks
+                .visitor_hours
+                .push(Key::new().str(funnel).str(anon).i64(hour).0);
         }
-        for (key, counts) in &plan.traffic {
-            let share = StoredShare {
-                key: (*key).clone(),
-                counts: (*counts).clone(),
-            };
-            let k = traffic_key(&pf.topic, pf.partition, key);
-            traffic
-                .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
-                .map_err(w)?;
+        blocks.visitor_hours.sort_unstable();
+        blocks
+    }
+}
+
+/// Appends encoded event rows as compressed blocks of at most [`BLOCK_ROWS`], keyed
+/// `prefix, chunk`.
+fn push_blocks(into: &mut Vec<(Vec<u8>, Vec<u8>)>, prefix: &Key, rows: &[&[u8]]) {
+    for (chunk, block) in (0..).zip(rows.chunks(BLOCK_ROWS)) {
+        let block = lz4_flex::compress_prepend_size(&encode_block(block.iter().copied()));
+        into.push((prefix.clone().i32(chunk).0, block));
+    }
+}
+
+/// Writes one partition flush's rows: visitor states, profiles, sessions and their
+/// index, traffic shares (not its events, nor its checkpoint).
+fn write_rows(
+    pf: &PartitionFlush,
+    visitors: &mut redb::Table<'_, Bytes, Bytes>,
+    profiles: &mut redb::Table<'_, Bytes, Bytes>,
+    sessions: &mut redb::Table<'_, Bytes, Bytes>,
+    by_start: &mut redb::Table<'_, Bytes, Bytes>,
+    traffic: &mut redb::Table<'_, Bytes, Bytes>,
+) -> Result<()> {
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+    let plan = Plan::rows_of(pf);
+
+    for (key, state) in &plan.visitors {
+        let k = visitor_key(&key.funnel_id, &key.anonymous_id);
+        match state {
+            Some(state) => {
+                visitors.insert(k.bytes(), *state).map_err(w)?;
+            }
+            None => {
+                visitors.remove(k.bytes()).map_err(w)?;
+            }
         }
-        // Same transaction as the rows: both become durable at commit, or neither.
-        checkpoints.insert(ck.bytes(), pf.next_offset).map_err(w)?;
+    }
+    let mut rows = Vec::with_capacity(plan.profiles.len());
+    for p in &plan.profiles {
+        rows.push((
+            visitor_key(&p.funnel_id, &p.anonymous_id).0,
+            encode("profile", p)?,
+        ));
+    }
+    insert_sorted(profiles, rows).map_err(w)?;
+    // Deletes before writes: the plan already removed from the deletes whatever
+    // this flush writes again, so the order only matters for clarity.
+    for (funnel, anon, sid) in &plan.session_deletes {
+        let k = Key::new().str(funnel).str(anon).str(sid);
+        sessions.remove(k.bytes()).map_err(w)?;
+    }
+    for (funnel, started_at, anon, sid) in &plan.start_deletes {
+        let k = Key::new().str(funnel).i64(*started_at).str(anon).str(sid);
+        by_start.remove(k.bytes()).map_err(w)?;
+    }
+    // Rows go in in key order: consecutive inserts then land in pages this
+    // transaction has already copied, instead of copying a new page each time.
+    let mut by_id = Vec::with_capacity(plan.sessions.len());
+    let mut by_started = Vec::with_capacity(plan.sessions.len());
+    for s in &plan.sessions {
+        let row = encode("session", s)?;
+        let k = Key::new()
+            .str(&s.funnel_id)
+            .str(&s.anonymous_id)
+            .str(&s.session_id);
+        by_id.push((k.0, row.clone()));
+        let k = Key::new()
+            .str(&s.funnel_id)
+            .i64(s.started_at)
+            .str(&s.anonymous_id)
+            .str(&s.session_id);
+        by_started.push((k.0, row));
+    }
+    insert_sorted(sessions, by_id).map_err(w)?;
+    insert_sorted(by_start, by_started).map_err(w)?;
+    for (key, counts) in &plan.traffic {
+        let share = StoredShare {
+            key: (*key).clone(),
+            counts: (*counts).clone(),
+        };
+        let k = traffic_key(&pf.topic, pf.partition, key);
+        traffic
+            .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
+            .map_err(w)?;
     }
     Ok(())
 }
@@ -480,58 +606,135 @@ fn scan_back<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// Newest-first events from blocks keyed `prefix, bucket (8 bytes), ...`: the blocks of
-/// one bucket are merged and sorted by (timestamp, event id), buckets are visited from
-/// the newest, until `limit` events that `keep` accepts are found.
-fn scan_blocks_back(
+/// Decodes every block keyed in `[lower, upper)` and keeps the rows `keep` accepts.
+fn read_blocks(
+    table: &redb::ReadOnlyTable<Bytes, Bytes>,
+    lower: &[u8],
+    upper: &[u8],
+    keep: &impl Fn(&EventRow) -> bool,
+    into: &mut Vec<EventRow>,
+) -> Result<()> {
+    if upper <= lower {
+        return Ok(());
+    }
+    let range = table
+        .range::<&[u8]>((Bound::Included(lower), Bound::Excluded(upper)))
+        .map_err(|e| storage_error("event blocks", e))?;
+    for entry in range {
+        let (_, value) = entry.map_err(|e| storage_error("event blocks", e))?;
+        let block = lz4_flex::decompress_size_prepended(value.value()).map_err(|e| {
+            StoreError::Fatal(format!("corrupt event block in the embedded store: {e}"))
+        })?;
+        let block: Vec<EventRow> = decode("event block", &block)?;
+        into.extend(block.into_iter().filter(|e| keep(e)));
+    }
+    Ok(())
+}
+
+/// Moves the rows of one time bucket to `out`, newest first, until `out` holds `limit`.
+fn drain_bucket(bucket: &mut Vec<EventRow>, out: &mut Vec<EventRow>, limit: usize) {
+    bucket.sort_unstable_by(|a, b| (b.timestamp, &b.event_id).cmp(&(a.timestamp, &a.event_id)));
+    let room = limit.saturating_sub(out.len());
+    out.extend(bucket.drain(..).take(room));
+}
+
+/// A funnel's events, newest first, from its minute blocks (keyed `funnel, minute,
+/// ...`) in `[from_minute, to_minute]`: the blocks of one minute are merged and sorted
+/// by (timestamp, event id), minutes are visited from the newest, until `limit` events
+/// that `keep` accepts are found.
+fn funnel_events(
     txn: &ReadTransaction,
-    table: TableDefinition<Bytes, Bytes>,
-    lower: Vec<u8>,
-    upper: Vec<u8>,
-    bucket_at: usize,
+    funnel: &Key,
+    (from_minute, to_minute): (i64, i64),
     limit: usize,
     keep: impl Fn(&EventRow) -> bool,
 ) -> Result<Vec<EventRow>> {
+    let table = txn
+        .open_table(EVENTS_BY_TIME)
+        .map_err(|e| storage_error("event blocks", e))?;
     let mut out = Vec::new();
-    if upper <= lower {
-        return Ok(out);
+    let mut bucket = Vec::new();
+    let mut upper = prefix_end(funnel.clone().i64(to_minute).bytes())
+        .unwrap_or_else(|| funnel.clone().i64(i64::MAX).0);
+    let lower = funnel.clone().i64(from_minute).0;
+    // Each step reads the newest minute below `upper` that has blocks.
+    while out.len() < limit && upper > lower {
+        let newest = table
+            .range::<&[u8]>((
+                Bound::Included(lower.as_slice()),
+                Bound::Excluded(upper.as_slice()),
+            ))
+            .map_err(|e| storage_error("event blocks", e))?
+            .next_back()
+            .transpose()
+            .map_err(|e| storage_error("event blocks", e))?;
+        let Some((key, _)) = newest else { break };
+        let at = funnel.0.len();
+        let minute_key = key
+            .value()
+            .get(..at + 8)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                StoreError::Fatal("corrupt event block key in the embedded store".into())
+            })?;
+        drop(key);
+        let minute_end = prefix_end(&minute_key).unwrap_or_else(|| upper.clone());
+        read_blocks(&table, &minute_key, &minute_end, &keep, &mut bucket)?;
+        drain_bucket(&mut bucket, &mut out, limit);
+        upper = minute_key;
+    }
+    Ok(out)
+}
+
+/// One visitor's events, newest first, in `[from_hour, to_hour]`: only the hours
+/// [`VISITOR_HOURS`] lists for it are looked up, each one seek into the hour-first
+/// blocks.
+fn visitor_events(
+    txn: &ReadTransaction,
+    funnel_id: &str,
+    anonymous_id: &str,
+    (from_hour, to_hour): (i64, i64),
+    limit: usize,
+    keep: impl Fn(&EventRow) -> bool,
+) -> Result<Vec<EventRow>> {
+    let visitor = visitor_key(funnel_id, anonymous_id);
+    let lower = visitor.clone().i64(from_hour).0;
+    let upper = visitor.clone().i64(to_hour).0;
+    let hours_table = txn
+        .open_table(VISITOR_HOURS)
+        .map_err(|e| storage_error("visitor_event_hours", e))?;
+    let mut hours = Vec::new();
+    for entry in hours_table
+        .range::<&[u8]>(lower.as_slice()..=upper.as_slice())
+        .map_err(|e| storage_error("visitor_event_hours", e))?
+    {
+        let (key, _) = entry.map_err(|e| storage_error("visitor_event_hours", e))?;
+        let hour = key
+            .value()
+            .get(visitor.0.len()..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+            .ok_or_else(|| {
+                StoreError::Fatal("corrupt visitor hour in the embedded store".into())
+            })?;
+        hours.push(hour);
     }
     let table = txn
-        .open_table(table)
+        .open_table(EVENTS_BY_VISITOR)
         .map_err(|e| storage_error("event blocks", e))?;
-    let range = table
-        .range::<&[u8]>((
-            Bound::Included(lower.as_slice()),
-            Bound::Excluded(upper.as_slice()),
-        ))
-        .map_err(|e| storage_error("event blocks", e))?;
-    let mut bucket: Option<Vec<u8>> = None;
-    let mut pending: Vec<EventRow> = Vec::new();
-    let drain = |pending: &mut Vec<EventRow>, out: &mut Vec<EventRow>| {
-        pending
-            .sort_unstable_by(|a, b| (b.timestamp, &b.event_id).cmp(&(a.timestamp, &a.event_id)));
-        for e in pending.drain(..) {
-            if out.len() >= limit {
-                break;
-            }
-            out.push(e);
+    let mut out = Vec::new();
+    let mut bucket = Vec::new();
+    for hour in hours.into_iter().rev() {
+        let lower = Key::new().str(funnel_id).i64(hour).str(anonymous_id).0;
+        let Some(upper) = prefix_end(&lower) else {
+            continue;
+        };
+        read_blocks(&table, &lower, &upper, &keep, &mut bucket)?;
+        drain_bucket(&mut bucket, &mut out, limit);
+        if out.len() >= limit {
+            break;
         }
-    };
-    for entry in range.rev() {
-        let (key, value) = entry.map_err(|e| storage_error("event blocks", e))?;
-        let key = key.value();
-        let this = key.get(bucket_at..bucket_at + 8).map(<[u8]>::to_vec);
-        if bucket.is_some() && this != bucket {
-            drain(&mut pending, &mut out);
-            if out.len() >= limit {
-                return Ok(out);
-            }
-        }
-        bucket = this;
-        let block: Vec<EventRow> = decode("event block", value.value())?;
-        pending.extend(block.into_iter().filter(|e| keep(e)));
     }
-    drain(&mut pending, &mut out);
     Ok(out)
 }
 
@@ -723,16 +926,6 @@ impl Store for EmbeddedStore {
         filter: &EventFilter,
         page: &PageRequest<EventCursor>,
     ) -> Result<Vec<EventRow>> {
-        // With a visitor filter, scan that visitor's hourly blocks instead of the
-        // funnel's minute blocks.
-        let (table, prefix, bucket_ms) = match &filter.anonymous_id {
-            Some(anon) => (
-                EVENTS_BY_VISITOR,
-                Key::new().str(funnel_id).str(anon),
-                HOUR_MS,
-            ),
-            None => (EVENTS_BY_TIME, Key::new().str(funnel_id), MINUTE_MS),
-        };
         let (from, to) = (page.from, page.to);
         if to <= from || page.limit == 0 {
             return Ok(Vec::new());
@@ -743,13 +936,14 @@ impl Store for EmbeddedStore {
             .after
             .as_ref()
             .map_or(to, |c| to.min(c.timestamp.saturating_add(1)));
-        let lower = prefix.clone().i64(from.div_euclid(bucket_ms)).0;
-        let upper = prefix_end(prefix.clone().i64((top - 1).div_euclid(bucket_ms)).bytes())
-            .unwrap_or_else(|| prefix.clone().i64(i64::MAX).0);
-        let bucket_at = prefix.0.len();
+        if top <= from {
+            return Ok(Vec::new());
+        }
         let after = page.after.clone().map(|c| (c.timestamp, c.event_id));
         let limit = page.limit;
         let event_name = filter.event_name.clone();
+        let anonymous_id = filter.anonymous_id.clone();
+        let funnel_id = funnel_id.to_owned();
         self.read(move |txn| {
             let keep = |e: &EventRow| {
                 e.timestamp >= from
@@ -759,7 +953,16 @@ impl Store for EmbeddedStore {
                         .is_none_or(|(ts, id)| (e.timestamp, &e.event_id) < (*ts, id))
                     && event_name.as_ref().is_none_or(|name| *name == e.event_name)
             };
-            scan_blocks_back(txn, table, lower, upper, bucket_at, limit, keep)
+            match &anonymous_id {
+                Some(anon) => {
+                    let hours = (from.div_euclid(HOUR_MS), (top - 1).div_euclid(HOUR_MS));
+                    visitor_events(txn, &funnel_id, anon, hours, limit, keep)
+                }
+                None => {
+                    let minutes = (from.div_euclid(MINUTE_MS), (top - 1).div_euclid(MINUTE_MS));
+                    funnel_events(txn, &Key::new().str(&funnel_id), minutes, limit, keep)
+                }
+            }
         })
         .await
     }
