@@ -59,12 +59,21 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
         "events.raw",
         encode(&second[..15_000]),
     ));
-    let a_read: u64 = a.counters().values().map(|c| c.read).sum();
-    let b_read: u64 = b.counters().values().map(|c| c.read).sum();
-    assert!(
-        a_read > 0 && b_read > 0,
-        "both processors must have owned partitions: a read {a_read}, b read {b_read}"
-    );
+    // Counters cover the partitions a processor owns now: the first batch may all have
+    // been read by whichever joined first, so wait until both have read the second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a_read: u64 = a.counters().values().map(|c| c.read).sum();
+        let b_read: u64 = b.counters().values().map(|c| c.read).sum();
+        if a_read > 0 && b_read > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both processors must own partitions: a read {a_read}, b read {b_read}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     a.stop();
     a.join().expect("processor a stopped cleanly");
     rt.block_on(common::produce(
