@@ -259,6 +259,11 @@ impl Engine {
         })
     }
 
+    /// The next offset to apply of an assigned partition, per its last durable flush.
+    pub fn checkpoint(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).map(|p| p.checkpoint)
+    }
+
     /// Event rows folded and not yet in a flush plan.
     pub fn pending_events(&self) -> usize {
         self.pending_events

@@ -92,6 +92,9 @@ struct Core {
     totals: FlushTotals,
     inflight: Option<InFlight>,
     fatal: Option<ProcessorError>,
+    /// Partitions whose store checkpoint was committed to Kafka since they were
+    /// assigned, having been found ahead of Kafka's offset (see `commit_checkpoint`).
+    checkpoint_committed: HashSet<i32>,
 }
 
 /// A flush whose store write runs while folding goes on.
@@ -424,6 +427,27 @@ impl Core {
         Ok(())
     }
 
+    /// A record below the store's checkpoint means Kafka's committed offset is behind
+    /// it: the previous owner's commit was lost (a commit during a rebalance may be
+    /// refused, and commits are only an optimization). Commit the checkpoint, once per
+    /// assignment, so that the group's lag (what SREs watch, and what a drain before a
+    /// resize waits for) tells the truth even if this partition gets no new record, and
+    /// a later owner does not skip the same records again.
+    fn commit_checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ProcessorError> {
+        if !self.checkpoint_committed.insert(partition) {
+            return Ok(());
+        }
+        match self.engine.checkpoint(partition) {
+            Some(next) => commit(consumer, &[(topic.to_owned(), partition, next)]),
+            None => Ok(()),
+        }
+    }
+
     fn publish_counters(&mut self) {
         for (partition, now) in self.engine.counters() {
             let before = self.published.entry(partition).or_default();
@@ -538,6 +562,7 @@ impl ConsumerContext for Ctx {
         }
         for p in revoked {
             core.engine.release(p);
+            core.checkpoint_committed.remove(&p);
             // Its lag is the next owner's to report now.
             telemetry::consumer_lag(p, 0);
         }
@@ -615,6 +640,7 @@ pub fn spawn(
         totals: FlushTotals::default(),
         inflight: None,
         fatal: None,
+        checkpoint_committed: HashSet::new(),
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
@@ -734,6 +760,9 @@ fn run(
                     };
                     match c.apply(rec, shutdown) {
                         Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason),
+                        Ok(Outcome::AlreadyApplied) => {
+                            c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
+                        }
                         Ok(_) => {}
                         Err(StoreError::Transient(_)) => break, // shutting down mid-retry
                         Err(fatal) => {
