@@ -798,7 +798,7 @@ fn run(
             // While catching up, each flush is written while the next records are
             // folded. Once no more records are left to read than wait to be flushed,
             // they go now: the last large flush of a replay is then written while the
-            // rest is folded, instead of alone at the end (a tenth of a replay's time).
+            // rest is folded, instead of alone at the end.
             let tail = catching_up
                 && c.inflight.is_none()
                 && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;

@@ -51,9 +51,10 @@ where
     F: Fn(&T) -> K,
 {
     let items = items.into_iter();
-    // foldhash, not SipHash: keys are ours, and a flush while catching up holds half a
-    // million event ids, where hashing them was a fifth of the store's write.
-    let mut index: HashMap<K, usize, foldhash::fast::FixedState> =
+    // foldhash, not SipHash: a flush while catching up holds half a million event ids,
+    // where hashing them was a fifth of the store's write. Seeded per process, since
+    // event ids come from SDKs and could be chosen to collide under a fixed seed.
+    let mut index: HashMap<K, usize, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(items.size_hint().0, Default::default());
     let mut out: Vec<T> = Vec::with_capacity(items.size_hint().0);
     for item in items {
