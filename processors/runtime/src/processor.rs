@@ -274,13 +274,8 @@ impl Core {
         let started = Instant::now();
         let mut plan = self.engine.plan_flush(only)?;
         // Dead letters first: the offsets of their records are about to be committed.
-        for delivery in self.dead_letters.drain(..) {
-            match self.rt.block_on(delivery) {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
-                Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
-            }
-        }
+        let dead_letters = std::mem::take(&mut self.dead_letters);
+        self.rt.block_on(delivered(dead_letters))?;
         if plan.is_empty() {
             return Ok(());
         }
@@ -417,14 +412,7 @@ impl Core {
             let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
             send(&self.producer, &self.topics.sessions_changelog, key, None);
         }
-        for delivery in deliveries {
-            match self.rt.block_on(delivery) {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
-                Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
-            }
-        }
-        Ok(())
+        self.rt.block_on(delivered(deliveries))
     }
 
     /// A record below the store's checkpoint means Kafka's committed offset is behind
@@ -459,6 +447,18 @@ impl Core {
         let (visitors, dirty) = self.engine.cache_size();
         telemetry::cache_size(visitors, dirty);
     }
+}
+
+/// Waits until the broker acknowledged every record (dead letters, changelogs).
+async fn delivered(deliveries: Vec<DeliveryFuture>) -> Result<(), ProcessorError> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
+            Err(_) => return Err(ProcessorError::Kafka(KafkaError::Canceled)),
+        }
+    }
+    Ok(())
 }
 
 fn commit(
