@@ -44,15 +44,18 @@ pub fn check(url: &str) -> Result<()> {
     parse(url).map(drop)
 }
 
-pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+/// Opens the store at `url`; an embedded one with a page cache of `cache_mb` MiB.
+pub async fn open(url: &str, cache_mb: u64) -> Result<Arc<dyn Store>> {
     Ok(match parse(url)? {
         StoreUrl::Embedded(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
+            let cache_bytes = usize::try_from(cache_mb.saturating_mul(1 << 20))
+                .context("store.cache_mb is too large for this machine")?;
             Arc::new(
-                EmbeddedStore::open(path)
+                EmbeddedStore::open_with_cache(path, cache_bytes)
                     .with_context(|| format!("cannot open {}", path.display()))?,
             )
         }

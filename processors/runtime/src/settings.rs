@@ -96,12 +96,20 @@ pub const DEFAULT_STORE: &str = "embedded:data/funnelfold.redb";
 pub struct StoreSection {
     /// `embedded:PATH` (a redb file) or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`.
     pub url: String,
+    /// The embedded store's page cache, in MiB (half of it buffers a flush's writes):
+    /// most of a processor's memory, and of its speed while catching up.
+    pub cache_mb: u64,
 }
+
+/// [`StoreSection::cache_mb`]'s default: the embedded store's own.
+pub const DEFAULT_STORE_CACHE_MB: u64 =
+    (funnelfold_store::embedded::EmbeddedStore::DEFAULT_CACHE_BYTES >> 20) as u64;
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             url: DEFAULT_STORE.into(),
+            cache_mb: DEFAULT_STORE_CACHE_MB,
         }
     }
 }
@@ -363,6 +371,12 @@ impl Settings {
             "store",
             "url",
             "must be embedded:PATH or scylla://HOST:PORT/KEYSPACE",
+        );
+        check(
+            (1..=1 << 20).contains(&self.store.cache_mb),
+            "store",
+            "cache_mb",
+            "must be from 1 to 1048576 (MiB)",
         );
         check(
             self.query.track_timeout_ms >= 1,
