@@ -387,8 +387,9 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     };
 
     std::thread::scope(|scope| {
-        // The event blocks (grouping, encoding, compression: a third of a large
-        // flush's work) are built on another core while this one writes the rows.
+        // The event blocks (deduplication, grouping, encoding, compression: a fifth to
+        // a third of a large flush's work, by profile) are built on another core while
+        // this one writes the rows.
         let flushes: Vec<&PartitionFlush> = live.iter().map(|(pf, _)| *pf).collect();
         let blocks = has_events.then(|| scope.spawn(move || EventBlocks::of(&flushes, sequence)));
         for (pf, ck) in &live {
