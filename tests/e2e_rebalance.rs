@@ -16,7 +16,7 @@ use funnelfold_store::Store;
 #[test]
 fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
     let rt = common::runtime();
-    let broker = common::broker(6);
+    let broker = common::broker_for_two(6);
     let bootstrap = broker.bootstrap_servers().to_owned();
     let sim = SimConfig {
         visitors: 3_000,

@@ -27,6 +27,22 @@ pub fn broker(partitions: i32) -> EmbeddedBroker {
     EmbeddedBroker::start(1, &Topics::default(), partitions).expect("embedded broker")
 }
 
+/// A broker for tests that start two processors together and need both to own
+/// partitions from the first rebalance: it waits Kafka's default 3 s before a new
+/// group's first rebalance, so that both join it. Without the wait, the second joins
+/// an established group; the mock cluster then left the first member without
+/// partitions for over a minute in one run of four under load (a real Kafka hands
+/// them out again), which is not what these tests are about.
+pub fn broker_for_two(partitions: i32) -> EmbeddedBroker {
+    EmbeddedBroker::start_with_rebalance_delay(
+        1,
+        &Topics::default(),
+        partitions,
+        std::time::Duration::from_secs(3),
+    )
+    .expect("embedded broker")
+}
+
 /// Produces (key, payload) records to `topic`, every one acknowledged.
 pub async fn produce(
     bootstrap: &str,

@@ -22,12 +22,25 @@ pub struct EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts `brokers` mock brokers and creates the topics, `partitions` each.
+    /// Starts `brokers` mock brokers and creates the topics, `partitions` each. A new
+    /// consumer group is rebalanced at once (see [`initial_rebalance_delay`]).
     pub fn start(brokers: i32, topics: &Topics, partitions: i32) -> Result<Self, KafkaError> {
+        Self::start_with_rebalance_delay(brokers, topics, partitions, Duration::ZERO)
+    }
+
+    /// Like [`EmbeddedBroker::start`], with the broker waiting `delay` before the first
+    /// rebalance of a group, as Kafka does (3 s by default), so that members starting
+    /// together join one rebalance.
+    pub fn start_with_rebalance_delay(
+        brokers: i32,
+        topics: &Topics,
+        partitions: i32,
+        delay: Duration,
+    ) -> Result<Self, KafkaError> {
         let host: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", brokers.to_string())
             .create()?;
-        no_initial_rebalance_delay(&host)?;
+        initial_rebalance_delay(&host, delay)?;
         let cluster = host
             .client()
             .mock_cluster()
@@ -55,14 +68,15 @@ impl EmbeddedBroker {
     }
 }
 
-/// Sets the embedded cluster's `group.initial.rebalance.delay.ms` to 0 (the mock
-/// cluster, like Kafka, waits 3 s by default). Kafka waits so that a group whose members
-/// start together rebalances once, not once per member; with one process on loopback
-/// that wait is only a pause before the first record is folded (and it was a fifth of
-/// the end-to-end benchmark's run). Development Kafka setups set it to 0 for the same
-/// reason. rdkafka has no safe call for it.
+/// Sets the embedded cluster's `group.initial.rebalance.delay.ms` (the mock cluster,
+/// like Kafka, waits 3 s by default). Kafka waits so that a group whose members start
+/// together rebalances once, not once per member; with one process on loopback that
+/// wait is only a pause before the first record is folded (and it was a fifth of the
+/// end-to-end benchmark's run), so [`EmbeddedBroker::start`] sets 0, as development
+/// Kafka setups do. rdkafka has no safe call for it.
 #[allow(unsafe_code)]
-fn no_initial_rebalance_delay(host: &BaseProducer) -> Result<(), KafkaError> {
+fn initial_rebalance_delay(host: &BaseProducer, delay: Duration) -> Result<(), KafkaError> {
+    let delay_ms = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
     use rdkafka::bindings as rd;
     // SAFETY: `native_ptr` is the live handle of `host`, borrowed for this call; the
     // cluster it returns (checked for null) is owned by that handle and outlives the
@@ -72,7 +86,7 @@ fn no_initial_rebalance_delay(host: &BaseProducer) -> Result<(), KafkaError> {
         if cluster.is_null() {
             return Err(KafkaError::MockCluster(RDKafkaErrorCode::Fail));
         }
-        rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+        rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, delay_ms);
     }
     Ok(())
 }

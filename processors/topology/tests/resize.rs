@@ -127,7 +127,7 @@ fn events() -> (Vec<RawEvent>, usize) {
 #[test]
 fn a_drained_resize_from_4_to_8_partitions_keeps_the_projections_exact() {
     let rt = common::runtime();
-    let broker = common::broker(8);
+    let broker = common::broker_for_two(8);
     let bootstrap = broker.bootstrap_servers().to_owned();
     let settings = KafkaSettings::new(&bootstrap);
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::temporary().expect("store"));
