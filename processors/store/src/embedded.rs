@@ -623,13 +623,17 @@ fn read_blocks(
         .map_err(|e| storage_error("event blocks", e))?;
     for entry in range {
         let (_, value) = entry.map_err(|e| storage_error("event blocks", e))?;
-        let block = lz4_flex::decompress_size_prepended(value.value()).map_err(|e| {
-            StoreError::Fatal(format!("corrupt event block in the embedded store: {e}"))
-        })?;
-        let block: Vec<EventRow> = decode("event block", &block)?;
-        into.extend(block.into_iter().filter(|e| keep(e)));
+        into.extend(decode_block(value.value())?.into_iter().filter(|e| keep(e)));
     }
     Ok(())
+}
+
+/// The rows of one stored event block (see [`push_blocks`]).
+fn decode_block(stored: &[u8]) -> Result<Vec<EventRow>> {
+    let block = lz4_flex::decompress_size_prepended(stored).map_err(|e| {
+        StoreError::Fatal(format!("corrupt event block in the embedded store: {e}"))
+    })?;
+    decode("event block", &block)
 }
 
 /// Moves the rows of one time bucket to `out`, newest first, until `out` holds `limit`.
@@ -640,9 +644,9 @@ fn drain_bucket(bucket: &mut Vec<EventRow>, out: &mut Vec<EventRow>, limit: usiz
 }
 
 /// A funnel's events, newest first, from its minute blocks (keyed `funnel, minute,
-/// ...`) in `[from_minute, to_minute]`: the blocks of one minute are merged and sorted
-/// by (timestamp, event id), minutes are visited from the newest, until `limit` events
-/// that `keep` accepts are found.
+/// ...`) in `[from_minute, to_minute]`, in one backward scan: the blocks of one minute
+/// are merged and sorted by (timestamp, event id), minutes are visited from the
+/// newest, until `limit` events that `keep` accepts are found.
 fn funnel_events(
     txn: &ReadTransaction,
     funnel: &Key,
@@ -650,40 +654,35 @@ fn funnel_events(
     limit: usize,
     keep: impl Fn(&EventRow) -> bool,
 ) -> Result<Vec<EventRow>> {
+    let lower = funnel.clone().i64(from_minute).0;
+    let upper = prefix_end(funnel.clone().i64(to_minute).bytes())
+        .unwrap_or_else(|| funnel.clone().i64(i64::MAX).0);
     let table = txn
         .open_table(EVENTS_BY_TIME)
         .map_err(|e| storage_error("event blocks", e))?;
+    let range = table
+        .range::<&[u8]>((
+            Bound::Included(lower.as_slice()),
+            Bound::Excluded(upper.as_slice()),
+        ))
+        .map_err(|e| storage_error("event blocks", e))?;
+    let minute_at = funnel.0.len()..funnel.0.len() + 8;
     let mut out = Vec::new();
     let mut bucket = Vec::new();
-    let mut upper = prefix_end(funnel.clone().i64(to_minute).bytes())
-        .unwrap_or_else(|| funnel.clone().i64(i64::MAX).0);
-    let lower = funnel.clone().i64(from_minute).0;
-    // Each step reads the newest minute below `upper` that has blocks.
-    while out.len() < limit && upper > lower {
-        let newest = table
-            .range::<&[u8]>((
-                Bound::Included(lower.as_slice()),
-                Bound::Excluded(upper.as_slice()),
-            ))
-            .map_err(|e| storage_error("event blocks", e))?
-            .next_back()
-            .transpose()
-            .map_err(|e| storage_error("event blocks", e))?;
-        let Some((key, _)) = newest else { break };
-        let at = funnel.0.len();
-        let minute_key = key
-            .value()
-            .get(..at + 8)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| {
-                StoreError::Fatal("corrupt event block key in the embedded store".into())
-            })?;
-        drop(key);
-        let minute_end = prefix_end(&minute_key).unwrap_or_else(|| upper.clone());
-        read_blocks(&table, &minute_key, &minute_end, &keep, &mut bucket)?;
-        drain_bucket(&mut bucket, &mut out, limit);
-        upper = minute_key;
+    let mut minute: Option<Vec<u8>> = None;
+    for entry in range.rev() {
+        let (key, value) = entry.map_err(|e| storage_error("event blocks", e))?;
+        let this = key.value().get(minute_at.clone()).map(<[u8]>::to_vec);
+        if minute.is_some() && this != minute {
+            drain_bucket(&mut bucket, &mut out, limit);
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+        minute = this;
+        bucket.extend(decode_block(value.value())?.into_iter().filter(|e| keep(e)));
     }
+    drain_bucket(&mut bucket, &mut out, limit);
     Ok(out)
 }
 
