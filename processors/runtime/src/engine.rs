@@ -453,10 +453,12 @@ impl Engine {
         partition: i32,
         key: &VisitorKey,
     ) -> Result<Shared, StoreError> {
+        // Dirty and in-flight visitors first: the cache may have evicted them, and the
+        // store does not have their state yet.
         if let Some(v) = self
             .partitions
             .get(&partition)
-            .and_then(|p| p.dirty.get(key))
+            .and_then(|p| p.dirty.get(key).or_else(|| p.inflight.get(key)))
         {
             self.lookups.0 += 1;
             return Ok(Arc::clone(v));
@@ -701,6 +703,61 @@ mod tests {
         );
         assert!(misses >= 1);
         assert_eq!(engine.take_lookups(), (0, 0));
+    }
+
+    #[test]
+    fn a_visitor_evicted_while_its_flush_is_written_keeps_its_state() {
+        // The store never gets the flush: a visitor reloaded from it would start over.
+        let store = Empty { checkpoint: 0 };
+        // A cache that holds nothing: every visitor not pinned otherwise is evicted.
+        let cfg = EngineConfig {
+            cache_capacity: 0,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(cfg, Codec::new());
+        let codec = Codec::new();
+        let events = Simulator::new(SimConfig {
+            visitors: 50,
+            ..SimConfig::default()
+        })
+        .batch(200);
+        let first = &events[0];
+        let same: Vec<_> = events
+            .iter()
+            .filter(|e| e.anonymous_id == first.anonymous_id)
+            .take(2)
+            .collect();
+        let other = events
+            .iter()
+            .find(|e| e.anonymous_id != first.anonymous_id)
+            .expect("another visitor");
+        assert_eq!(same.len(), 2, "the simulator brings a visitor back");
+        let payloads: Vec<Vec<u8>> = [same[0], other, same[1]]
+            .iter()
+            .map(|e| codec.encode_single_object(e))
+            .collect();
+
+        engine
+            .apply(&store, record(0, &payloads[0]))
+            .expect("apply");
+        let plan = engine.plan_flush(None).expect("plan"); // in flight from now on
+        engine
+            .apply(&store, record(1, &payloads[1]))
+            .expect("apply");
+        engine.cache.run_pending_tasks();
+        engine
+            .apply(&store, record(2, &payloads[2]))
+            .expect("apply");
+        engine.flushed(&plan.offsets);
+        let next = engine.plan_flush(None).expect("plan");
+        let profile = next
+            .flush
+            .partitions
+            .iter()
+            .flat_map(|p| &p.profiles)
+            .find(|p| p.anonymous_id == first.anonymous_id)
+            .expect("the visitor's profile");
+        assert_eq!(profile.total_events, 2, "both events counted");
     }
 
     #[test]
