@@ -126,8 +126,8 @@ pub struct FlushTotals {
     pub flush_work: Duration,
 }
 
-/// Store reads from the consumer thread (not a runtime thread, so it may block on the
-/// runtime).
+/// Store reads from the consumer thread (not a runtime thread, so it may block): in
+/// place when the engine can read there, else through the runtime.
 struct BlockingReader<'a> {
     store: &'a dyn Store,
     rt: &'a Handle,
@@ -136,14 +136,20 @@ struct BlockingReader<'a> {
 
 impl StoreReader for BlockingReader<'_> {
     fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        self.rt
-            .block_on(self.store.checkpoint(self.group, topic, partition))
+        match self.store.blocking_reads() {
+            Some(reads) => reads.checkpoint(self.group, topic, partition),
+            None => self
+                .rt
+                .block_on(self.store.checkpoint(self.group, topic, partition)),
+        }
     }
 
     fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut states = self
-            .rt
-            .block_on(self.store.load_visitors(std::slice::from_ref(key)))?;
+        let keys = std::slice::from_ref(key);
+        let mut states = match self.store.blocking_reads() {
+            Some(reads) => reads.load_visitors(keys)?,
+            None => self.rt.block_on(self.store.load_visitors(keys))?,
+        };
         Ok(states.pop().flatten())
     }
 
@@ -153,11 +159,13 @@ impl StoreReader for BlockingReader<'_> {
         partition: i32,
         key: &TrafficKey,
     ) -> Result<Option<TrafficCounts>, StoreError> {
-        let mut shares = self.rt.block_on(self.store.load_traffic_shares(
-            topic,
-            partition,
-            std::slice::from_ref(key),
-        ))?;
+        let keys = std::slice::from_ref(key);
+        let mut shares = match self.store.blocking_reads() {
+            Some(reads) => reads.load_traffic_shares(topic, partition, keys)?,
+            None => self
+                .rt
+                .block_on(self.store.load_traffic_shares(topic, partition, keys))?,
+        };
         Ok(shares.pop().flatten())
     }
 }

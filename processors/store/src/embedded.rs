@@ -27,8 +27,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::plan::{events_of, Plan};
 use crate::{
-    encode_block, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, Result,
-    SessionCursor, Store, StoreError, VisitorKey,
+    encode_block, BlockingReads, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush,
+    Result, SessionCursor, Store, StoreError, VisitorKey,
 };
 
 type Bytes = &'static [u8];
@@ -316,14 +316,83 @@ impl EmbeddedStore {
         F: FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let txn = db
-                .begin_read()
-                .map_err(|e| storage_error("begin read", e))?;
-            f(&txn)
+        tokio::task::spawn_blocking(move || read_now(&db, f))
+            .await
+            .map_err(|e| StoreError::Fatal(format!("embedded store read task failed: {e}")))?
+    }
+}
+
+/// Runs `f` on a read transaction, on this thread.
+fn read_now<T>(db: &Database, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+    let txn = db
+        .begin_read()
+        .map_err(|e| storage_error("begin read", e))?;
+    f(&txn)
+}
+
+fn checkpoint_in(txn: &ReadTransaction, key: &Key) -> Result<Option<i64>> {
+    let table = txn
+        .open_table(CHECKPOINTS)
+        .map_err(|e| storage_error("open checkpoints", e))?;
+    let value = table
+        .get(key.bytes())
+        .map_err(|e| storage_error("reading a checkpoint", e))?;
+    Ok(value.map(|g| g.value()))
+}
+
+fn visitors_in(txn: &ReadTransaction, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
+    let table = txn
+        .open_table(VISITOR_STATE)
+        .map_err(|e| storage_error("open visitor_state", e))?;
+    keys.iter()
+        .map(|k| {
+            let value = table
+                .get(visitor_key(&k.funnel_id, &k.anonymous_id).bytes())
+                .map_err(|e| storage_error("reading a visitor state", e))?;
+            Ok(value.map(|g| g.value().to_vec()))
         })
-        .await
-        .map_err(|e| StoreError::Fatal(format!("embedded store read task failed: {e}")))?
+        .collect()
+}
+
+fn shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    keys: &[TrafficKey],
+) -> Result<Vec<Option<TrafficCounts>>> {
+    let table = txn
+        .open_table(TRAFFIC_SHARES)
+        .map_err(|e| storage_error("open traffic_shares", e))?;
+    keys.iter()
+        .map(|k| {
+            let value = table
+                .get(traffic_key(topic, partition, k).bytes())
+                .map_err(|e| storage_error("reading a traffic share", e))?;
+            value
+                .map(|g| decode::<StoredShare>("traffic share", g.value()).map(|s| s.counts))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Reads on the caller's thread: a redb read is a few page lookups in its cache.
+impl BlockingReads for EmbeddedStore {
+    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let key = checkpoint_key(group, topic, partition);
+        read_now(&self.db, |txn| checkpoint_in(txn, &key))
+    }
+
+    fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
+        read_now(&self.db, |txn| visitors_in(txn, keys))
+    }
+
+    fn load_traffic_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<TrafficCounts>>> {
+        read_now(&self.db, |txn| shares_in(txn, topic, partition, keys))
     }
 }
 
@@ -755,37 +824,12 @@ impl Store for EmbeddedStore {
 
     async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
         let key = checkpoint_key(group, topic, partition);
-        self.read(move |txn| {
-            let table = txn
-                .open_table(CHECKPOINTS)
-                .map_err(|e| storage_error("open checkpoints", e))?;
-            let value = table
-                .get(key.bytes())
-                .map_err(|e| storage_error("reading a checkpoint", e))?;
-            Ok(value.map(|g| g.value()))
-        })
-        .await
+        self.read(move |txn| checkpoint_in(txn, &key)).await
     }
 
     async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
-        let keys: Vec<Key> = keys
-            .iter()
-            .map(|k| visitor_key(&k.funnel_id, &k.anonymous_id))
-            .collect();
-        self.read(move |txn| {
-            let table = txn
-                .open_table(VISITOR_STATE)
-                .map_err(|e| storage_error("open visitor_state", e))?;
-            keys.iter()
-                .map(|k| {
-                    let value = table
-                        .get(k.bytes())
-                        .map_err(|e| storage_error("reading a visitor state", e))?;
-                    Ok(value.map(|g| g.value().to_vec()))
-                })
-                .collect()
-        })
-        .await
+        let keys = keys.to_vec();
+        self.read(move |txn| visitors_in(txn, &keys)).await
     }
 
     async fn load_traffic_shares(
@@ -794,28 +838,9 @@ impl Store for EmbeddedStore {
         partition: i32,
         keys: &[TrafficKey],
     ) -> Result<Vec<Option<TrafficCounts>>> {
-        let keys: Vec<Key> = keys
-            .iter()
-            .map(|k| traffic_key(topic, partition, k))
-            .collect();
-        self.read(move |txn| {
-            let table = txn
-                .open_table(TRAFFIC_SHARES)
-                .map_err(|e| storage_error("open traffic_shares", e))?;
-            keys.iter()
-                .map(|k| {
-                    let value = table
-                        .get(k.bytes())
-                        .map_err(|e| storage_error("reading a traffic share", e))?;
-                    value
-                        .map(|g| {
-                            decode::<StoredShare>("traffic share", g.value()).map(|s| s.counts)
-                        })
-                        .transpose()
-                })
-                .collect()
-        })
-        .await
+        let (topic, keys) = (topic.to_owned(), keys.to_vec());
+        self.read(move |txn| shares_in(txn, &topic, partition, &keys))
+            .await
     }
 
     async fn apply(&self, flush: Arc<Flush>) -> Result<()> {
@@ -965,6 +990,10 @@ impl Store for EmbeddedStore {
             }
         })
         .await
+    }
+
+    fn blocking_reads(&self) -> Option<&dyn BlockingReads> {
+        Some(self)
     }
 
     async fn traffic(

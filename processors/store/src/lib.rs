@@ -205,4 +205,28 @@ pub trait Store: Send + Sync {
     /// aggregates that sum to nothing (no session, conversion or revenue) are left out.
     async fn traffic(&self, funnel_id: &str, from_day: i32, to_day: i32)
         -> Result<Vec<TrafficRow>>;
+
+    /// The fold processor's reads, done on the calling thread, when the engine can do
+    /// them there: the embedded engine reads a local file in microseconds, which costs
+    /// less than handing each read to another thread and waiting for it (a replay
+    /// reads once per visitor it meets). `None` (the default): use the async methods.
+    fn blocking_reads(&self) -> Option<&dyn BlockingReads> {
+        None
+    }
+}
+
+/// The fold processor's reads (see [`Store`]), for a caller that may block: never call
+/// them from an async task.
+pub trait BlockingReads {
+    /// See [`Store::checkpoint`].
+    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>>;
+    /// See [`Store::load_visitors`].
+    fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// See [`Store::load_traffic_shares`].
+    fn load_traffic_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<TrafficCounts>>>;
 }
