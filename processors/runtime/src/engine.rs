@@ -171,10 +171,12 @@ pub struct EngineConfig {
     /// Visitors held in memory (clean ones are evicted first; dirty ones are pinned
     /// until flushed).
     pub cache_capacity: u64,
-    /// A flush is due once this many visitors are dirty.
+    /// A flush is due once this many visitors are dirty (if the previous flush is
+    /// still being written, folding goes on until it is, up to twice as many).
     pub max_dirty_visitors: usize,
     /// A flush is due once this many event rows wait for it (bounds their memory when
-    /// flushes are far apart, as while catching up).
+    /// flushes are far apart, as while catching up; twice this while the previous
+    /// flush is still being written).
     pub max_pending_events: usize,
     /// High bits of the ScyllaDB write timestamps (raise it when partitions are
     /// resized so that writes after the resize win over those before).
@@ -248,6 +250,14 @@ impl Engine {
     pub fn flush_due(&self) -> bool {
         self.dirty_visitors >= self.cfg.max_dirty_visitors
             || self.pending_events >= self.cfg.max_pending_events
+    }
+
+    /// Whether folding must stop for a flush even while the previous one is still being
+    /// written: at twice the bounds of [`Engine::flush_due`], which caps the memory of
+    /// what waits.
+    pub fn flush_overdue(&self) -> bool {
+        self.dirty_visitors >= self.cfg.max_dirty_visitors.saturating_mul(2)
+            || self.pending_events >= self.cfg.max_pending_events.saturating_mul(2)
     }
 
     /// Per assigned partition, the next offset to fold: what the consumer lag is

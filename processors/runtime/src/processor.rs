@@ -810,13 +810,19 @@ fn run(
             let tail = catching_up
                 && c.inflight.is_none()
                 && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
-            c.engine.flush_due()
+            let due = c.engine.flush_due()
                 || tail
                 || (c.engine.has_pending()
                     && (last_flush.elapsed() >= interval
                         || (polled_nothing
                             && cfg.stop_when_caught_up
-                            && caught_up(consumer, &at_end))))
+                            && caught_up(consumer, &at_end))));
+            // A due flush waits for the one being written, and folding goes on
+            // meanwhile (to twice the bounds): the store then writes flush after flush
+            // while the records are folded, instead of one waiting for the other, and
+            // a store slower than the fold gets larger flushes, which cost it less per
+            // event (a visitor's state and profile are written once per flush).
+            (due && c.inflight.is_none()) || c.engine.flush_overdue()
         };
         if due {
             lock().start_flush(consumer, None)?;
