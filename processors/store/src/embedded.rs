@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use funnelfold_core::fold::channel_of;
 use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -39,10 +40,18 @@ const CHECKPOINTS: TableDefinition<Bytes, i64> = TableDefinition::new("checkpoin
 const VISITOR_STATE: TableDefinition<Bytes, Bytes> = TableDefinition::new("visitor_state");
 /// (funnel, anonymous id) → ProfileRow.
 const PROFILES: TableDefinition<Bytes, Bytes> = TableDefinition::new("profiles");
-/// (funnel, anonymous id, session id) → SessionRow.
-const SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions");
-/// (funnel, started at, anonymous id, session id) → SessionRow. A copy of the row
-/// rather than a pointer: a page is then one range scan, without a lookup per row.
+/// (funnel, anonymous id, session id) → the session's start: where its row is in
+/// [`SESSIONS_BY_START`]. A pointer, not a copy of the row: a flush writes the sessions
+/// of most visitors, and these keys are spread over the whole table, so each flush
+/// rewrites most of its pages; with whole rows that was twice the pages of the rows
+/// themselves. A visitor's sessions are read with one lookup each.
+const SESSIONS: TableDefinition<Bytes, i64> = TableDefinition::new("session_starts");
+/// The table of whole session rows by (funnel, anonymous id, session id) that stores
+/// written before [`SESSIONS`] have: [`EmbeddedStore::open`] rebuilds the pointers from
+/// [`SESSIONS_BY_START`] and drops it.
+const OLD_SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions");
+/// (funnel, started at, anonymous id, session id) → SessionRow: the rows. A page of a
+/// funnel's sessions is one range scan.
 const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions_by_start");
 /// (funnel, minute, flush sequence, chunk) → the flush's events of that minute (a block
 /// of EventRows).
@@ -293,10 +302,10 @@ impl EmbeddedStore {
             txn.open_table(CHECKPOINTS).map_err(open)?;
             txn.open_table(META).map_err(open)?;
             txn.open_table(VISITOR_HOURS).map_err(open)?;
+            txn.open_table(SESSIONS).map_err(open)?;
             for def in [
                 VISITOR_STATE,
                 PROFILES,
-                SESSIONS,
                 SESSIONS_BY_START,
                 EVENTS_BY_TIME,
                 EVENTS_BY_VISITOR,
@@ -304,6 +313,7 @@ impl EmbeddedStore {
             ] {
                 txn.open_table(def).map_err(open)?;
             }
+            migrate_session_pointers(&txn)?;
         }
         txn.commit()
             .map_err(|e| storage_error("creating tables", e))
@@ -320,6 +330,44 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StoreError::Fatal(format!("embedded store read task failed: {e}")))?
     }
+}
+
+/// Replaces the copies of session rows kept by stores written before [`SESSIONS`]
+/// with pointers to the rows, built from [`SESSIONS_BY_START`] (which has every session).
+fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
+    let e = |e: redb::StorageError| storage_error("migrating the session table", e);
+    let old = txn
+        .list_tables()
+        .map_err(e)?
+        .any(|t| t.name() == OLD_SESSIONS.name());
+    if !old {
+        return Ok(());
+    }
+    let mut pointers = Vec::new();
+    {
+        let rows = txn
+            .open_table(SESSIONS_BY_START)
+            .map_err(|e| storage_error("open sessions_by_start", e))?;
+        for entry in rows.iter().map_err(e)? {
+            let (_, row) = entry.map_err(e)?;
+            let row: SessionRow = decode("session", row.value())?;
+            let key = Key::new()
+                .str(&row.funnel_id)
+                .str(&row.anonymous_id)
+                .str(&row.session_id);
+            pointers.push((key.0, row.started_at));
+        }
+    }
+    pointers.sort_unstable();
+    let mut table = txn
+        .open_table(SESSIONS)
+        .map_err(|e| storage_error("open session_starts", e))?;
+    for (key, started_at) in &pointers {
+        table.insert(key.as_slice(), started_at).map_err(e)?;
+    }
+    txn.delete_table(OLD_SESSIONS)
+        .map_err(|e| storage_error("dropping the old session table", e))?;
+    Ok(())
 }
 
 /// Runs `f` on a read transaction, on this thread.
@@ -559,7 +607,7 @@ fn write_rows(
     pf: &PartitionFlush,
     visitors: &mut redb::Table<'_, Bytes, Bytes>,
     profiles: &mut redb::Table<'_, Bytes, Bytes>,
-    sessions: &mut redb::Table<'_, Bytes, Bytes>,
+    sessions: &mut redb::Table<'_, Bytes, i64>,
     by_start: &mut redb::Table<'_, Bytes, Bytes>,
     traffic: &mut redb::Table<'_, Bytes, Bytes>,
 ) -> Result<()> {
@@ -600,20 +648,22 @@ fn write_rows(
     let mut by_id = Vec::with_capacity(plan.sessions.len());
     let mut by_started = Vec::with_capacity(plan.sessions.len());
     for s in &plan.sessions {
-        let row = encode("session", s)?;
         let k = Key::new()
             .str(&s.funnel_id)
             .str(&s.anonymous_id)
             .str(&s.session_id);
-        by_id.push((k.0, row.clone()));
+        by_id.push((k.0, s.started_at));
         let k = Key::new()
             .str(&s.funnel_id)
             .i64(s.started_at)
             .str(&s.anonymous_id)
             .str(&s.session_id);
-        by_started.push((k.0, row));
+        by_started.push((k.0, encode("session", s)?));
     }
-    insert_sorted(sessions, by_id).map_err(w)?;
+    by_id.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, started_at) in &by_id {
+        sessions.insert(k.as_slice(), started_at).map_err(w)?;
+    }
     insert_sorted(by_start, by_started).map_err(w)?;
     for (key, counts) in &plan.traffic {
         let share = StoredShare {
@@ -925,22 +975,45 @@ impl Store for EmbeddedStore {
         anonymous_id: &str,
         limit: usize,
     ) -> Result<Vec<SessionRow>> {
-        let prefix = visitor_key(funnel_id, anonymous_id).0;
-        let upper = prefix_end(&prefix);
+        let (funnel_id, anonymous_id) = (funnel_id.to_owned(), anonymous_id.to_owned());
         self.read(move |txn| {
-            // A visitor has few sessions, keyed by id: read them all and order by start.
-            let mut rows = scan_back(
-                txn,
-                SESSIONS,
-                "sessions",
-                prefix,
-                upper,
-                usize::MAX,
-                |_: &SessionRow| true,
-            )?;
-            rows.sort_by(|a, b| (b.started_at, &b.session_id).cmp(&(a.started_at, &a.session_id)));
-            rows.truncate(limit);
-            Ok(rows)
+            let e = |e: redb::StorageError| storage_error("reading a visitor's sessions", e);
+            // A visitor has few sessions, keyed by id: take them all, order them by
+            // start, and read the rows of the newest.
+            let prefix = visitor_key(&funnel_id, &anonymous_id).0;
+            let upper = prefix_end(&prefix);
+            let pointers = txn
+                .open_table(SESSIONS)
+                .map_err(|e| storage_error("open session_starts", e))?;
+            let range = match &upper {
+                Some(upper) => pointers.range::<&[u8]>(prefix.as_slice()..upper.as_slice()),
+                None => pointers.range::<&[u8]>(prefix.as_slice()..),
+            }
+            .map_err(e)?;
+            let mut starts = Vec::new();
+            for entry in range {
+                let (key, started_at) = entry.map_err(e)?;
+                let session_id = key.value()[prefix.len()..].to_vec();
+                starts.push((started_at.value(), session_id));
+            }
+            starts.sort_unstable_by(|a, b| b.cmp(a));
+            starts.truncate(limit);
+            let rows = txn
+                .open_table(SESSIONS_BY_START)
+                .map_err(|e| storage_error("open sessions_by_start", e))?;
+            let mut out = Vec::with_capacity(starts.len());
+            for (started_at, session_id) in starts {
+                // The session id part of the pointer's key is already in key form.
+                let mut key = Key::new()
+                    .str(&funnel_id)
+                    .i64(started_at)
+                    .str(&anonymous_id);
+                key.0.extend_from_slice(&session_id);
+                if let Some(row) = rows.get(key.bytes()).map_err(e)? {
+                    out.push(decode("session", row.value())?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -1062,7 +1135,92 @@ pub(crate) fn sum_shares(
 
 #[cfg(test)]
 mod tests {
+    use funnelfold_core::{Channel, Revenue};
+
     use super::*;
+
+    fn session(anon: &str, sid: &str, started_at: i64) -> SessionRow {
+        SessionRow {
+            funnel_id: "demo".into(),
+            anonymous_id: anon.into(),
+            session_id: sid.into(),
+            started_at,
+            last_event_at: started_at,
+            duration_ms: 0,
+            landing_page: None,
+            exit_page: None,
+            events: 1,
+            pageviews: 1,
+            bounce: true,
+            converted: false,
+            conversions: 0,
+            revenue: Revenue::new(),
+            source: "(direct)".into(),
+            medium: "(none)".into(),
+            campaign: "(not set)".into(),
+            channel: Channel::Direct,
+            device_type: "desktop".into(),
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            country: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_with_copies_of_session_rows_gets_pointers_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.redb");
+        let rows = [
+            session("a", "s1", 1_000),
+            session("a", "s2", 5_000),
+            session("b", "s1", 3_000),
+        ];
+        {
+            // The layout before `session_starts`: whole rows by id and by start.
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut by_id = txn.open_table(OLD_SESSIONS).expect("sessions");
+                let mut by_start = txn.open_table(SESSIONS_BY_START).expect("by start");
+                for r in &rows {
+                    let json = encode("session", r).expect("encode");
+                    let id = Key::new()
+                        .str(&r.funnel_id)
+                        .str(&r.anonymous_id)
+                        .str(&r.session_id);
+                    by_id.insert(id.bytes(), json.as_slice()).expect("insert");
+                    let start = Key::new()
+                        .str(&r.funnel_id)
+                        .i64(r.started_at)
+                        .str(&r.anonymous_id)
+                        .str(&r.session_id);
+                    by_start
+                        .insert(start.bytes(), json.as_slice())
+                        .expect("insert");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open(&path).expect("open and migrate");
+        let a = store.visitor_sessions("demo", "a", 10).await.expect("read");
+        assert_eq!(a, vec![rows[1].clone(), rows[0].clone()], "newest first");
+        let b = store.visitor_sessions("demo", "b", 10).await.expect("read");
+        assert_eq!(b, vec![rows[2].clone()]);
+        assert_eq!(
+            store.visitor_sessions("demo", "a", 1).await.expect("read"),
+            vec![rows[1].clone()]
+        );
+        let txn = store.db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("tables")
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(
+            !names.contains(&"sessions".to_owned()),
+            "the copies are gone: {names:?}"
+        );
+    }
 
     #[test]
     fn string_keys_sort_like_strings() {
