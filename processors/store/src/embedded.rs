@@ -556,9 +556,13 @@ struct EventBlocks {
 impl EventBlocks {
     fn of(flushes: &[&PartitionFlush], sequence: i64) -> EventBlocks {
         // Rows are kept encoded; a block is their encodings behind a count, which is
-        // the encoding of a Vec<EventRow>.
-        let mut by_minute: BTreeMap<(&str, i64), Vec<&[u8]>> = BTreeMap::new();
-        let mut by_visitor_hour: BTreeMap<(&str, i64, &str), Vec<&[u8]>> = BTreeMap::new();
+        // the encoding of a Vec<EventRow>. Rows are grouped by hashing (a flush holds
+        // hundreds of thousands of rows, and far fewer minutes and visitor hours), and
+        // only the groups are sorted: an ordered map per row compared strings a few
+        // dozen times per row, which was a tenth of the store's write.
+        type Groups<'a, K> = HashMap<K, Vec<&'a [u8]>, foldhash::fast::RandomState>;
+        let mut by_minute: Groups<'_, (&str, i64)> = HashMap::default();
+        let mut by_visitor_hour: Groups<'_, (&str, i64, &str)> = HashMap::default();
         for pf in flushes {
             for (e, encoded) in events_of(pf) {
                 by_minute
@@ -571,6 +575,10 @@ impl EventBlocks {
                     .push(encoded);
             }
         }
+        let mut by_minute: Vec<_> = by_minute.into_iter().collect();
+        by_minute.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut by_visitor_hour: Vec<_> = by_visitor_hour.into_iter().collect();
+        by_visitor_hour.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut blocks = EventBlocks {
             by_minute: Vec::with_capacity(by_minute.len()),
             by_visitor_hour: Vec::with_capacity(by_visitor_hour.len()),
