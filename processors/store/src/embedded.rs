@@ -53,7 +53,7 @@ const OLD_SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessio
 /// (funnel, started at, anonymous id, session id) → SessionRow: the rows. A page of a
 /// funnel's sessions is one range scan.
 const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions_by_start");
-/// (funnel, minute, flush sequence, chunk) → the flush's events of that minute (a block
+/// (funnel, flush sequence, minute, chunk) → the flush's events of that minute (a block
 /// of EventRows).
 ///
 /// Events are the one row written per folded event: one B-tree insert each would cost
@@ -64,26 +64,38 @@ const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> = TableDefinition::new("s
 /// Blocks are LZ4-compressed: they repeat funnels, names, paths and ids, and compressed
 /// they cost the B-tree (which writes every page it changes, twice the data at least)
 /// a fraction of the pages.
+///
+/// Flush first, then time: a flush's blocks go in at the end of the table, whatever
+/// their event times. Keyed by minute first, a replay (whose partitions are read at
+/// uneven speeds, days of event time apart) put blocks between those of earlier
+/// flushes, and rewrote the pages around each: 40% of what a replay wrote.
+/// [`EVENT_MINUTES`] says which flushes have blocks of which minute.
+///
 /// Blocks never duplicate an event: a flush is atomic, and only flushes that never
 /// committed are replayed. A read merges the blocks of a minute; minutes give the
-/// global order. (Stores written before this layout kept uncompressed blocks per
-/// partition in `events_by_time_blocks` and `events_by_visitor_blocks`, which are no
-/// longer read: replay `events.raw` into a new store to list their events.)
-const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("events_by_minute_lz4");
-/// (funnel, hour, anonymous id, flush sequence, chunk) → the visitor's events of that
-/// hour in that flush (a block, as above).
-///
-/// Hour first, not visitor first: a flush's blocks then go in at the end of the table,
-/// next to each other, instead of into pages all over it (keyed by visitor, every flush
-/// of a replay rewrote most of a table that grows with history). A read of one
-/// visitor's events visits only the hours of its sessions, which cover every event it
-/// has (see [`VISITOR_HOURS`]).
+/// global order.
+const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_flush_minute_lz4");
+/// (funnel, minute, flush sequence) → nothing: the flushes that wrote events of each
+/// minute, newest-first listings scan it backwards. Its keys are small, so inserting
+/// them all over the table stays cheap.
+const EVENT_MINUTES: TableDefinition<Bytes, ()> = TableDefinition::new("event_minutes");
+/// (funnel, flush sequence, hour, anonymous id, chunk) → the visitor's events of that
+/// hour in that flush (a block, as above; flush first for the same reason).
 const EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_flush_hour_visitor_lz4");
+/// (funnel, anonymous id, hour, flush sequence) → nothing: where a visitor's event blocks
+/// are, so that a read of its events seeks only those.
+const VISITOR_HOURS: TableDefinition<Bytes, ()> = TableDefinition::new("visitor_event_flushes");
+/// The tables of events that stores written before [`EVENTS_BY_TIME`] have, keyed time
+/// first: (funnel, minute, flush sequence, chunk), (funnel, hour, anonymous id, flush
+/// sequence, chunk) and (funnel, anonymous id, hour). [`EmbeddedStore::open`] moves
+/// their blocks to the flush-first tables and drops them.
+const OLD_EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_minute_lz4");
+const OLD_EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("events_by_hour_visitor_lz4");
-/// (funnel, anonymous id, hour) → nothing: the hours in which a visitor has event
-/// blocks, so that a read of its events seeks only those. Its keys are small, so
-/// rewriting its pages all over the table on every flush stays cheap.
-const VISITOR_HOURS: TableDefinition<Bytes, ()> = TableDefinition::new("visitor_event_hours");
+const OLD_VISITOR_HOURS: TableDefinition<Bytes, ()> = TableDefinition::new("visitor_event_hours");
 /// Store-wide counters: [`FLUSH_SEQUENCE`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The number of the last flush that wrote events: the next one takes the next number,
@@ -302,6 +314,7 @@ impl EmbeddedStore {
             txn.open_table(CHECKPOINTS).map_err(open)?;
             txn.open_table(META).map_err(open)?;
             txn.open_table(VISITOR_HOURS).map_err(open)?;
+            txn.open_table(EVENT_MINUTES).map_err(open)?;
             txn.open_table(SESSIONS).map_err(open)?;
             for def in [
                 VISITOR_STATE,
@@ -314,6 +327,7 @@ impl EmbeddedStore {
                 txn.open_table(def).map_err(open)?;
             }
             migrate_session_pointers(&txn)?;
+            migrate_event_blocks(&txn)?;
         }
         txn.commit()
             .map_err(|e| storage_error("creating tables", e))
@@ -367,6 +381,98 @@ fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
     }
     txn.delete_table(OLD_SESSIONS)
         .map_err(|e| storage_error("dropping the old session table", e))?;
+    Ok(())
+}
+
+/// Moves the event blocks of stores written before [`EVENTS_BY_TIME`] (time first) to the
+/// flush-first tables, with their indexes, and drops the old tables. Only the order of
+/// a key's parts changes; strings in keys end with `0x00 0x01`, integers are 8 bytes
+/// and chunks 4.
+fn migrate_event_blocks(txn: &WriteTransaction) -> Result<()> {
+    let e = |e: redb::StorageError| storage_error("migrating event blocks", e);
+    let names: Vec<String> = txn
+        .list_tables()
+        .map_err(e)?
+        .map(|t| t.name().to_owned())
+        .collect();
+    let has = |def: &TableDefinition<Bytes, Bytes>| names.iter().any(|n| n == def.name());
+    let corrupt = || StoreError::Fatal("corrupt event block key in the embedded store".into());
+    // The end of the string starting at `from`, terminator included.
+    let string_end = |key: &[u8], from: usize| {
+        key.get(from..)
+            .and_then(|rest| rest.windows(2).position(|w| w == [0x00, 0x01]))
+            .map(|at| from + at + 2)
+    };
+    let open = |what| move |e: redb::TableError| storage_error(what, e);
+    if has(&OLD_EVENTS_BY_TIME) {
+        let mut blocks = txn
+            .open_table(EVENTS_BY_TIME)
+            .map_err(open("open event blocks"))?;
+        let mut minutes = txn
+            .open_table(EVENT_MINUTES)
+            .map_err(open("open event_minutes"))?;
+        let old = txn
+            .open_table(OLD_EVENTS_BY_TIME)
+            .map_err(open("open old event blocks"))?;
+        for entry in old.iter().map_err(e)? {
+            let (key, block) = entry.map_err(e)?;
+            let key = key.value();
+            // funnel, minute, sequence, chunk
+            let f = string_end(key, 0).ok_or_else(corrupt)?;
+            let (minute, sequence, chunk) = (
+                key.get(f..f + 8).ok_or_else(corrupt)?,
+                key.get(f + 8..f + 16).ok_or_else(corrupt)?,
+                key.get(f + 16..).ok_or_else(corrupt)?,
+            );
+            let funnel = &key[..f];
+            blocks
+                .insert(
+                    [funnel, sequence, minute, chunk].concat().as_slice(),
+                    block.value(),
+                )
+                .map_err(e)?;
+            minutes
+                .insert([funnel, minute, sequence].concat().as_slice(), ())
+                .map_err(e)?;
+        }
+    }
+    if has(&OLD_EVENTS_BY_VISITOR) {
+        let mut blocks = txn
+            .open_table(EVENTS_BY_VISITOR)
+            .map_err(open("open event blocks"))?;
+        let mut hours = txn
+            .open_table(VISITOR_HOURS)
+            .map_err(open("open visitor_event_flushes"))?;
+        let old = txn
+            .open_table(OLD_EVENTS_BY_VISITOR)
+            .map_err(open("open old event blocks"))?;
+        for entry in old.iter().map_err(e)? {
+            let (key, block) = entry.map_err(e)?;
+            let key = key.value();
+            // funnel, hour, visitor, sequence, chunk
+            let f = string_end(key, 0).ok_or_else(corrupt)?;
+            let v = string_end(key, f + 8).ok_or_else(corrupt)?;
+            let (funnel, hour, visitor) = (&key[..f], &key[f..f + 8], &key[f + 8..v]);
+            let (sequence, chunk) = (
+                key.get(v..v + 8).ok_or_else(corrupt)?,
+                key.get(v + 8..).ok_or_else(corrupt)?,
+            );
+            blocks
+                .insert(
+                    [funnel, sequence, hour, visitor, chunk].concat().as_slice(),
+                    block.value(),
+                )
+                .map_err(e)?;
+            hours
+                .insert([funnel, visitor, hour, sequence].concat().as_slice(), ())
+                .map_err(e)?;
+        }
+    }
+    let drop_table = |e: redb::TableError| storage_error("dropping an old event table", e);
+    txn.delete_table(OLD_EVENTS_BY_TIME).map_err(drop_table)?;
+    txn.delete_table(OLD_EVENTS_BY_VISITOR)
+        .map_err(drop_table)?;
+    txn.delete_table(OLD_VISITOR_HOURS).map_err(drop_table)?;
     Ok(())
 }
 
@@ -535,9 +641,15 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 .insert(key.as_slice(), block.as_slice())
                 .map_err(w)?;
         }
+        let mut minutes = txn
+            .open_table(EVENT_MINUTES)
+            .map_err(err("open event_minutes"))?;
+        for key in &blocks.minutes {
+            minutes.insert(key.as_slice(), ()).map_err(w)?;
+        }
         let mut hours = txn
             .open_table(VISITOR_HOURS)
-            .map_err(err("open visitor_event_hours"))?;
+            .map_err(err("open visitor_event_flushes"))?;
         for key in &blocks.visitor_hours {
             hours.insert(key.as_slice(), ()).map_err(w)?;
         }
@@ -546,9 +658,10 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
 }
 
 /// The event blocks of one flush, keys in order: see [`EVENTS_BY_TIME`],
-/// [`EVENTS_BY_VISITOR`] and [`VISITOR_HOURS`].
+/// [`EVENT_MINUTES`], [`EVENTS_BY_VISITOR`] and [`VISITOR_HOURS`].
 struct EventBlocks {
     by_minute: Vec<(Vec<u8>, Vec<u8>)>,
+    minutes: Vec<Vec<u8>>,
     by_visitor_hour: Vec<(Vec<u8>, Vec<u8>)>,
     visitor_hours: Vec<Vec<u8>>,
 }
@@ -581,19 +694,24 @@ impl EventBlocks {
         by_visitor_hour.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut blocks = EventBlocks {
             by_minute: Vec::with_capacity(by_minute.len()),
+            minutes: Vec::with_capacity(by_minute.len()),
             by_visitor_hour: Vec::with_capacity(by_visitor_hour.len()),
             visitor_hours: Vec::with_capacity(by_visitor_hour.len()),
         };
+        // The sequence is the same for all keys, so (funnel, minute) order is key order.
         for ((funnel, minute), rows) in by_minute {
-            let prefix = Key::new().str(funnel).i64(minute).i64(sequence);
+            let prefix = Key::new().str(funnel).i64(sequence).i64(minute);
             push_blocks(&mut blocks.by_minute, &prefix, &rows);
+            blocks
+                .minutes
+                .push(Key::new().str(funnel).i64(minute).i64(sequence).0);
         }
         for ((funnel, hour, anon), rows) in by_visitor_hour {
-            let prefix = Key::new().str(funnel).i64(hour).str(anon).i64(sequence);
+            let prefix = Key::new().str(funnel).i64(sequence).i64(hour).str(anon);
             push_blocks(&mut blocks.by_visitor_hour, &prefix, &rows);
             blocks
                 .visitor_hours
-                .push(Key::new().str(funnel).str(anon).i64(hour).0);
+                .push(Key::new().str(funnel).str(anon).i64(hour).i64(sequence).0);
         }
         blocks.visitor_hours.sort_unstable();
         blocks
@@ -734,20 +852,18 @@ fn scan_back<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// Decodes every block keyed in `[lower, upper)` and keeps the rows `keep` accepts.
+/// Decodes every block whose key starts with `prefix` and keeps the rows `keep` accepts.
 fn read_blocks(
     table: &redb::ReadOnlyTable<Bytes, Bytes>,
-    lower: &[u8],
-    upper: &[u8],
+    prefix: &[u8],
     keep: &impl Fn(&EventRow) -> bool,
     into: &mut Vec<EventRow>,
 ) -> Result<()> {
-    if upper <= lower {
-        return Ok(());
+    let range = match prefix_end(prefix) {
+        Some(upper) => table.range::<&[u8]>(prefix..upper.as_slice()),
+        None => table.range::<&[u8]>(prefix..),
     }
-    let range = table
-        .range::<&[u8]>((Bound::Included(lower), Bound::Excluded(upper)))
-        .map_err(|e| storage_error("event blocks", e))?;
+    .map_err(|e| storage_error("event blocks", e))?;
     for entry in range {
         let (_, value) = entry.map_err(|e| storage_error("event blocks", e))?;
         into.extend(decode_block(value.value())?.into_iter().filter(|e| keep(e)));
@@ -770,10 +886,11 @@ fn drain_bucket(bucket: &mut Vec<EventRow>, out: &mut Vec<EventRow>, limit: usiz
     out.extend(bucket.drain(..).take(room));
 }
 
-/// A funnel's events, newest first, from its minute blocks (keyed `funnel, minute,
-/// ...`) in `[from_minute, to_minute]`, in one backward scan: the blocks of one minute
-/// are merged and sorted by (timestamp, event id), minutes are visited from the
-/// newest, until `limit` events that `keep` accepts are found.
+/// A funnel's events, newest first, from its minute blocks in `[from_minute,
+/// to_minute]`: [`EVENT_MINUTES`] is scanned backwards, the blocks of one minute (one
+/// seek per flush that wrote some) are merged and sorted by (timestamp, event id), and
+/// minutes are visited from the newest until `limit` events that `keep` accepts are
+/// found.
 fn funnel_events(
     txn: &ReadTransaction,
     funnel: &Key,
@@ -784,38 +901,41 @@ fn funnel_events(
     let lower = funnel.clone().i64(from_minute).0;
     let upper = prefix_end(funnel.clone().i64(to_minute).bytes())
         .unwrap_or_else(|| funnel.clone().i64(i64::MAX).0);
-    let table = txn
+    let index = txn
+        .open_table(EVENT_MINUTES)
+        .map_err(|e| storage_error("event_minutes", e))?;
+    let blocks = txn
         .open_table(EVENTS_BY_TIME)
         .map_err(|e| storage_error("event blocks", e))?;
-    let range = table
+    let range = index
         .range::<&[u8]>((
             Bound::Included(lower.as_slice()),
             Bound::Excluded(upper.as_slice()),
         ))
-        .map_err(|e| storage_error("event blocks", e))?;
-    let minute_at = funnel.0.len()..funnel.0.len() + 8;
+        .map_err(|e| storage_error("event_minutes", e))?;
+    let at = funnel.0.len();
     let mut out = Vec::new();
     let mut bucket = Vec::new();
-    let mut minute: Option<Vec<u8>> = None;
+    let mut minute = None;
     for entry in range.rev() {
-        let (key, value) = entry.map_err(|e| storage_error("event blocks", e))?;
-        let this = key.value().get(minute_at.clone()).map(<[u8]>::to_vec);
-        if minute.is_some() && this != minute {
+        let (key, _) = entry.map_err(|e| storage_error("event_minutes", e))?;
+        let (this, sequence) = (i64_at(key.value(), at)?, i64_at(key.value(), at + 8)?);
+        if minute.is_some_and(|m| m != this) {
             drain_bucket(&mut bucket, &mut out, limit);
             if out.len() >= limit {
                 return Ok(out);
             }
         }
-        minute = this;
-        bucket.extend(decode_block(value.value())?.into_iter().filter(|e| keep(e)));
+        minute = Some(this);
+        let prefix = funnel.clone().i64(sequence).i64(this).0;
+        read_blocks(&blocks, &prefix, &keep, &mut bucket)?;
     }
     drain_bucket(&mut bucket, &mut out, limit);
     Ok(out)
 }
 
-/// One visitor's events, newest first, in `[from_hour, to_hour]`: only the hours
-/// [`VISITOR_HOURS`] lists for it are looked up, each one seek into the hour-first
-/// blocks.
+/// One visitor's events, newest first, in `[from_hour, to_hour]`: only the blocks
+/// [`VISITOR_HOURS`] lists for it are looked up, one seek each.
 fn visitor_events(
     txn: &ReadTransaction,
     funnel_id: &str,
@@ -826,43 +946,52 @@ fn visitor_events(
 ) -> Result<Vec<EventRow>> {
     let visitor = visitor_key(funnel_id, anonymous_id);
     let lower = visitor.clone().i64(from_hour).0;
-    let upper = visitor.clone().i64(to_hour).0;
-    let hours_table = txn
+    let upper = prefix_end(visitor.clone().i64(to_hour).bytes())
+        .unwrap_or_else(|| visitor.clone().i64(i64::MAX).0);
+    let index = txn
         .open_table(VISITOR_HOURS)
-        .map_err(|e| storage_error("visitor_event_hours", e))?;
-    let mut hours = Vec::new();
-    for entry in hours_table
-        .range::<&[u8]>(lower.as_slice()..=upper.as_slice())
-        .map_err(|e| storage_error("visitor_event_hours", e))?
-    {
-        let (key, _) = entry.map_err(|e| storage_error("visitor_event_hours", e))?;
-        let hour = key
-            .value()
-            .get(visitor.0.len()..)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
-            .ok_or_else(|| {
-                StoreError::Fatal("corrupt visitor hour in the embedded store".into())
-            })?;
-        hours.push(hour);
-    }
-    let table = txn
+        .map_err(|e| storage_error("visitor_event_flushes", e))?;
+    let blocks = txn
         .open_table(EVENTS_BY_VISITOR)
         .map_err(|e| storage_error("event blocks", e))?;
+    let range = index
+        .range::<&[u8]>((
+            Bound::Included(lower.as_slice()),
+            Bound::Excluded(upper.as_slice()),
+        ))
+        .map_err(|e| storage_error("visitor_event_flushes", e))?;
+    let at = visitor.0.len();
     let mut out = Vec::new();
     let mut bucket = Vec::new();
-    for hour in hours.into_iter().rev() {
-        let lower = Key::new().str(funnel_id).i64(hour).str(anonymous_id).0;
-        let Some(upper) = prefix_end(&lower) else {
-            continue;
-        };
-        read_blocks(&table, &lower, &upper, &keep, &mut bucket)?;
-        drain_bucket(&mut bucket, &mut out, limit);
-        if out.len() >= limit {
-            break;
+    let mut hour = None;
+    for entry in range.rev() {
+        let (key, _) = entry.map_err(|e| storage_error("visitor_event_flushes", e))?;
+        let (this, sequence) = (i64_at(key.value(), at)?, i64_at(key.value(), at + 8)?);
+        if hour.is_some_and(|h| h != this) {
+            drain_bucket(&mut bucket, &mut out, limit);
+            if out.len() >= limit {
+                return Ok(out);
+            }
         }
+        hour = Some(this);
+        let prefix = Key::new()
+            .str(funnel_id)
+            .i64(sequence)
+            .i64(this)
+            .str(anonymous_id)
+            .0;
+        read_blocks(&blocks, &prefix, &keep, &mut bucket)?;
     }
+    drain_bucket(&mut bucket, &mut out, limit);
     Ok(out)
+}
+
+/// The integer a [`Key`] holds at byte `at`.
+fn i64_at(key: &[u8], at: usize) -> Result<i64> {
+    key.get(at..at + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+        .ok_or_else(|| StoreError::Fatal("corrupt event index key in the embedded store".into()))
 }
 
 /// The exclusive upper key of a newest-first page: below `to`, and strictly below the
@@ -1171,6 +1300,116 @@ mod tests {
             browser: "Firefox".into(),
             os: "Linux".into(),
             country: None,
+        }
+    }
+
+    fn event(anon: &str, id: &str, timestamp: i64) -> EventRow {
+        EventRow {
+            funnel_id: "demo".into(),
+            event_id: id.into(),
+            anonymous_id: anon.into(),
+            session_id: None,
+            event_name: "page_view".into(),
+            timestamp,
+            path: Some("/".into()),
+            is_conversion: false,
+            revenue_minor: None,
+            currency: None,
+        }
+    }
+
+    fn block(rows: &[&EventRow]) -> Vec<u8> {
+        let encoded: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| postcard::to_stdvec(r).expect("encode"))
+            .collect();
+        lz4_flex::compress_prepend_size(&encode_block(encoded.iter().map(Vec::as_slice)))
+    }
+
+    #[tokio::test]
+    async fn a_store_with_time_first_event_blocks_gets_flush_first_ones_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.redb");
+        const T: i64 = 1_700_000_040_000;
+        // Two flushes wrote events of the same minute; visitor "a\0b" has a zero byte.
+        let (e1, e2, e3) = (
+            event("a\0b", "e1", T),
+            event("c", "e2", T + 1),
+            event("a\0b", "e3", T + 2),
+        );
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut by_minute = txn.open_table(OLD_EVENTS_BY_TIME).expect("table");
+                let mut by_visitor = txn.open_table(OLD_EVENTS_BY_VISITOR).expect("table");
+                let mut hours = txn.open_table(OLD_VISITOR_HOURS).expect("table");
+                let minute = T.div_euclid(MINUTE_MS);
+                let hour = T.div_euclid(HOUR_MS);
+                for (sequence, rows) in [(1, vec![&e1, &e2]), (2, vec![&e3])] {
+                    let key = Key::new().str("demo").i64(minute).i64(sequence).i32(0);
+                    by_minute
+                        .insert(key.bytes(), block(&rows).as_slice())
+                        .expect("insert");
+                    for anon in ["a\0b", "c"] {
+                        let mine: Vec<&EventRow> = rows
+                            .iter()
+                            .copied()
+                            .filter(|e| e.anonymous_id == anon)
+                            .collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let key = Key::new()
+                            .str("demo")
+                            .i64(hour)
+                            .str(anon)
+                            .i64(sequence)
+                            .i32(0);
+                        by_visitor
+                            .insert(key.bytes(), block(&mine).as_slice())
+                            .expect("insert");
+                        let key = Key::new().str("demo").str(anon).i64(hour);
+                        hours.insert(key.bytes(), ()).expect("insert");
+                    }
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open(&path).expect("open and migrate");
+        let page = PageRequest {
+            from: T - HOUR_MS,
+            to: T + HOUR_MS,
+            after: None,
+            limit: 10,
+        };
+        let all = store
+            .events("demo", &EventFilter::default(), &page)
+            .await
+            .expect("events");
+        assert_eq!(
+            all,
+            vec![e3.clone(), e2.clone(), e1.clone()],
+            "newest first"
+        );
+        let filter = EventFilter {
+            anonymous_id: Some("a\0b".into()),
+            event_name: None,
+        };
+        let mine = store.events("demo", &filter, &page).await.expect("events");
+        assert_eq!(mine, vec![e3, e1]);
+        let txn = store.db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("tables")
+            .map(|t| t.name().to_owned())
+            .collect();
+        for old in [
+            "events_by_minute_lz4",
+            "events_by_hour_visitor_lz4",
+            "visitor_event_hours",
+        ] {
+            assert!(!names.contains(&old.to_owned()), "{old} is gone: {names:?}");
         }
     }
 
