@@ -403,76 +403,80 @@ fn migrate_event_blocks(txn: &WriteTransaction) -> Result<()> {
             .and_then(|rest| rest.windows(2).position(|w| w == [0x00, 0x01]))
             .map(|at| from + at + 2)
     };
-    let open = |what| move |e: redb::TableError| storage_error(what, e);
     if has(&OLD_EVENTS_BY_TIME) {
-        let mut blocks = txn
-            .open_table(EVENTS_BY_TIME)
-            .map_err(open("open event blocks"))?;
-        let mut minutes = txn
-            .open_table(EVENT_MINUTES)
-            .map_err(open("open event_minutes"))?;
-        let old = txn
-            .open_table(OLD_EVENTS_BY_TIME)
-            .map_err(open("open old event blocks"))?;
-        for entry in old.iter().map_err(e)? {
-            let (key, block) = entry.map_err(e)?;
-            let key = key.value();
-            // funnel, minute, sequence, chunk
-            let f = string_end(key, 0).ok_or_else(corrupt)?;
-            let (minute, sequence, chunk) = (
-                key.get(f..f + 8).ok_or_else(corrupt)?,
-                key.get(f + 8..f + 16).ok_or_else(corrupt)?,
-                key.get(f + 16..).ok_or_else(corrupt)?,
-            );
-            let funnel = &key[..f];
-            blocks
-                .insert(
-                    [funnel, sequence, minute, chunk].concat().as_slice(),
-                    block.value(),
-                )
-                .map_err(e)?;
-            minutes
-                .insert([funnel, minute, sequence].concat().as_slice(), ())
-                .map_err(e)?;
-        }
+        // funnel, minute, sequence, chunk
+        move_blocks(
+            txn,
+            OLD_EVENTS_BY_TIME,
+            EVENTS_BY_TIME,
+            EVENT_MINUTES,
+            |key| {
+                let f = string_end(key, 0).ok_or_else(corrupt)?;
+                let (funnel, minute, sequence, chunk) = (
+                    &key[..f],
+                    key.get(f..f + 8).ok_or_else(corrupt)?,
+                    key.get(f + 8..f + 16).ok_or_else(corrupt)?,
+                    key.get(f + 16..).ok_or_else(corrupt)?,
+                );
+                Ok((
+                    [funnel, sequence, minute, chunk].concat(),
+                    [funnel, minute, sequence].concat(),
+                ))
+            },
+        )?;
     }
     if has(&OLD_EVENTS_BY_VISITOR) {
-        let mut blocks = txn
-            .open_table(EVENTS_BY_VISITOR)
-            .map_err(open("open event blocks"))?;
-        let mut hours = txn
-            .open_table(VISITOR_HOURS)
-            .map_err(open("open visitor_event_flushes"))?;
-        let old = txn
-            .open_table(OLD_EVENTS_BY_VISITOR)
-            .map_err(open("open old event blocks"))?;
-        for entry in old.iter().map_err(e)? {
-            let (key, block) = entry.map_err(e)?;
-            let key = key.value();
-            // funnel, hour, visitor, sequence, chunk
-            let f = string_end(key, 0).ok_or_else(corrupt)?;
-            let v = string_end(key, f + 8).ok_or_else(corrupt)?;
-            let (funnel, hour, visitor) = (&key[..f], &key[f..f + 8], &key[f + 8..v]);
-            let (sequence, chunk) = (
-                key.get(v..v + 8).ok_or_else(corrupt)?,
-                key.get(v + 8..).ok_or_else(corrupt)?,
-            );
-            blocks
-                .insert(
-                    [funnel, sequence, hour, visitor, chunk].concat().as_slice(),
-                    block.value(),
-                )
-                .map_err(e)?;
-            hours
-                .insert([funnel, visitor, hour, sequence].concat().as_slice(), ())
-                .map_err(e)?;
-        }
+        // funnel, hour, visitor, sequence, chunk
+        move_blocks(
+            txn,
+            OLD_EVENTS_BY_VISITOR,
+            EVENTS_BY_VISITOR,
+            VISITOR_HOURS,
+            |key| {
+                let f = string_end(key, 0).ok_or_else(corrupt)?;
+                let v = string_end(key, f + 8).ok_or_else(corrupt)?;
+                let (funnel, hour, visitor) = (&key[..f], &key[f..f + 8], &key[f + 8..v]);
+                let (sequence, chunk) = (
+                    key.get(v..v + 8).ok_or_else(corrupt)?,
+                    key.get(v + 8..).ok_or_else(corrupt)?,
+                );
+                Ok((
+                    [funnel, sequence, hour, visitor, chunk].concat(),
+                    [funnel, visitor, hour, sequence].concat(),
+                ))
+            },
+        )?;
     }
     let drop_table = |e: redb::TableError| storage_error("dropping an old event table", e);
     txn.delete_table(OLD_EVENTS_BY_TIME).map_err(drop_table)?;
     txn.delete_table(OLD_EVENTS_BY_VISITOR)
         .map_err(drop_table)?;
     txn.delete_table(OLD_VISITOR_HOURS).map_err(drop_table)?;
+    Ok(())
+}
+
+/// Copies every block of `old` into `blocks` under the key `rekey` gives it, with the
+/// index key it gives into `index`.
+fn move_blocks(
+    txn: &WriteTransaction,
+    old: TableDefinition<Bytes, Bytes>,
+    blocks: TableDefinition<Bytes, Bytes>,
+    index: TableDefinition<Bytes, ()>,
+    rekey: impl Fn(&[u8]) -> Result<(Vec<u8>, Vec<u8>)>,
+) -> Result<()> {
+    let e = |e: redb::StorageError| storage_error("migrating event blocks", e);
+    let open = |e: redb::TableError| storage_error("opening event tables to migrate", e);
+    let mut blocks = txn.open_table(blocks).map_err(open)?;
+    let mut index = txn.open_table(index).map_err(open)?;
+    let old = txn.open_table(old).map_err(open)?;
+    for entry in old.iter().map_err(e)? {
+        let (key, block) = entry.map_err(e)?;
+        let (block_key, index_key) = rekey(key.value())?;
+        blocks
+            .insert(block_key.as_slice(), block.value())
+            .map_err(e)?;
+        index.insert(index_key.as_slice(), ()).map_err(e)?;
+    }
     Ok(())
 }
 
@@ -887,100 +891,97 @@ fn drain_bucket(bucket: &mut Vec<EventRow>, out: &mut Vec<EventRow>, limit: usiz
 }
 
 /// A funnel's events, newest first, from its minute blocks in `[from_minute,
-/// to_minute]`: [`EVENT_MINUTES`] is scanned backwards, the blocks of one minute (one
-/// seek per flush that wrote some) are merged and sorted by (timestamp, event id), and
-/// minutes are visited from the newest until `limit` events that `keep` accepts are
-/// found.
+/// to_minute]`, found through [`EVENT_MINUTES`] (see [`indexed_events`]).
 fn funnel_events(
     txn: &ReadTransaction,
     funnel: &Key,
-    (from_minute, to_minute): (i64, i64),
+    minutes: (i64, i64),
     limit: usize,
     keep: impl Fn(&EventRow) -> bool,
 ) -> Result<Vec<EventRow>> {
-    let lower = funnel.clone().i64(from_minute).0;
-    let upper = prefix_end(funnel.clone().i64(to_minute).bytes())
-        .unwrap_or_else(|| funnel.clone().i64(i64::MAX).0);
-    let index = txn
-        .open_table(EVENT_MINUTES)
-        .map_err(|e| storage_error("event_minutes", e))?;
-    let blocks = txn
-        .open_table(EVENTS_BY_TIME)
-        .map_err(|e| storage_error("event blocks", e))?;
-    let range = index
-        .range::<&[u8]>((
-            Bound::Included(lower.as_slice()),
-            Bound::Excluded(upper.as_slice()),
-        ))
-        .map_err(|e| storage_error("event_minutes", e))?;
-    let at = funnel.0.len();
-    let mut out = Vec::new();
-    let mut bucket = Vec::new();
-    let mut minute = None;
-    for entry in range.rev() {
-        let (key, _) = entry.map_err(|e| storage_error("event_minutes", e))?;
-        let (this, sequence) = (i64_at(key.value(), at)?, i64_at(key.value(), at + 8)?);
-        if minute.is_some_and(|m| m != this) {
-            drain_bucket(&mut bucket, &mut out, limit);
-            if out.len() >= limit {
-                return Ok(out);
-            }
-        }
-        minute = Some(this);
-        let prefix = funnel.clone().i64(sequence).i64(this).0;
-        read_blocks(&blocks, &prefix, &keep, &mut bucket)?;
-    }
-    drain_bucket(&mut bucket, &mut out, limit);
-    Ok(out)
+    let blocks_of = |minute, sequence| funnel.clone().i64(sequence).i64(minute).0;
+    let (index, blocks) = (EVENT_MINUTES, EVENTS_BY_TIME);
+    indexed_events(
+        txn,
+        (index, blocks),
+        funnel,
+        minutes,
+        blocks_of,
+        limit,
+        keep,
+    )
 }
 
-/// One visitor's events, newest first, in `[from_hour, to_hour]`: only the blocks
-/// [`VISITOR_HOURS`] lists for it are looked up, one seek each.
+/// One visitor's events, newest first, from its hour blocks in `[from_hour, to_hour]`,
+/// found through [`VISITOR_HOURS`] (see [`indexed_events`]).
 fn visitor_events(
     txn: &ReadTransaction,
     funnel_id: &str,
     anonymous_id: &str,
-    (from_hour, to_hour): (i64, i64),
+    hours: (i64, i64),
     limit: usize,
     keep: impl Fn(&EventRow) -> bool,
 ) -> Result<Vec<EventRow>> {
+    let blocks_of = |hour, sequence| {
+        let key = Key::new().str(funnel_id).i64(sequence).i64(hour);
+        key.str(anonymous_id).0
+    };
+    let (index, blocks) = (VISITOR_HOURS, EVENTS_BY_VISITOR);
     let visitor = visitor_key(funnel_id, anonymous_id);
-    let lower = visitor.clone().i64(from_hour).0;
-    let upper = prefix_end(visitor.clone().i64(to_hour).bytes())
-        .unwrap_or_else(|| visitor.clone().i64(i64::MAX).0);
+    indexed_events(
+        txn,
+        (index, blocks),
+        &visitor,
+        hours,
+        blocks_of,
+        limit,
+        keep,
+    )
+}
+
+/// Events newest first, from blocks found through an index keyed (`prefix`, time
+/// bucket, flush sequence): the index is scanned backwards over the buckets in
+/// `[from, to]`; the blocks of a bucket (those whose keys start with `blocks_of(bucket,
+/// sequence)`, one seek per flush) are merged and sorted by (timestamp, event id), and
+/// buckets are visited from the newest until `limit` events that `keep` accepts are
+/// found.
+fn indexed_events(
+    txn: &ReadTransaction,
+    (index, blocks): (TableDefinition<Bytes, ()>, TableDefinition<Bytes, Bytes>),
+    prefix: &Key,
+    (from, to): (i64, i64),
+    blocks_of: impl Fn(i64, i64) -> Vec<u8>,
+    limit: usize,
+    keep: impl Fn(&EventRow) -> bool,
+) -> Result<Vec<EventRow>> {
+    let lower = prefix.clone().i64(from).0;
+    let upper = prefix_end(prefix.clone().i64(to).bytes())
+        .unwrap_or_else(|| prefix.clone().i64(i64::MAX).0);
+    let e = |e: redb::StorageError| storage_error("event index", e);
     let index = txn
-        .open_table(VISITOR_HOURS)
-        .map_err(|e| storage_error("visitor_event_flushes", e))?;
+        .open_table(index)
+        .map_err(|e| storage_error("event index", e))?;
     let blocks = txn
-        .open_table(EVENTS_BY_VISITOR)
+        .open_table(blocks)
         .map_err(|e| storage_error("event blocks", e))?;
     let range = index
-        .range::<&[u8]>((
-            Bound::Included(lower.as_slice()),
-            Bound::Excluded(upper.as_slice()),
-        ))
-        .map_err(|e| storage_error("visitor_event_flushes", e))?;
-    let at = visitor.0.len();
+        .range::<&[u8]>(lower.as_slice()..upper.as_slice())
+        .map_err(e)?;
+    let at = prefix.0.len();
     let mut out = Vec::new();
     let mut bucket = Vec::new();
-    let mut hour = None;
+    let mut current = None;
     for entry in range.rev() {
-        let (key, _) = entry.map_err(|e| storage_error("visitor_event_flushes", e))?;
+        let (key, _) = entry.map_err(e)?;
         let (this, sequence) = (i64_at(key.value(), at)?, i64_at(key.value(), at + 8)?);
-        if hour.is_some_and(|h| h != this) {
+        if current.is_some_and(|c| c != this) {
             drain_bucket(&mut bucket, &mut out, limit);
             if out.len() >= limit {
                 return Ok(out);
             }
         }
-        hour = Some(this);
-        let prefix = Key::new()
-            .str(funnel_id)
-            .i64(sequence)
-            .i64(this)
-            .str(anonymous_id)
-            .0;
-        read_blocks(&blocks, &prefix, &keep, &mut bucket)?;
+        current = Some(this);
+        read_blocks(&blocks, &blocks_of(this, sequence), &keep, &mut bucket)?;
     }
     drain_bucket(&mut bucket, &mut out, limit);
     Ok(out)
