@@ -499,17 +499,10 @@ fn checkpoint_in(txn: &ReadTransaction, key: &Key) -> Result<Option<i64>> {
 }
 
 fn visitors_in(txn: &ReadTransaction, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
-    let table = txn
-        .open_table(VISITOR_STATE)
-        .map_err(|e| storage_error("open visitor_state", e))?;
-    keys.iter()
-        .map(|k| {
-            let value = table
-                .get(visitor_key(&k.funnel_id, &k.anonymous_id).bytes())
-                .map_err(|e| storage_error("reading a visitor state", e))?;
-            Ok(value.map(|g| g.value().to_vec()))
-        })
-        .collect()
+    let keys = keys
+        .iter()
+        .map(|k| visitor_key(&k.funnel_id, &k.anonymous_id));
+    get_each(txn, VISITOR_STATE, keys, |v| Ok(v.to_vec()))
 }
 
 fn shares_in(
@@ -518,17 +511,28 @@ fn shares_in(
     partition: i32,
     keys: &[TrafficKey],
 ) -> Result<Vec<Option<TrafficCounts>>> {
+    let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
+    get_each(txn, TRAFFIC_SHARES, keys, |v| {
+        decode::<StoredShare>("traffic share", v).map(|s| s.counts)
+    })
+}
+
+/// Looks each key up in `table`, in order, turning the values found into `T`.
+fn get_each<T>(
+    txn: &ReadTransaction,
+    table: TableDefinition<Bytes, Bytes>,
+    keys: impl IntoIterator<Item = Key>,
+    value: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<Option<T>>> {
     let table = txn
-        .open_table(TRAFFIC_SHARES)
-        .map_err(|e| storage_error("open traffic_shares", e))?;
-    keys.iter()
+        .open_table(table)
+        .map_err(|e| storage_error(&format!("open {}", table.name()), e))?;
+    keys.into_iter()
         .map(|k| {
-            let value = table
-                .get(traffic_key(topic, partition, k).bytes())
-                .map_err(|e| storage_error("reading a traffic share", e))?;
-            value
-                .map(|g| decode::<StoredShare>("traffic share", g.value()).map(|s| s.counts))
-                .transpose()
+            let found = table
+                .get(k.bytes())
+                .map_err(|e| storage_error(&format!("reading {}", table.name()), e))?;
+            found.map(|g| value(g.value())).transpose()
         })
         .collect()
 }
@@ -1058,19 +1062,8 @@ impl Store for EmbeddedStore {
             .map(|id| visitor_key(funnel_id, id))
             .collect();
         self.read(move |txn| {
-            let table = txn
-                .open_table(PROFILES)
-                .map_err(|e| storage_error("open profiles", e))?;
-            let mut out = Vec::new();
-            for k in &keys {
-                if let Some(g) = table
-                    .get(k.bytes())
-                    .map_err(|e| storage_error("reading a profile", e))?
-                {
-                    out.push(decode("profile", g.value())?);
-                }
-            }
-            Ok(out)
+            let found = get_each(txn, PROFILES, keys, |v| decode("profile", v))?;
+            Ok(found.into_iter().flatten().collect())
         })
         .await
     }
