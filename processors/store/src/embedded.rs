@@ -326,8 +326,17 @@ impl EmbeddedStore {
             ] {
                 txn.open_table(def).map_err(open)?;
             }
-            migrate_session_pointers(&txn)?;
-            migrate_event_blocks(&txn)?;
+            // Tables that older builds wrote and this one no longer does.
+            let tables: Vec<String> = txn
+                .list_tables()
+                .map_err(|e| storage_error("listing tables", e))?
+                .map(|t| t.name().to_owned())
+                .collect();
+            let has = |def: TableDefinition<Bytes, Bytes>| tables.iter().any(|t| t == def.name());
+            if has(OLD_SESSIONS) {
+                migrate_session_pointers(&txn)?;
+            }
+            migrate_event_blocks(&txn, has(OLD_EVENTS_BY_TIME), has(OLD_EVENTS_BY_VISITOR))?;
         }
         txn.commit()
             .map_err(|e| storage_error("creating tables", e))
@@ -350,13 +359,6 @@ impl EmbeddedStore {
 /// with pointers to the rows, built from [`SESSIONS_BY_START`] (which has every session).
 fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
     let e = |e: redb::StorageError| storage_error("migrating the session table", e);
-    let old = txn
-        .list_tables()
-        .map_err(e)?
-        .any(|t| t.name() == OLD_SESSIONS.name());
-    if !old {
-        return Ok(());
-    }
     let mut pointers = Vec::new();
     {
         let rows = txn
@@ -385,17 +387,11 @@ fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
 }
 
 /// Moves the event blocks of stores written before [`EVENTS_BY_TIME`] (time first) to the
-/// flush-first tables, with their indexes, and drops the old tables. Only the order of
+/// flush-first tables, with their indexes, from the old tables that exist (`by_time`,
+/// `by_visitor`), and drops the old tables. Only the order of
 /// a key's parts changes; strings in keys end with `0x00 0x01`, integers are 8 bytes
 /// and chunks 4.
-fn migrate_event_blocks(txn: &WriteTransaction) -> Result<()> {
-    let e = |e: redb::StorageError| storage_error("migrating event blocks", e);
-    let names: Vec<String> = txn
-        .list_tables()
-        .map_err(e)?
-        .map(|t| t.name().to_owned())
-        .collect();
-    let has = |def: &TableDefinition<Bytes, Bytes>| names.iter().any(|n| n == def.name());
+fn migrate_event_blocks(txn: &WriteTransaction, by_time: bool, by_visitor: bool) -> Result<()> {
     let corrupt = || StoreError::Fatal("corrupt event block key in the embedded store".into());
     // The end of the string starting at `from`, terminator included.
     let string_end = |key: &[u8], from: usize| {
@@ -403,7 +399,7 @@ fn migrate_event_blocks(txn: &WriteTransaction) -> Result<()> {
             .and_then(|rest| rest.windows(2).position(|w| w == [0x00, 0x01]))
             .map(|at| from + at + 2)
     };
-    if has(&OLD_EVENTS_BY_TIME) {
+    if by_time {
         // funnel, minute, sequence, chunk
         move_blocks(
             txn,
@@ -425,7 +421,7 @@ fn migrate_event_blocks(txn: &WriteTransaction) -> Result<()> {
             },
         )?;
     }
-    if has(&OLD_EVENTS_BY_VISITOR) {
+    if by_visitor {
         // funnel, hour, visitor, sequence, chunk
         move_blocks(
             txn,
