@@ -620,10 +620,7 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     let broker = EmbeddedBroker::start(1, &topics, args.partitions)
         .context("cannot start the embedded broker")?;
     let kafka = KafkaSettings::new(broker.bootstrap_servers());
-    let store = rt.block_on(store_url::open(
-        &settings.store.url,
-        settings.store.cache_mb,
-    ))?;
+    let store = rt.block_on(store_url::open(&settings.store))?;
     println!("broker: {}", broker.bootstrap_servers());
     println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);
@@ -675,10 +672,7 @@ fn start_api(
 
 fn query(rt: &tokio::runtime::Runtime, settings: Settings) -> Result<()> {
     install_metrics(rt, settings.metrics.listen)?;
-    let store = rt.block_on(store_url::open(
-        &settings.store.url,
-        settings.store.cache_mb,
-    ))?;
+    let store = rt.block_on(store_url::open(&settings.store))?;
     let cfg = query_config(&settings, settings.kafka_settings())?;
     let api = start_api(rt, cfg, store, settings.query.listen)?;
     println!("api: http://{}", api.local_addr());
@@ -699,10 +693,7 @@ fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Resul
         rt.block_on(ensure_topics(&kafka, &cfg.topics, partitions, 1))
             .context("cannot create topics")?;
     }
-    let store = rt.block_on(store_url::open(
-        &settings.store.url,
-        settings.store.cache_mb,
-    ))?;
+    let store = rt.block_on(store_url::open(&settings.store))?;
     println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);
     run_processor(rt, cfg, store, &shutdown)

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use funnelfold_runtime::settings::StoreSection;
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::scylla_store::ScyllaStore;
 use funnelfold_store::Store;
@@ -44,8 +45,9 @@ pub fn check(url: &str) -> Result<()> {
     parse(url).map(drop)
 }
 
-/// Opens the store at `url`; an embedded one with a page cache of `cache_mb` MiB.
-pub async fn open(url: &str, cache_mb: u64) -> Result<Arc<dyn Store>> {
+/// Opens the store the settings name; an embedded one with their page cache size.
+pub async fn open(settings: &StoreSection) -> Result<Arc<dyn Store>> {
+    let (url, cache_mb) = (&settings.url, settings.cache_mb);
     Ok(match parse(url)? {
         StoreUrl::Embedded(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
