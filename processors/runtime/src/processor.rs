@@ -811,7 +811,6 @@ fn run(
             // they go now: the last large flush of a replay is then written while the
             // rest is folded, instead of alone at the end.
             let tail = catching_up
-                && c.inflight.is_none()
                 && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
             let due = c.engine.flush_due()
                 || tail
