@@ -810,8 +810,8 @@ fn run(
             // folded. Once no more records are left to read than wait to be flushed,
             // they go now: the last large flush of a replay is then written while the
             // rest is folded, instead of alone at the end.
-            let tail = catching_up
-                && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
+            let tail =
+                catching_up && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
             let due = c.engine.flush_due()
                 || tail
                 || (c.engine.has_pending()

@@ -890,55 +890,6 @@ fn drain_bucket(bucket: &mut Vec<EventRow>, out: &mut Vec<EventRow>, limit: usiz
     out.extend(bucket.drain(..).take(room));
 }
 
-/// A funnel's events, newest first, from its minute blocks in `[from_minute,
-/// to_minute]`, found through [`EVENT_MINUTES`] (see [`indexed_events`]).
-fn funnel_events(
-    txn: &ReadTransaction,
-    funnel: &Key,
-    minutes: (i64, i64),
-    limit: usize,
-    keep: impl Fn(&EventRow) -> bool,
-) -> Result<Vec<EventRow>> {
-    let blocks_of = |minute, sequence| funnel.clone().i64(sequence).i64(minute).0;
-    let (index, blocks) = (EVENT_MINUTES, EVENTS_BY_TIME);
-    indexed_events(
-        txn,
-        (index, blocks),
-        funnel,
-        minutes,
-        blocks_of,
-        limit,
-        keep,
-    )
-}
-
-/// One visitor's events, newest first, from its hour blocks in `[from_hour, to_hour]`,
-/// found through [`VISITOR_HOURS`] (see [`indexed_events`]).
-fn visitor_events(
-    txn: &ReadTransaction,
-    funnel_id: &str,
-    anonymous_id: &str,
-    hours: (i64, i64),
-    limit: usize,
-    keep: impl Fn(&EventRow) -> bool,
-) -> Result<Vec<EventRow>> {
-    let blocks_of = |hour, sequence| {
-        let key = Key::new().str(funnel_id).i64(sequence).i64(hour);
-        key.str(anonymous_id).0
-    };
-    let (index, blocks) = (VISITOR_HOURS, EVENTS_BY_VISITOR);
-    let visitor = visitor_key(funnel_id, anonymous_id);
-    indexed_events(
-        txn,
-        (index, blocks),
-        &visitor,
-        hours,
-        blocks_of,
-        limit,
-        keep,
-    )
-}
-
 /// Events newest first, from blocks found through an index keyed (`prefix`, time
 /// bucket, flush sequence): the index is scanned backwards over the buckets in
 /// `[from, to]`; the blocks of a bucket (those whose keys start with `blocks_of(bucket,
@@ -1178,14 +1129,25 @@ impl Store for EmbeddedStore {
                         .is_none_or(|(ts, id)| (e.timestamp, &e.event_id) < (*ts, id))
                     && event_name.as_ref().is_none_or(|name| *name == e.event_name)
             };
+            // One visitor's events: its hour blocks, through VISITOR_HOURS; the
+            // funnel's: its minute blocks, through EVENT_MINUTES.
             match &anonymous_id {
                 Some(anon) => {
                     let hours = (from.div_euclid(HOUR_MS), (top - 1).div_euclid(HOUR_MS));
-                    visitor_events(txn, &funnel_id, anon, hours, limit, keep)
+                    let blocks_of = |hour, sequence| {
+                        let key = Key::new().str(&funnel_id).i64(sequence).i64(hour);
+                        key.str(anon).0
+                    };
+                    let tables = (VISITOR_HOURS, EVENTS_BY_VISITOR);
+                    let visitor = visitor_key(&funnel_id, anon);
+                    indexed_events(txn, tables, &visitor, hours, blocks_of, limit, keep)
                 }
                 None => {
                     let minutes = (from.div_euclid(MINUTE_MS), (top - 1).div_euclid(MINUTE_MS));
-                    funnel_events(txn, &Key::new().str(&funnel_id), minutes, limit, keep)
+                    let funnel = Key::new().str(&funnel_id);
+                    let blocks_of = |minute, sequence| funnel.clone().i64(sequence).i64(minute).0;
+                    let tables = (EVENT_MINUTES, EVENTS_BY_TIME);
+                    indexed_events(txn, tables, &funnel, minutes, blocks_of, limit, keep)
                 }
             }
         })
