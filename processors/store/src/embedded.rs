@@ -1255,6 +1255,12 @@ mod tests {
         }
     }
 
+    fn table_names(store: &EmbeddedStore) -> Vec<String> {
+        let txn = store.db.begin_read().expect("read");
+        let tables = txn.list_tables().expect("tables");
+        tables.map(|t| t.name().to_owned()).collect()
+    }
+
     fn event(anon: &str, id: &str, timestamp: i64) -> EventRow {
         EventRow {
             funnel_id: "demo".into(),
@@ -1350,12 +1356,7 @@ mod tests {
         };
         let mine = store.events("demo", &filter, &page).await.expect("events");
         assert_eq!(mine, vec![e3, e1]);
-        let txn = store.db.begin_read().expect("read");
-        let names: Vec<String> = txn
-            .list_tables()
-            .expect("tables")
-            .map(|t| t.name().to_owned())
-            .collect();
+        let names = table_names(&store);
         for old in [
             "events_by_minute_lz4",
             "events_by_hour_visitor_lz4",
@@ -1409,12 +1410,7 @@ mod tests {
             store.visitor_sessions("demo", "a", 1).await.expect("read"),
             vec![rows[1].clone()]
         );
-        let txn = store.db.begin_read().expect("read");
-        let names: Vec<String> = txn
-            .list_tables()
-            .expect("tables")
-            .map(|t| t.name().to_owned())
-            .collect();
+        let names = table_names(&store);
         assert!(
             !names.contains(&"sessions".to_owned()),
             "the copies are gone: {names:?}"
