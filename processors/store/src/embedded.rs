@@ -28,14 +28,18 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::plan::{events_of, Plan};
 use crate::{
-    encode_block, BlockingReads, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush,
-    Result, SessionCursor, Store, StoreError, VisitorKey,
+    encode_block, BlockingReads, Checkpoint, EventCursor, EventFilter, Flush, PageRequest,
+    PartitionFlush, Result, SessionCursor, Store, StoreError, VisitorKey,
 };
 
 type Bytes = &'static [u8];
 
 /// (group, topic, partition) → next offset to apply.
 const CHECKPOINTS: TableDefinition<Bytes, i64> = TableDefinition::new("checkpoints");
+/// (group, topic, partition) → the log and write generation of its checkpoint (a
+/// [`LogOfCheckpoint`]). A table of its own, so that checkpoints written before logs
+/// were named read as they are (with no log) and need no conversion.
+const CHECKPOINT_LOGS: TableDefinition<Bytes, Bytes> = TableDefinition::new("checkpoint_logs");
 /// (funnel, anonymous id) → opaque fold state.
 const VISITOR_STATE: TableDefinition<Bytes, Bytes> = TableDefinition::new("visitor_state");
 /// (funnel, anonymous id) → ProfileRow.
@@ -312,6 +316,7 @@ impl EmbeddedStore {
         {
             let open = |e| storage_error("creating tables", e);
             txn.open_table(CHECKPOINTS).map_err(open)?;
+            txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
             txn.open_table(META).map_err(open)?;
             txn.open_table(VISITOR_HOURS).map_err(open)?;
             txn.open_table(EVENT_MINUTES).map_err(open)?;
@@ -484,14 +489,65 @@ fn read_now<T>(db: &Database, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> 
     f(&txn)
 }
 
-fn checkpoint_in(txn: &ReadTransaction, key: &Key) -> Result<Option<i64>> {
-    let table = txn
+/// What [`CHECKPOINT_LOGS`] holds of a checkpoint.
+#[derive(Serialize, Deserialize)]
+struct LogOfCheckpoint {
+    log: String,
+    generation: i64,
+}
+
+fn checkpoint_in(txn: &ReadTransaction, key: &Key) -> Result<Option<Checkpoint>> {
+    let offsets = txn
         .open_table(CHECKPOINTS)
         .map_err(|e| storage_error("open checkpoints", e))?;
-    let value = table
+    let logs = txn
+        .open_table(CHECKPOINT_LOGS)
+        .map_err(|e| storage_error("open checkpoint_logs", e))?;
+    read_checkpoint(&offsets, &logs, key)
+}
+
+/// A checkpoint from its two tables, in a read or a write transaction.
+fn read_checkpoint(
+    offsets: &impl ReadableTable<Bytes, i64>,
+    logs: &impl ReadableTable<Bytes, Bytes>,
+    key: &Key,
+) -> Result<Option<Checkpoint>> {
+    let read = |e| storage_error("reading a checkpoint", e);
+    let Some(next_offset) = offsets.get(key.bytes()).map_err(read)?.map(|g| g.value()) else {
+        return Ok(None);
+    };
+    let of = logs
         .get(key.bytes())
-        .map_err(|e| storage_error("reading a checkpoint", e))?;
-    Ok(value.map(|g| g.value()))
+        .map_err(read)?
+        .map(|g| decode::<LogOfCheckpoint>("checkpoint log", g.value()))
+        .transpose()?;
+    Ok(Some(Checkpoint {
+        next_offset,
+        log: of.as_ref().map(|o| o.log.clone()).unwrap_or_default(),
+        generation: of.map_or(0, |o| o.generation),
+    }))
+}
+
+/// Writes a checkpoint to its two tables.
+fn write_checkpoint(
+    offsets: &mut redb::Table<Bytes, i64>,
+    logs: &mut redb::Table<Bytes, Bytes>,
+    key: &Key,
+    checkpoint: &Checkpoint,
+) -> Result<()> {
+    let w = |e| storage_error("writing a checkpoint", e);
+    offsets
+        .insert(key.bytes(), checkpoint.next_offset)
+        .map_err(w)?;
+    let of = encode(
+        "checkpoint log",
+        &LogOfCheckpoint {
+            log: checkpoint.log.clone(),
+            generation: checkpoint.generation,
+        },
+    )?;
+    logs.insert(key.bytes(), of.as_slice()).map_err(w)?;
+    Ok(())
 }
 
 fn visitors_in(txn: &ReadTransaction, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -535,7 +591,7 @@ fn get_each<T>(
 
 /// Reads on the caller's thread: a redb read is a few page lookups in its cache.
 impl BlockingReads for EmbeddedStore {
-    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
         let key = checkpoint_key(group, topic, partition);
         read_now(&self.db, |txn| checkpoint_in(txn, &key))
     }
@@ -554,12 +610,24 @@ impl BlockingReads for EmbeddedStore {
     }
 }
 
+/// The checkpoint a partition flush leaves.
+fn checkpoint_of(pf: &PartitionFlush) -> Checkpoint {
+    Checkpoint {
+        next_offset: pf.next_offset,
+        log: pf.log.clone(),
+        generation: pf.generation,
+    }
+}
+
 /// Applies one flush inside one write transaction (see [`Store::apply`]).
 fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     let err = |what: &'static str| move |e: redb::TableError| storage_error(what, e);
     let mut checkpoints = txn
         .open_table(CHECKPOINTS)
         .map_err(err("open checkpoints"))?;
+    let mut logs = txn
+        .open_table(CHECKPOINT_LOGS)
+        .map_err(err("open checkpoint_logs"))?;
     let mut visitors = txn
         .open_table(VISITOR_STATE)
         .map_err(err("open visitor_state"))?;
@@ -582,17 +650,19 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     // The partition flushes to write: not stale, and in order (a flush may list a
     // partition twice; the checkpoint it left is what the next entry is checked against).
     let mut live: Vec<(&PartitionFlush, Key)> = Vec::with_capacity(flush.partitions.len());
-    let mut written: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut written: HashMap<Vec<u8>, Checkpoint> = HashMap::new();
     for pf in &flush.partitions {
         let ck = checkpoint_key(&flush.group, &pf.topic, pf.partition);
         let stored = match written.get(&ck.0) {
-            Some(&offset) => Some(offset),
-            None => checkpoints.get(ck.bytes()).map_err(w)?.map(|g| g.value()),
+            Some(checkpoint) => Some(checkpoint.clone()),
+            None => read_checkpoint(&checkpoints, &logs, &ck)?,
         };
-        if stored.is_some_and(|stored| stored >= pf.next_offset) {
-            continue; // stale: another owner already made more of this partition durable
+        if stored.is_some_and(|stored| !stored.admits(pf)) {
+            // Stale: another owner made more of this partition durable, or the store
+            // has moved on to another log.
+            continue;
         }
-        written.insert(ck.0.clone(), pf.next_offset);
+        written.insert(ck.0.clone(), checkpoint_of(pf));
         live.push((pf, ck));
     }
     if live.is_empty() {
@@ -629,7 +699,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 &mut traffic,
             )?;
             // Same transaction as the rows: both become durable at commit, or neither.
-            checkpoints.insert(ck.bytes(), pf.next_offset).map_err(w)?;
+            write_checkpoint(&mut checkpoints, &mut logs, ck, &checkpoint_of(pf))?;
         }
         let Some(blocks) = blocks else { return Ok(()) };
         let blocks = blocks
@@ -961,9 +1031,42 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+    async fn checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>> {
         let key = checkpoint_key(group, topic, partition);
         self.read(move |txn| checkpoint_in(txn, &key)).await
+    }
+
+    async fn set_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        _write_timestamp: i64, // transactions order this engine's writes
+    ) -> Result<()> {
+        let key = checkpoint_key(group, topic, partition);
+        let checkpoint = checkpoint.clone();
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| storage_error("begin write", e))?;
+            {
+                let open = |e| storage_error("open checkpoints", e);
+                let mut offsets = txn.open_table(CHECKPOINTS).map_err(open)?;
+                let mut logs = txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
+                write_checkpoint(&mut offsets, &mut logs, &key, &checkpoint)?;
+            }
+            txn.commit()
+                .map_err(|e| storage_error("committing a checkpoint", e))
+        })
+        .await
+        .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
     }
 
     async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {

@@ -31,6 +31,35 @@ pub use event_rows::{encode_block, EventRowRef, EventRows};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Where a source partition's folding stands, and which log it counts in.
+///
+/// Offsets mean something only within one log: a topic deleted and created again
+/// under the same name, or the embedded broker of `funnelfold up` started again, counts
+/// from 0 anew. So a checkpoint names its log, and the processor refuses (or, when
+/// told to, rebases) a checkpoint of another log instead of skipping records that
+/// were never folded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// The next offset to apply.
+    pub next_offset: i64,
+    /// What identifies the log (`topic-id:...`, see the runtime's `log_identity`); empty
+    /// for checkpoints written before logs were named, which adopt the first log they
+    /// are checked against.
+    pub log: String,
+    /// The write generation the partition's rows were last written with (the high
+    /// bits of their ScyllaDB write timestamps).
+    pub generation: i64,
+}
+
+impl Checkpoint {
+    /// Whether a partition flush may be written over this stored checkpoint: it folds
+    /// the same log (or this checkpoint predates log names) and gets further in it.
+    /// Both engines decide staleness with it.
+    pub fn admits(&self, flush: &PartitionFlush) -> bool {
+        (self.log.is_empty() || self.log == flush.log) && flush.next_offset > self.next_offset
+    }
+}
+
 /// A visitor: one (`funnelId`, `anonymousId`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VisitorKey {
@@ -77,6 +106,11 @@ pub struct PartitionFlush {
     /// The source topic and partition (`events.raw`, 3).
     pub topic: String,
     pub partition: i32,
+    /// The log the offsets count in ([`Checkpoint::log`]): a flush of another log than
+    /// the stored checkpoint's is stale and skipped whole.
+    pub log: String,
+    /// The write generation of `write_timestamp`, stored with the checkpoint.
+    pub generation: i64,
     /// The next offset to apply once this flush is durable (last applied + 1).
     pub next_offset: i64,
     /// Monotonic per partition across flushes (derived from the offset): ScyllaDB
@@ -145,8 +179,34 @@ pub trait Store: Send + Sync {
 
     // --- the fold processor's side ---
 
-    /// The next offset to apply for a partition, from the last durable flush.
-    async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>>;
+    /// Where a partition's folding stands, from the last durable flush (or the last
+    /// [`Store::set_checkpoint`]).
+    async fn checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>>;
+
+    /// Records where a partition's folding stands without folding anything: when the
+    /// processor moves a partition onto another log (a rebase or rebuild decided at
+    /// assignment). `write_timestamp` orders it among the partition's writes where the
+    /// engine orders writes by timestamp.
+    async fn set_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        write_timestamp: i64,
+    ) -> Result<()>;
+
+    /// Whether the engine orders writes by their write timestamp (ScyllaDB) rather than
+    /// by transaction (the embedded store): there, folding a new log, whose offsets
+    /// start again at 0, needs a higher write generation to win over the old log's rows.
+    fn orders_writes_by_timestamp(&self) -> bool {
+        false
+    }
 
     /// Fold states of visitors, in the order asked (`None`: never seen).
     async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>>;
@@ -161,7 +221,9 @@ pub trait Store: Send + Sync {
 
     /// Makes a flush durable. Per partition, the rows and the checkpoint become
     /// durable together; a partition flush whose `next_offset` is not beyond the
-    /// stored checkpoint is stale (another owner got further) and is skipped whole.
+    /// stored checkpoint is stale (another owner got further) and is skipped whole, and
+    /// so is one whose log is not the stored checkpoint's (a writer still folding a log
+    /// the store has moved off); a stored checkpoint with no log name takes the flush's.
     /// The flush is shared, not copied: the caller keeps it to retry a failed write,
     /// and an engine may hand it to another thread.
     async fn apply(&self, flush: Arc<Flush>) -> Result<()>;
@@ -219,7 +281,7 @@ pub trait Store: Send + Sync {
 /// them from an async task.
 pub trait BlockingReads {
     /// See [`Store::checkpoint`].
-    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>>;
+    fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Checkpoint>>;
     /// See [`Store::load_visitors`].
     fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>>;
     /// See [`Store::load_traffic_shares`].

@@ -71,7 +71,7 @@ use scylla::{DeserializeRow, SerializeRow};
 use crate::embedded::sum_shares;
 use crate::plan::Plan;
 use crate::{
-    EventCursor, EventFilter, EventRowRef, Flush, PageRequest, PartitionFlush, Result,
+    Checkpoint, EventCursor, EventFilter, EventRowRef, Flush, PageRequest, PartitionFlush, Result,
     SessionCursor, Store, StoreError, VisitorKey,
 };
 
@@ -96,6 +96,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "002_tables.cql",
         include_str!("../../../schemas/cql/002_tables.cql"),
+    ),
+    (
+        "003_checkpoint_logs.cql",
+        include_str!("../../../schemas/cql/003_checkpoint_logs.cql"),
     ),
 ];
 
@@ -813,6 +817,8 @@ struct TrafficDbRow {
 struct Statements {
     checkpoint_get: PreparedStatement,
     checkpoint_put: PreparedStatement,
+    checkpoint_log_get: PreparedStatement,
+    checkpoint_log_put: PreparedStatement,
     visitor_get: PreparedStatement,
     visitor_put: PreparedStatement,
     visitor_delete: PreparedStatement,
@@ -862,6 +868,17 @@ impl Statements {
             .await?,
             checkpoint_put: prepare(insert_cql(ks, "checkpoints", "consumer_group, topic, source_partition, next_offset"))
                 .await?,
+            checkpoint_log_get: prepare(format!(
+                "SELECT log_id, write_generation FROM {ks}.checkpoint_logs \
+                 WHERE consumer_group = ? AND topic = ? AND source_partition = ?"
+            ))
+            .await?,
+            checkpoint_log_put: prepare(insert_cql(
+                ks,
+                "checkpoint_logs",
+                "consumer_group, topic, source_partition, log_id, write_generation",
+            ))
+            .await?,
             visitor_get: prepare(format!(
                 "SELECT fold_state FROM {ks}.visitor_state WHERE funnel_id = ? AND anonymous_id = ?"
             ))
@@ -1204,20 +1221,51 @@ impl ScyllaStore {
 
     async fn apply_partition(&self, group: &str, pf: &PartitionFlush) -> Result<()> {
         if let Some(stored) = self.checkpoint(group, &pf.topic, pf.partition).await? {
-            if stored >= pf.next_offset {
-                return Ok(()); // stale: another owner already made more of this partition durable
+            if !stored.admits(pf) {
+                // Stale: another owner made more of this partition durable, or the
+                // store has moved on to another log.
+                return Ok(());
             }
         }
         self.run_all(self.row_writes(pf)?).await?;
         // Only once every row is acknowledged (see the module documentation).
-        let values = (
+        let checkpoint = Checkpoint {
+            next_offset: pf.next_offset,
+            log: pf.log.clone(),
+            generation: pf.generation,
+        };
+        self.put_checkpoint(
             group,
             &pf.topic,
             pf.partition,
-            pf.next_offset,
+            &checkpoint,
             pf.write_timestamp,
+        )
+        .await
+    }
+
+    /// Writes a checkpoint: its log first, then its offset, both at `timestamp`. A
+    /// crash in between leaves the new log with the old offset, which the processor's
+    /// checks at assignment take as they would the old checkpoint.
+    async fn put_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        timestamp: i64,
+    ) -> Result<()> {
+        let log = (
+            group,
+            topic,
+            partition,
+            checkpoint.log.as_str(),
+            checkpoint.generation,
+            timestamp,
         );
-        self.run(&bind(&self.st.checkpoint_put, &values)?).await
+        self.run(&bind(&self.st.checkpoint_log_put, &log)?).await?;
+        let offset = (group, topic, partition, checkpoint.next_offset, timestamp);
+        self.run(&bind(&self.st.checkpoint_put, &offset)?).await
     }
 }
 
@@ -1290,15 +1338,45 @@ impl Store for ScyllaStore {
         "scylla"
     }
 
-    async fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
-        let row: Option<(i64,)> = self
-            .get_one(
-                &self.st.checkpoint_get,
-                (group, topic, partition),
-                "reading a checkpoint",
-            )
-            .await?;
-        Ok(row.map(|(offset,)| offset))
+    async fn checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>> {
+        let key = (group, topic, partition);
+        let (offset, log) = futures::try_join!(
+            self.get_one::<(i64,)>(&self.st.checkpoint_get, key, "reading a checkpoint"),
+            self.get_one::<(Option<String>, Option<i64>)>(
+                &self.st.checkpoint_log_get,
+                key,
+                "reading a checkpoint's log",
+            ),
+        )?;
+        Ok(offset.map(|(next_offset,)| {
+            let (log, generation) = log.unwrap_or_default();
+            Checkpoint {
+                next_offset,
+                log: log.unwrap_or_default(),
+                generation: generation.unwrap_or_default(),
+            }
+        }))
+    }
+
+    async fn set_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        write_timestamp: i64,
+    ) -> Result<()> {
+        self.put_checkpoint(group, topic, partition, checkpoint, write_timestamp)
+            .await
+    }
+
+    fn orders_writes_by_timestamp(&self) -> bool {
+        true
     }
 
     async fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {

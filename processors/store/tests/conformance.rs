@@ -17,14 +17,16 @@ use funnelfold_core::{
     Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch, TrafficCounts, TrafficKey,
 };
 use funnelfold_store::{
-    EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, SessionCursor, SessionDelete,
-    SessionWrite, Store, TrafficShare, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, SessionCursor,
+    SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 const TOPIC: &str = "events.raw";
+/// The log every builder's partition flush folds (a topic id, as the runtime names it).
+const LOG: &str = "topic-id:conformance";
 
 // ---------------------------------------------------------------------------------
 // Builders
@@ -131,6 +133,7 @@ fn part(partition: i32, next_offset: i64) -> PartitionFlush {
     PartitionFlush {
         topic: TOPIC.into(),
         partition,
+        log: LOG.into(),
         next_offset,
         // Monotonic in the offset, as the runtime derives it.
         write_timestamp: next_offset * 1000,
@@ -259,7 +262,8 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         None
     );
 
@@ -275,21 +279,24 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(10)
     );
     assert_eq!(
         store
             .checkpoint(&group, TOPIC, 3)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(7)
     );
     assert_eq!(
         store
             .checkpoint(&group, TOPIC, 1)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         None
     );
     assert_eq!(
@@ -303,7 +310,8 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, "other.topic", 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         None
     );
 
@@ -315,7 +323,8 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(25)
     );
     // An empty flush changes nothing.
@@ -327,8 +336,113 @@ async fn checkpoints(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(25)
+    );
+}
+
+async fn checkpoints_name_their_log(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    store
+        .apply(Arc::new(flush(&group, vec![part(0, 40)])))
+        .await
+        .expect("apply");
+    let stored = store
+        .checkpoint(&group, TOPIC, 0)
+        .await
+        .expect("checkpoint");
+    assert_eq!(
+        stored.as_ref().map(|c| (c.next_offset, c.log.as_str())),
+        Some((40, LOG))
+    );
+
+    // A flush of another log (a writer still folding a deleted topic) is stale, even
+    // ahead in offsets.
+    let mut other = part(0, 90);
+    other.log = "another-log".into();
+    other.profiles.push(profile(&funnel, "x", T0));
+    store
+        .apply(Arc::new(flush(&group, vec![other])))
+        .await
+        .expect("apply");
+    assert!(store
+        .profiles(&funnel, &["x".to_string()])
+        .await
+        .expect("profiles")
+        .is_empty());
+
+    // The processor moves the partition onto a new log (a rebase), at a higher write
+    // generation: that log's flushes land from then on, the old log's do not.
+    let moved = Checkpoint {
+        next_offset: 0,
+        log: "new-log".into(),
+        generation: 1,
+    };
+    store
+        .set_checkpoint(&group, TOPIC, 0, &moved, 1 << 50)
+        .await
+        .expect("set checkpoint");
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(moved)
+    );
+    let mut new = part(0, 5);
+    new.log = "new-log".into();
+    new.generation = 1;
+    new.write_timestamp += 1 << 50;
+    new.profiles.push(profile(&funnel, "y", T0));
+    let mut old = part(0, 60);
+    old.profiles.push(profile(&funnel, "z", T0));
+    store
+        .apply(Arc::new(flush(&group, vec![new, old])))
+        .await
+        .expect("apply");
+    let found: BTreeSet<String> = store
+        .profiles(&funnel, &["y".to_string(), "z".to_string()])
+        .await
+        .expect("profiles")
+        .into_iter()
+        .map(|p| p.anonymous_id)
+        .collect();
+    assert_eq!(found, BTreeSet::from(["y".to_string()]));
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 0)
+            .await
+            .expect("checkpoint"),
+        Some(Checkpoint {
+            next_offset: 5,
+            log: "new-log".into(),
+            generation: 1,
+        })
+    );
+
+    // A checkpoint with no log (written before logs were named) takes the first
+    // flush's log.
+    let unnamed = Checkpoint {
+        next_offset: 7,
+        ..Checkpoint::default()
+    };
+    store
+        .set_checkpoint(&group, TOPIC, 1, &unnamed, 0)
+        .await
+        .expect("set checkpoint");
+    store
+        .apply(Arc::new(flush(&group, vec![part(1, 8)])))
+        .await
+        .expect("apply");
+    assert_eq!(
+        store
+            .checkpoint(&group, TOPIC, 1)
+            .await
+            .expect("checkpoint")
+            .map(|c| (c.next_offset, c.log)),
+        Some((8, LOG.to_string()))
     );
 }
 
@@ -419,14 +533,16 @@ async fn stale_partition_flush_is_skipped_whole(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(100)
     );
     assert_eq!(
         store
             .checkpoint(&group, TOPIC, 1)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(5)
     );
 }
@@ -465,7 +581,8 @@ async fn apply_is_idempotent(store: &dyn Store, ns: &str) {
         store
             .checkpoint(&group, TOPIC, 0)
             .await
-            .expect("checkpoint"),
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
         Some(10)
     );
 }
@@ -1275,6 +1392,7 @@ macro_rules! conformance {
 
 conformance!(
     checkpoints,
+    checkpoints_name_their_log,
     stale_partition_flush_is_skipped_whole,
     apply_is_idempotent,
     visitor_state_round_trip_and_delete,
