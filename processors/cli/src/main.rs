@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use funnelfold_core::sim::SimConfig;
 use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
 use funnelfold_runtime::settings::{self, Flags, Settings};
-use funnelfold_runtime::{producer, KafkaSettings, ProcessorConfig, Topics};
+use funnelfold_runtime::{producer, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
 use funnelfold_store::Store;
 
 mod store_url;
@@ -388,6 +388,17 @@ struct RunArgs {
     /// Stop once every assigned partition is read to its end (replays, backfills).
     #[arg(long)]
     until_caught_up: bool,
+    /// Where a partition's store checkpoint and log disagree (a new or restored store,
+    /// a topic created again; see the README, "Store and log"), fold what this store
+    /// has not folded: from its checkpoint in this log, else from the log's earliest
+    /// retained offset. Without this flag or --rebase, the processor refuses to fold.
+    #[arg(long, conflicts_with = "rebase")]
+    rebuild: bool,
+    /// Where a partition's store checkpoint and log disagree, keep this store's state
+    /// and go on with the log as it is: from the group's committed offset, else from
+    /// the log's earliest retained offset. Records in between are never folded here.
+    #[arg(long)]
+    rebase: bool,
     #[command(flatten)]
     processor: ProcessorArgs,
 }
@@ -626,7 +637,13 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     let shutdown = on_shutdown_signal(rt);
     if let Some(rate) = args.simulate {
         let kafka = kafka.clone();
-        let sim = producer::live_sim_config(&args.funnel, rate, 42);
+        // A new seed at every start: the store keeps what earlier runs folded, and a
+        // stream seeded alike would repeat their visitors and event ids, which the fold
+        // drops as duplicates.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(42, |d| d.as_secs());
+        let sim = producer::live_sim_config(&args.funnel, rate, seed);
         let stop = Arc::clone(&shutdown);
         println!(
             "simulating: about {rate} events/s for funnel `{}`",
@@ -649,7 +666,11 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
         "api: http://{} (access checks {access}; Ctrl-C stops)",
         api.local_addr()
     );
-    let cfg = settings.processor_config(kafka);
+    let mut cfg = settings.processor_config(kafka);
+    // The embedded broker's log is new at every start (its offsets begin at 0 again),
+    // while the store keeps everything folded before: fold the new log from its start
+    // on top of the store's state.
+    cfg.on_log_mismatch = OnMismatch::Rebase;
     let result = run_processor(rt, cfg, store, &shutdown);
     rt.block_on(api.shutdown()).context("stopping the API")?;
     drop(broker);
@@ -689,6 +710,13 @@ fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Resul
     install_metrics(rt, settings.metrics.listen)?;
     let mut cfg = settings.processor_config(kafka.clone());
     cfg.stop_when_caught_up = args.until_caught_up;
+    cfg.on_log_mismatch = if args.rebuild {
+        OnMismatch::Rebuild
+    } else if args.rebase {
+        OnMismatch::Rebase
+    } else {
+        OnMismatch::Refuse
+    };
     if let Some(partitions) = args.create_topics {
         rt.block_on(ensure_topics(&kafka, &cfg.topics, partitions, 1))
             .context("cannot create topics")?;

@@ -13,6 +13,18 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
 
 use crate::config::{KafkaSettings, Topics};
+use crate::log_identity::EMBEDDED_MARKER;
+
+/// An id for an embedded broker instance: the time, the process and a counter, so
+/// that two instances, in one process or across restarts, never share one.
+fn instance_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n}", std::process::id())
+}
 
 pub struct EmbeddedBroker {
     /// librdkafka runs the mock cluster inside this client (it was created with
@@ -53,6 +65,10 @@ impl EmbeddedBroker {
         ] {
             cluster.create_topic(topic, partitions, 1)?;
         }
+        // Every start is a new log (offsets from 0 again): this marker names it, so
+        // that a store's checkpoints of an earlier instance are never taken for this
+        // one's (see `crate::log_identity`).
+        cluster.create_topic(&format!("{EMBEDDED_MARKER}{}", instance_id()), 1, 1)?;
         let bootstrap = cluster.bootstrap_servers();
         drop(cluster);
         Ok(EmbeddedBroker { host, bootstrap })

@@ -27,8 +27,8 @@ use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::validate::validate;
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    EventRowRef, EventRows, Flush, PartitionFlush, SessionDelete, SessionWrite, StoreError,
-    TrafficShare, VisitorKey,
+    Checkpoint, EventRowRef, EventRows, Flush, PartitionFlush, SessionDelete, SessionWrite,
+    StoreError, TrafficShare, VisitorKey,
 };
 
 /// One Kafka record, as the engine sees it.
@@ -57,7 +57,7 @@ pub enum Outcome {
 
 /// Reads the store on behalf of the engine (misses of the cache, checkpoints).
 pub trait StoreReader {
-    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, StoreError>;
     fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError>;
     fn load_traffic_share(
         &self,
@@ -119,6 +119,10 @@ struct Partition {
     topic: String,
     /// Next offset to apply per the store (records below it are skipped).
     checkpoint: i64,
+    /// The log the offsets count in, and the write generation of this partition's
+    /// writes: what its flushes' checkpoints record.
+    log: String,
+    generation: i64,
     /// Last offset applied in memory and not yet flushed.
     pending: Option<i64>,
     dirty: HashMap<VisitorKey, Shared>,
@@ -313,24 +317,49 @@ impl Engine {
         Ok(match self.partitions.entry(partition) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let checkpoint = store.checkpoint(topic, partition)?.unwrap_or(0);
-                e.insert(Partition {
-                    topic: topic.to_owned(),
-                    checkpoint,
-                    pending: None,
-                    dirty: HashMap::new(),
-                    inflight: HashMap::new(),
-                    closed: Vec::new(),
-                    deleted: Vec::new(),
-                    events: EventRows::new(),
-                    traffic: HashMap::new(),
-                    traffic_dirty: HashSet::new(),
-                    counters: Counters::default(),
-                })
+                // Partitions are placed at assignment ([`Engine::assign`]); one that was
+                // not (a caller without a consumer group, as in unit tests) folds from
+                // the store's checkpoint in the log it names.
+                let stored = store.checkpoint(topic, partition)?.unwrap_or_default();
+                e.insert(Partition::new(topic, stored, self.cfg.write_generation))
             }
         })
     }
 
+    /// Places an assigned partition: it folds from `checkpoint` (decided by the checks
+    /// of [`crate::assignment`]), in its log. Whatever the engine held of the partition
+    /// is dropped.
+    pub fn assign(&mut self, topic: &str, partition: i32, checkpoint: Checkpoint) {
+        if self.partitions.contains_key(&partition) {
+            self.release(partition);
+        }
+        let generation = checkpoint.generation.max(self.cfg.write_generation);
+        self.partitions
+            .insert(partition, Partition::new(topic, checkpoint, generation));
+    }
+}
+
+impl Partition {
+    fn new(topic: &str, checkpoint: Checkpoint, generation: i64) -> Self {
+        Partition {
+            topic: topic.to_owned(),
+            checkpoint: checkpoint.next_offset,
+            log: checkpoint.log,
+            generation,
+            pending: None,
+            dirty: HashMap::new(),
+            inflight: HashMap::new(),
+            closed: Vec::new(),
+            deleted: Vec::new(),
+            events: EventRows::new(),
+            traffic: HashMap::new(),
+            traffic_dirty: HashSet::new(),
+            counters: Counters::default(),
+        }
+    }
+}
+
+impl Engine {
     /// Applies one record. Store errors are transient or fatal conditions of the
     /// processor (not of the record): the caller retries or stops, and must not skip it.
     pub fn apply(
@@ -544,8 +573,10 @@ impl Engine {
             let mut pf = PartitionFlush {
                 topic: part.topic.clone(),
                 partition: number,
+                log: part.log.clone(),
+                generation: part.generation,
                 next_offset,
-                write_timestamp: write_timestamp(self.cfg.write_generation, next_offset),
+                write_timestamp: write_timestamp(part.generation, next_offset),
                 ..PartitionFlush::default()
             };
             let mut dirty: Vec<(VisitorKey, Shared)> = part.dirty.drain().collect();
@@ -638,8 +669,11 @@ mod tests {
     }
 
     impl StoreReader for Empty {
-        fn checkpoint(&self, _: &str, _: i32) -> Result<Option<i64>, StoreError> {
-            Ok(Some(self.checkpoint))
+        fn checkpoint(&self, _: &str, _: i32) -> Result<Option<Checkpoint>, StoreError> {
+            Ok(Some(Checkpoint {
+                next_offset: self.checkpoint,
+                ..Checkpoint::default()
+            }))
         }
         fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)

@@ -7,14 +7,17 @@
 //! What it is not: the semantics of the folds (see `funnelfold-core`) or the storage
 //! engines (see `funnelfold-store`).
 
+pub mod assignment;
 pub mod broker;
 pub mod config;
 pub mod engine;
+pub mod log_identity;
 pub mod processor;
 pub mod producer;
 pub mod settings;
 pub mod telemetry;
 
+pub use assignment::OnMismatch;
 pub use config::{KafkaSettings, Topics};
 pub use engine::{Counters, Engine, EngineConfig};
 pub use processor::{spawn, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle};

@@ -16,16 +16,21 @@ use std::time::{Duration, Instant};
 
 use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
-use funnelfold_store::{Flush, PartitionFlush, Store, StoreError, VisitorKey};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use funnelfold_store::{Checkpoint, Flush, PartitionFlush, Store, StoreError, VisitorKey};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
+use crate::assignment::{self, Observed, OnMismatch};
 use crate::config::{KafkaSettings, Topics};
-use crate::engine::{Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader};
+use crate::engine::{
+    write_timestamp, Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader,
+};
+use crate::log_identity;
 use crate::telemetry;
 
 /// Settings of one fold processor.
@@ -47,6 +52,9 @@ pub struct ProcessorConfig {
     /// Stop (flushed and committed) once every assigned partition is read to its end:
     /// for replays, benchmarks and tests.
     pub stop_when_caught_up: bool,
+    /// What to do with an assigned partition whose store checkpoint and log disagree
+    /// (see [`crate::assignment`]).
+    pub on_log_mismatch: OnMismatch,
 }
 
 impl Default for ProcessorConfig {
@@ -60,6 +68,7 @@ impl Default for ProcessorConfig {
             catch_up_lag: 100_000,
             max_record_bytes: 1 << 20,
             stop_when_caught_up: false,
+            on_log_mismatch: OnMismatch::Refuse,
         }
     }
 }
@@ -73,6 +82,10 @@ pub enum ProcessorError {
     Store(#[from] StoreError),
     #[error("processor thread panicked")]
     Panicked,
+    /// An assigned partition was refused: its store and log disagree (see
+    /// [`crate::assignment`]), or they could not be checked.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Everything a flush needs besides the consumer.
@@ -95,6 +108,10 @@ struct Core {
     /// Partitions whose store checkpoint was committed to Kafka since they were
     /// assigned, having been found ahead of Kafka's offset (see `commit_checkpoint`).
     checkpoint_committed: HashSet<i32>,
+    on_log_mismatch: OnMismatch,
+    write_generation: i64,
+    /// The brokers, for messages.
+    brokers: String,
 }
 
 /// A flush whose store write runs while folding goes on.
@@ -135,7 +152,7 @@ struct BlockingReader<'a> {
 }
 
 impl StoreReader for BlockingReader<'_> {
-    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
         match self.store.blocking_reads() {
             Some(reads) => reads.checkpoint(self.group, topic, partition),
             None => self
@@ -546,22 +563,65 @@ impl Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+    // The assignment is checked and placed here, before librdkafka starts fetching:
+    // the default implementation hands the list to librdkafka unchanged, while a
+    // partition may have to start elsewhere than at the group's committed offset, or
+    // not at all (see `crate::assignment`).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                telemetry::rebalance("assign");
+                match self.place(consumer, tpl) {
+                    Ok(()) if cooperative => consumer.incremental_assign(tpl),
+                    Ok(()) => consumer.assign(tpl),
+                    Err(refusal) => {
+                        tracing::error!(error = %refusal, "partition refused");
+                        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+                        core.fatal.get_or_insert(refusal);
+                        Ok(())
+                    }
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                telemetry::rebalance("revoke");
+                self.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            _ => {
+                telemetry::rebalance("error");
+                tracing::error!(error = ?err, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the assignment failed");
+        }
         self.rebalances.fetch_add(1, Ordering::Relaxed);
         if let Ok(assignment) = consumer.assignment() {
             telemetry::assigned_partitions(assignment.count());
         }
     }
+}
 
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        telemetry::rebalance(match rebalance {
-            Rebalance::Assign(_) => "assign",
-            Rebalance::Revoke(_) => "revoke",
-            Rebalance::Error(_) => "error",
-        });
-        let Rebalance::Revoke(tpl) = rebalance else {
-            return;
-        };
+/// How long each broker request of an assignment's checks may take.
+const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Ctx {
+    /// Flushes and commits revoked partitions, then forgets them.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         tracing::info!(
@@ -576,6 +636,133 @@ impl ConsumerContext for Ctx {
             core.checkpoint_committed.remove(&p);
             // Its lag is the next owner's to report now.
             telemetry::consumer_lag(p, 0);
+        }
+    }
+
+    /// Checks every assigned partition against the store (see `crate::assignment`),
+    /// records what was decided, places each in the engine and sets where the
+    /// consumer starts reading it. Any refusal refuses the whole assignment.
+    fn place(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), ProcessorError> {
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let brokers = core.brokers.clone();
+        let broker_error = |what: &str, e: KafkaError| {
+            ProcessorError::Refused(format!(
+                "cannot check the assigned partitions against the store: {what} from the brokers at {brokers} failed: {e}"
+            ))
+        };
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let mut topics: Vec<&str> = assigned.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let logs =
+            retry(|| log_identity::topic_logs(consumer.client(), &topics, PLACEMENT_TIMEOUT))
+                .map_err(|e| broker_error("reading the topics' ids", e))?;
+        let committed = retry(|| consumer.committed_offsets(tpl.clone(), PLACEMENT_TIMEOUT))
+            .map_err(|e| broker_error("reading the group's committed offsets", e))?;
+        let group = core.topics.group.clone();
+        let by_timestamp = core.store.orders_writes_by_timestamp();
+        for (topic, partition) in assigned {
+            let (_, end) =
+                retry(|| consumer.fetch_watermarks(&topic, partition, PLACEMENT_TIMEOUT))
+                    .map_err(|e| broker_error("reading a partition's end offset", e))?;
+            let reader = BlockingReader {
+                store: &*core.store,
+                rt: &core.rt,
+                group: &group,
+            };
+            let stored = reader.checkpoint(&topic, partition)?;
+            let committed =
+                committed
+                    .find_partition(&topic, partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+            let seen = Observed {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition,
+                stored,
+                log: logs.get(&topic).cloned().unwrap_or_default(),
+                end,
+                committed,
+            };
+            let placed = assignment::place(
+                &seen,
+                core.on_log_mismatch,
+                core.write_generation,
+                by_timestamp,
+            )
+            .map_err(|refusal| {
+                if let Some(reason) = assignment::mismatch(&seen) {
+                    telemetry::log_mismatch(reason.code(), "refused");
+                }
+                ProcessorError::Refused(refusal)
+            })?;
+            if let Some((mismatch, action)) = placed.handled {
+                let action = match action {
+                    OnMismatch::Rebuild => "rebuilt",
+                    OnMismatch::Rebase => "rebased",
+                    OnMismatch::Refuse => "refused",
+                };
+                telemetry::log_mismatch(mismatch.code(), action);
+                tracing::warn!(
+                    %group, %topic, partition,
+                    reason = mismatch.code(),
+                    action,
+                    stored = ?seen.stored,
+                    log = %seen.log,
+                    end,
+                    ?committed,
+                    from = ?placed.start,
+                    "the store's checkpoint and the log disagree"
+                );
+            }
+            if placed.record {
+                let ts =
+                    write_timestamp(placed.checkpoint.generation, placed.checkpoint.next_offset);
+                core.rt.block_on(core.store.set_checkpoint(
+                    &group,
+                    &topic,
+                    partition,
+                    &placed.checkpoint,
+                    ts,
+                ))?;
+            }
+            if let Some(start) = placed.start {
+                tpl.set_partition_offset(&topic, partition, Offset::Offset(start))?;
+            }
+            core.engine.assign(&topic, partition, placed.checkpoint);
+            core.checkpoint_committed.remove(&partition);
+        }
+        Ok(())
+    }
+}
+
+/// A broker request of the assignment's checks, tried three times: a broker that just
+/// rebalanced the group may not answer at once.
+fn retry<T>(mut request: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    let mut tries = 0;
+    loop {
+        match request() {
+            Ok(v) => return Ok(v),
+            Err(e) if tries >= 2 => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "broker request failed; retrying");
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200 << tries));
+            }
         }
     }
 }
@@ -652,6 +839,9 @@ pub fn spawn(
         inflight: None,
         fatal: None,
         checkpoint_committed: HashSet::new(),
+        on_log_mismatch: cfg.on_log_mismatch,
+        write_generation: cfg.engine.write_generation,
+        brokers: cfg.kafka.brokers.clone(),
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
@@ -660,6 +850,7 @@ pub fn spawn(
     })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
+    telemetry::log_mismatches_exist();
     let shutdown = Arc::new(AtomicBool::new(false));
     let thread = {
         let shutdown = Arc::clone(&shutdown);
@@ -739,6 +930,9 @@ fn run(
     while !shutdown.load(Ordering::Relaxed) {
         // The rebalance callback may run inside poll and takes the core's lock itself.
         let polled = consumer.poll(Duration::from_millis(100));
+        if lock().fatal.is_some() {
+            break; // a partition refused at assignment
+        }
         let rebalances = consumer.context().rebalances.load(Ordering::Relaxed);
         if rebalances != at_end_of {
             // A partition given up and assigned again is read again from its checkpoint.

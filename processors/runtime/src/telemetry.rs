@@ -23,6 +23,7 @@ pub const CACHE_DIRTY_VISITORS: &str = "funnelfold_cache_dirty_visitors";
 pub const CACHE_LOOKUPS: &str = "funnelfold_cache_lookups_total";
 pub const STORE_ERRORS: &str = "funnelfold_store_errors_total";
 pub const ASSIGNED_PARTITIONS: &str = "funnelfold_assigned_partitions";
+pub const LOG_MISMATCHES: &str = "funnelfold_log_mismatches_total";
 
 /// Bucket bounds of [`FLUSH_SECONDS`]: from a millisecond (a small flush to the
 /// embedded store) to a minute (a store far behind the flush interval).
@@ -145,4 +146,21 @@ pub fn store_errors_exist() {
 /// Partitions of `events.raw` this processor owns, after every rebalance.
 pub fn assigned_partitions(n: usize) {
     metrics::gauge!(ASSIGNED_PARTITIONS).set(n as f64);
+}
+
+/// A partition whose store checkpoint and log disagreed at assignment, by why
+/// (`other_log`, `beyond_end`, `group_ahead`) and what was done (`refused`,
+/// `rebuilt`, `rebased`).
+pub fn log_mismatch(reason: &'static str, action: &'static str) {
+    metrics::counter!(LOG_MISMATCHES, "reason" => reason, "action" => action).increment(1);
+}
+
+/// Registers every [`LOG_MISMATCHES`] series at zero, so that a dashboard or an alert
+/// sees 0 rather than no data until the first mismatch.
+pub fn log_mismatches_exist() {
+    for reason in ["other_log", "beyond_end", "group_ahead"] {
+        for action in ["refused", "rebuilt", "rebased"] {
+            metrics::counter!(LOG_MISMATCHES, "reason" => reason, "action" => action).increment(0);
+        }
+    }
 }

@@ -171,7 +171,11 @@ struct Reader<'a> {
 }
 
 impl StoreReader for Reader<'_> {
-    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+    fn checkpoint(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<funnelfold_store::Checkpoint>, StoreError> {
         futures::executor::block_on(self.store.checkpoint(self.group, topic, partition))
     }
 
