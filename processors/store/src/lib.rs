@@ -13,6 +13,7 @@ use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKe
 
 pub mod embedded;
 mod event_rows;
+pub mod inbox;
 mod plan;
 pub mod scylla_store;
 
