@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -138,34 +137,8 @@ impl Drop for Processor {
     }
 }
 
-/// One HTTP/1.1 request; the status and the body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not HTTP: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
-}
-
 fn scrape(addr: &str) -> String {
-    let (status, body) = http(addr, "GET", "/metrics", "");
+    let (status, body) = common::http(addr, "GET", "/metrics", "");
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -277,7 +250,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
     let visitor = &events[0].anonymous_id;
     let lookup = format!(r#"{{"anonymousIds": ["{visitor}", "never-seen"]}}"#);
     for _ in 0..2 {
-        let (status, body) = http(
+        let (status, body) = common::http(
             &api,
             "POST",
             &format!("/v1/funnels/{funnel}/profiles/lookup"),
@@ -294,7 +267,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
         "/nowhere".to_owned(),
         "/healthz".to_owned(),
     ] {
-        http(&api, "GET", &path, "");
+        common::http(&api, "GET", &path, "");
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -306,7 +279,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
             {{"eventId": "t-2", "funnelId": "{funnel}", "eventName": "page_view", "timestamp": {now}}}
         ]}}"#
     );
-    let (status, body) = http(&api, "POST", "/v1/track", &track);
+    let (status, body) = common::http(&api, "POST", "/v1/track", &track);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""accepted":1"#), "{body}");
     // The tracked event goes through the fold processor too.

@@ -27,6 +27,7 @@ use funnelfold_runtime::settings::{self, Flags, Settings};
 use funnelfold_runtime::{producer, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
 use funnelfold_store::Store;
 
+mod inbox;
 mod store_url;
 
 /// The processor allocates on some threads (folding, store writes, librdkafka) and
@@ -634,6 +635,28 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     let store = rt.block_on(store_url::open(&settings.store))?;
     println!("broker: {}", broker.bootstrap_servers());
     println!("store: {} ({})", settings.store.url, store.engine());
+    // The embedded broker keeps its log in memory: accepted events wait on local disk,
+    // beside the store, until they are folded, and whatever a stop left there is
+    // produced to this new broker before anything else is accepted.
+    let inbox = match store_url::embedded_path(&settings.store.url) {
+        Some(file) => {
+            let inbox = inbox::open(file)?;
+            let replayed = rt.block_on(inbox::replay(&kafka, &topics.raw, &inbox))?;
+            println!("inbox: {replayed} accepted events not yet folded, produced again");
+            Some(inbox)
+        }
+        None => None,
+    };
+    let trimmer = inbox.as_ref().map(|inbox| {
+        inbox::Trimmer::spawn(
+            rt,
+            Arc::clone(inbox),
+            Arc::clone(&store),
+            &settings.fold.group,
+            &topics.raw,
+            broker.log(&topics.raw),
+        )
+    });
     let shutdown = on_shutdown_signal(rt);
     if let Some(rate) = args.simulate {
         let kafka = kafka.clone();
@@ -655,7 +678,8 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
             }
         });
     }
-    let query_cfg = query_config(&settings, Some(kafka.clone()))?;
+    let mut query_cfg = query_config(&settings, Some(kafka.clone()))?;
+    query_cfg.inbox = inbox;
     let access = if query_cfg.api_keys.is_some() {
         "on"
     } else {
@@ -673,6 +697,9 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     cfg.on_log_mismatch = OnMismatch::Rebase;
     let result = run_processor(rt, cfg, store, &shutdown);
     rt.block_on(api.shutdown()).context("stopping the API")?;
+    if let Some(trimmer) = trimmer {
+        trimmer.finish(rt);
+    }
     drop(broker);
     result
 }

@@ -40,6 +40,14 @@ fn parse(url: &str) -> Result<StoreUrl<'_>> {
     bail!("unknown store `{url}`: use embedded:PATH or scylla://HOST:PORT/KEYSPACE")
 }
 
+/// The file of an embedded store's URL; `None` for ScyllaDB (or an invalid URL).
+pub fn embedded_path(url: &str) -> Option<&Path> {
+    match parse(url).ok()? {
+        StoreUrl::Embedded(path) => Some(path),
+        StoreUrl::Scylla { .. } => None,
+    }
+}
+
 /// Checks a store URL without opening it.
 pub fn check(url: &str) -> Result<()> {
     parse(url).map(drop)

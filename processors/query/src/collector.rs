@@ -22,6 +22,7 @@
 //! batch with a 403, before anything is produced.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,7 @@ use funnelfold_core::codec::Codec;
 use funnelfold_core::validate::{validate, ValidationConfig};
 use funnelfold_core::RawEvent;
 use funnelfold_runtime::KafkaSettings;
+use funnelfold_store::inbox::Inbox;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
@@ -49,6 +51,7 @@ pub struct Collector {
     topic: String,
     codec: Codec,
     timeout: Duration,
+    inbox: Option<Arc<Inbox>>,
 }
 
 impl Collector {
@@ -70,7 +73,15 @@ impl Collector {
             topic: topic.to_owned(),
             codec: Codec::new(),
             timeout,
+            inbox: None,
         })
+    }
+
+    /// Keeps each accepted batch in `inbox` (on local disk) before producing it: where
+    /// the broker's acknowledgement is not durable (the embedded broker of `up`).
+    pub fn with_inbox(mut self, inbox: Option<Arc<Inbox>>) -> Collector {
+        self.inbox = inbox;
+        self
     }
 }
 
@@ -244,21 +255,60 @@ pub async fn track(
             "this server has no Kafka producer configured, so it cannot accept events",
         ));
     };
+    let records: Vec<(&[u8], Vec<u8>)> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok())
+        .map(|raw| {
+            (
+                raw.anonymous_id.as_bytes(),
+                collector.codec.encode_single_object(raw),
+            )
+        })
+        .collect();
+    // On local disk first, where the broker does not keep what it acknowledges: once
+    // there, the event is produced again at the next start until it is folded, so a
+    // failed produce below loses nothing.
+    let seqs = match &collector.inbox {
+        Some(inbox) if !records.is_empty() => {
+            let inbox = Arc::clone(inbox);
+            let owned: Vec<(Vec<u8>, Vec<u8>)> = records
+                .iter()
+                .map(|(k, p)| (k.to_vec(), p.clone()))
+                .collect();
+            let appended = tokio::task::spawn_blocking(move || {
+                let borrowed: Vec<(&[u8], &[u8])> = owned
+                    .iter()
+                    .map(|(k, p)| (k.as_slice(), p.as_slice()))
+                    .collect();
+                inbox.append(&borrowed)
+            })
+            .await;
+            match appended {
+                Ok(Ok(seqs)) => seqs,
+                Ok(Err(e)) => return Err(not_durable(&e.to_string(), records.len())),
+                Err(e) => return Err(not_durable(&e.to_string(), records.len())),
+            }
+        }
+        _ => Vec::new(),
+    };
     let mut deliveries = Vec::new();
-    for raw in decoded.iter().filter_map(|d| d.as_ref().ok()) {
-        let payload = collector.codec.encode_single_object(raw);
+    for (key, payload) in &records {
         let record = FutureRecord::to(&collector.topic)
-            .key(raw.anonymous_id.as_bytes())
-            .payload(&payload);
+            .key(*key)
+            .payload(payload);
         match collector.producer.send_result(record) {
             Ok(delivery) => deliveries.push(delivery),
             Err((e, _)) => return Err(unavailable(&e.to_string(), collector.timeout)),
         }
     }
     let acknowledged = async {
-        for delivery in deliveries {
+        for (i, delivery) in deliveries.into_iter().enumerate() {
             match delivery.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(delivered)) => {
+                    if let (Some(inbox), Some(seq)) = (&collector.inbox, seqs.get(i)) {
+                        inbox.produced(*seq, delivered.partition, delivered.offset);
+                    }
+                }
                 Ok(Err((e, _))) => return Err(e.to_string()),
                 Err(_) => return Err("the producer was dropped".to_string()),
             }
@@ -305,6 +355,18 @@ pub async fn track(
         rejected,
         results,
     })
+}
+
+fn not_durable(cause: &str, events: usize) -> ApiError {
+    tracing::warn!(error = %cause, "event batch not kept on local disk");
+    telemetry::track_not_durable(events);
+    ApiError::unavailable(
+        "not_durable",
+        format!(
+            "the events could not be kept on local disk ({cause}), so none was accepted; \
+             send the whole batch again later"
+        ),
+    )
 }
 
 fn unavailable(cause: &str, timeout: Duration) -> ApiError {

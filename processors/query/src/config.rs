@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use funnelfold_store::inbox::Inbox;
 
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_runtime::settings::Settings;
@@ -51,6 +54,10 @@ pub struct QueryConfig {
     pub track_timeout: Duration,
     /// What `/v1/track` accepts (the same checks the fold processor applies).
     pub validation: ValidationConfig,
+    /// Where `/v1/track` keeps accepted events on local disk before producing them
+    /// (`funnelfold up`, whose embedded broker keeps its log in memory); `None` against
+    /// a real cluster, where the brokers' acknowledgement is what makes them durable.
+    pub inbox: Option<Arc<Inbox>>,
 }
 
 impl Default for QueryConfig {
@@ -67,6 +74,7 @@ impl Default for QueryConfig {
             metrics_listen: None,
             track_timeout: Duration::from_secs(5),
             validation: ValidationConfig::default(),
+            inbox: None,
         }
     }
 }
@@ -87,6 +95,7 @@ impl std::fmt::Debug for QueryConfig {
             .field("traffic_cache_ttl", &self.traffic_cache_ttl)
             .field("metrics_listen", &self.metrics_listen)
             .field("track_timeout", &self.track_timeout)
+            .field("inbox", &self.inbox.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +132,7 @@ impl QueryConfig {
             metrics_listen: None,
             track_timeout: Duration::from_millis(q.track_timeout_ms),
             validation: ValidationConfig::default(),
+            inbox: None,
         })
     }
 }

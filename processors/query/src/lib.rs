@@ -110,11 +110,10 @@ pub async fn spawn(
         tracing::warn!("no API keys configured: access checks are OFF, anyone who reaches this port can read every funnel");
     }
     let collector = match &cfg.kafka {
-        Some(kafka) => Some(collector::Collector::new(
-            kafka,
-            &cfg.topics.raw,
-            cfg.track_timeout,
-        )?),
+        Some(kafka) => Some(
+            collector::Collector::new(kafka, &cfg.topics.raw, cfg.track_timeout)?
+                .with_inbox(cfg.inbox.clone()),
+        ),
         None => {
             tracing::warn!("no Kafka configured: /v1/track answers 503");
             None

@@ -141,6 +141,11 @@ pub fn track_accepted(n: usize) {
     metrics::counter!(TRACK_EVENTS, "result" => "accepted", "reason" => "").increment(n as u64);
 }
 
+/// Events of a batch refused because they could not be kept on local disk.
+pub fn track_not_durable(n: usize) {
+    metrics::counter!(TRACK_EVENTS, "result" => "not_durable", "reason" => "").increment(n as u64);
+}
+
 pub fn track_rejected(reason: &'static str) {
     metrics::counter!(TRACK_EVENTS, "result" => "rejected", "reason" => reason).increment(1);
 }

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
 
 use crate::config::{KafkaSettings, Topics};
-use crate::log_identity::EMBEDDED_MARKER;
+use crate::log_identity::{embedded_log, EMBEDDED_MARKER};
 
 /// An id for an embedded broker instance: the time, the process and a counter, so
 /// that two instances, in one process or across restarts, never share one.
@@ -31,6 +31,8 @@ pub struct EmbeddedBroker {
     /// `test.mock.num.brokers`) and stops it when the client is dropped.
     host: BaseProducer,
     bootstrap: String,
+    /// Drawn at start: names this instance's logs.
+    instance: String,
 }
 
 impl EmbeddedBroker {
@@ -68,14 +70,25 @@ impl EmbeddedBroker {
         // Every start is a new log (offsets from 0 again): this marker names it, so
         // that a store's checkpoints of an earlier instance are never taken for this
         // one's (see `crate::log_identity`).
-        cluster.create_topic(&format!("{EMBEDDED_MARKER}{}", instance_id()), 1, 1)?;
+        let instance = instance_id();
+        cluster.create_topic(&format!("{EMBEDDED_MARKER}{instance}"), 1, 1)?;
         let bootstrap = cluster.bootstrap_servers();
         drop(cluster);
-        Ok(EmbeddedBroker { host, bootstrap })
+        Ok(EmbeddedBroker {
+            host,
+            bootstrap,
+            instance,
+        })
     }
 
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The identity of a topic's log on this instance, as the processor's checks read
+    /// it (see `crate::log_identity`).
+    pub fn log(&self, topic: &str) -> String {
+        embedded_log(&self.instance, topic)
     }
 
     /// The underlying mock cluster (tests use it to inject broker faults).

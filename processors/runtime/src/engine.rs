@@ -15,6 +15,13 @@
 //! retries are dropped by `eventId` within the dedupe window of the fold state, which
 //! is part of the same durable state. Hence every accepted event changes the
 //! projections exactly once.
+//!
+//! All of this holds while the store and the log stay together: a checkpoint is an
+//! offset in one log. So a checkpoint names its log, and the processor checks every
+//! assigned partition against the store before folding it ([`crate::assignment`]):
+//! a checkpoint of another log, one beyond the partition's end, or a group whose
+//! committed offset is ahead of the store is refused, or moved explicitly (a rebuild
+//! or a rebase, recorded in the store before the first record is folded).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};

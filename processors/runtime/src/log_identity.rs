@@ -29,6 +29,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 /// and has no settable cluster id, and a topic is what every Kafka client can see.
 pub const EMBEDDED_MARKER: &str = "__funnelfold.embedded.";
 
+/// The log identity of a topic of the embedded broker instance `instance`.
+pub fn embedded_log(instance: &str, topic: &str) -> String {
+    format!("embedded:{instance}/{topic}")
+}
+
 /// The log identity of each topic asked for: `embedded:<instance>/<topic>` on the
 /// embedded broker (see [`EMBEDDED_MARKER`]), `topic-id:<base64 UUID>` where the broker
 /// gives a topic id, else `cluster:<cluster id>/<topic>`. A topic the broker does not
@@ -46,7 +51,7 @@ pub fn topic_logs<C: ClientContext>(
     {
         return Ok(topics
             .iter()
-            .map(|t| ((*t).to_owned(), format!("embedded:{instance}/{t}")))
+            .map(|t| ((*t).to_owned(), embedded_log(instance, t)))
             .collect());
     }
     let ids = match describe_topic_ids(client, topics, timeout) {
