@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod processor;
 pub mod producer;
 pub mod settings;
@@ -17,4 +18,7 @@ pub mod telemetry;
 
 pub use config::{KafkaSettings, Topics};
 pub use engine::{Counters, Engine, EngineConfig};
-pub use processor::{spawn, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle};
+pub use health::Health;
+pub use processor::{
+    spawn, spawn_with_health, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle,
+};

@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 
 use crate::config::{KafkaSettings, Topics};
 use crate::engine::{Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader};
+use crate::health::Health;
 use crate::telemetry;
 
 /// Settings of one fold processor.
@@ -95,6 +96,23 @@ struct Core {
     /// Partitions whose store checkpoint was committed to Kafka since they were
     /// assigned, having been found ahead of Kafka's offset (see `commit_checkpoint`).
     checkpoint_committed: HashSet<i32>,
+    /// Unhealthy while the store fails, so that the API stops accepting what nothing
+    /// can make durable.
+    health: Arc<Health>,
+    /// Set when the processor is asked to stop: store retries give up on it.
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Sleeps for `backoff`, or less when asked to stop meanwhile.
+fn pause(shutdown: &AtomicBool, backoff: Duration) {
+    let until = Instant::now() + backoff;
+    while !shutdown.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// A flush whose store write runs while folding goes on.
@@ -171,9 +189,28 @@ impl StoreReader for BlockingReader<'_> {
 }
 
 impl Core {
+    /// The store failed to `stage` (`be read`, `be written`): tell the API and the
+    /// metrics, until [`Core::store_works`].
+    fn store_fails(&self, stage: &str, error: &str) {
+        self.health.set_unhealthy(format!(
+            "the store cannot {stage} ({error}); folding and committing are paused and retried until it can"
+        ));
+        telemetry::store_writable(false);
+    }
+
+    /// The store took a read or a write after failing.
+    fn store_works(&self) {
+        if !self.health.is_healthy() {
+            tracing::info!("the store works again: folding resumes");
+            self.health.set_healthy();
+            telemetry::store_writable(true);
+        }
+    }
+
     /// Retries transient store errors with backoff; never skips the record.
     fn apply(&mut self, rec: Record<'_>, shutdown: &AtomicBool) -> Result<Outcome, StoreError> {
         let mut backoff = Duration::from_millis(50);
+        let mut failed = false;
         loop {
             let reader = BlockingReader {
                 store: &*self.store,
@@ -189,12 +226,17 @@ impl Core {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");
                     telemetry::store_retry("read");
-                    std::thread::sleep(backoff);
+                    self.store_fails("be read", &e);
+                    failed = true;
+                    pause(shutdown, backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 other => {
                     match &other {
                         Ok(_) => {
+                            if failed {
+                                self.store_works();
+                            }
                             if let Some(started) = timed {
                                 telemetry::record_folded(started.elapsed());
                             }
@@ -335,10 +377,20 @@ impl Core {
             match result {
                 Ok(()) => break,
                 Err(StoreError::Transient(e)) => {
-                    tracing::warn!(error = %e, "store flush failed; retrying");
                     telemetry::store_error("flush", "transient");
+                    self.store_fails("be written", &e);
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        // Nothing of this flush is committed: whoever reads its
+                        // partitions next folds its records again from the last
+                        // checkpoint. Waiting for the store instead could be forever.
+                        return Err(StoreError::Transient(format!(
+                            "stopped while the store could not be written ({e}); what was folded since the last checkpoint is not committed and will be folded again"
+                        ))
+                        .into());
+                    }
+                    tracing::warn!(error = %e, ?backoff, "store flush failed; retrying");
                     telemetry::store_retry("flush");
-                    std::thread::sleep(backoff);
+                    pause(&self.shutdown, backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
@@ -348,6 +400,7 @@ impl Core {
                 }
             }
         }
+        self.store_works();
         let stored = summary.started.elapsed();
         // Freeing a flush (hundreds of thousands of rows while catching up) was 4% of
         // the folding thread's time, by profile: the runtime's blocking pool does it.
@@ -585,6 +638,7 @@ pub struct ProcessorHandle {
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), ProcessorError>>>,
     core: Arc<Mutex<Core>>,
+    health: Arc<Health>,
 }
 
 impl ProcessorHandle {
@@ -600,6 +654,11 @@ impl ProcessorHandle {
 
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.shutdown)
+    }
+
+    /// Unhealthy while the store fails the processor's reads or writes.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
     }
 
     /// Waits for the processor to end (after [`ProcessorHandle::stop`] or a fatal
@@ -634,6 +693,18 @@ pub fn spawn(
     store: Arc<dyn Store>,
     rt: Handle,
 ) -> Result<ProcessorHandle, ProcessorError> {
+    spawn_with_health(cfg, store, rt, Arc::new(Health::new()))
+}
+
+/// Like [`spawn`], reporting to `health`: made before the processor, it can be handed
+/// to the API started before it.
+pub fn spawn_with_health(
+    cfg: ProcessorConfig,
+    store: Arc<dyn Store>,
+    rt: Handle,
+    health: Arc<Health>,
+) -> Result<ProcessorHandle, ProcessorError> {
+    let shutdown = Arc::new(AtomicBool::new(false));
     let producer: FutureProducer = cfg.kafka.producer_config().create()?;
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.group.clone_from(&cfg.topics.group);
@@ -652,6 +723,8 @@ pub fn spawn(
         inflight: None,
         fatal: None,
         checkpoint_committed: HashSet::new(),
+        health: Arc::clone(&health),
+        shutdown: Arc::clone(&shutdown),
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
@@ -660,7 +733,7 @@ pub fn spawn(
     })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    telemetry::store_writable(health.is_healthy());
     let thread = {
         let shutdown = Arc::clone(&shutdown);
         let core = Arc::clone(&core);
@@ -673,6 +746,7 @@ pub fn spawn(
         shutdown,
         thread: Some(thread),
         core,
+        health,
     })
 }
 

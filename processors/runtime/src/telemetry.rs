@@ -23,6 +23,7 @@ pub const CACHE_DIRTY_VISITORS: &str = "funnelfold_cache_dirty_visitors";
 pub const CACHE_LOOKUPS: &str = "funnelfold_cache_lookups_total";
 pub const STORE_ERRORS: &str = "funnelfold_store_errors_total";
 pub const ASSIGNED_PARTITIONS: &str = "funnelfold_assigned_partitions";
+pub const STORE_WRITABLE: &str = "funnelfold_store_writable";
 
 /// Bucket bounds of [`FLUSH_SECONDS`]: from a millisecond (a small flush to the
 /// embedded store) to a minute (a store far behind the flush interval).
@@ -145,4 +146,11 @@ pub fn store_errors_exist() {
 /// Partitions of `events.raw` this processor owns, after every rebalance.
 pub fn assigned_partitions(n: usize) {
     metrics::gauge!(ASSIGNED_PARTITIONS).set(n as f64);
+}
+
+/// Whether the store takes the processor's writes (and reads): 0 from the first failed
+/// attempt until one succeeds, while nothing is folded or committed. Set to 1 at start,
+/// so that the series exists before anything fails.
+pub fn store_writable(writable: bool) {
+    metrics::gauge!(STORE_WRITABLE).set(if writable { 1.0 } else { 0.0 });
 }
