@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_runtime::settings::Settings;
-use funnelfold_runtime::{KafkaSettings, Topics};
+use funnelfold_runtime::{Health, KafkaSettings, Topics};
 use serde::Deserialize;
 
 /// The environment variable [`ApiKeys::from_env`] reads.
@@ -51,6 +52,11 @@ pub struct QueryConfig {
     pub track_timeout: Duration,
     /// What `/v1/track` accepts (the same checks the fold processor applies).
     pub validation: ValidationConfig,
+    /// The health of the fold processor that makes this server's events durable, when
+    /// it runs in the same process (`funnelfold up`). While it is unhealthy (its store
+    /// cannot write), `/healthz` answers 503 with the reason and `/v1/track` refuses
+    /// events with 503 `store_unavailable`. `None`: neither looks.
+    pub health: Option<Arc<Health>>,
 }
 
 impl Default for QueryConfig {
@@ -67,6 +73,7 @@ impl Default for QueryConfig {
             metrics_listen: None,
             track_timeout: Duration::from_secs(5),
             validation: ValidationConfig::default(),
+            health: None,
         }
     }
 }
@@ -87,6 +94,7 @@ impl std::fmt::Debug for QueryConfig {
             .field("traffic_cache_ttl", &self.traffic_cache_ttl)
             .field("metrics_listen", &self.metrics_listen)
             .field("track_timeout", &self.track_timeout)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +131,7 @@ impl QueryConfig {
             metrics_listen: None,
             track_timeout: Duration::from_millis(q.track_timeout_ms),
             validation: ValidationConfig::default(),
+            health: None,
         })
     }
 }
