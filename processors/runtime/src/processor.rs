@@ -371,7 +371,6 @@ impl Core {
             .rt
             .block_on(write)
             .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
-        self.totals.waited_for_store += waiting.elapsed();
         let mut backoff = Duration::from_millis(50);
         loop {
             match result {
@@ -400,6 +399,8 @@ impl Core {
                 }
             }
         }
+        // Retries included: folding stood still for them too.
+        self.totals.waited_for_store += waiting.elapsed();
         self.store_works();
         let stored = summary.started.elapsed();
         // Freeing a flush (hundreds of thousands of rows while catching up) was 4% of
