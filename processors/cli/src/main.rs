@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use funnelfold_core::sim::SimConfig;
 use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
 use funnelfold_runtime::settings::{self, Flags, Settings};
-use funnelfold_runtime::{producer, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
+use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
 use funnelfold_store::Store;
 
 mod inbox;
@@ -595,8 +595,9 @@ fn run_processor(
     cfg: ProcessorConfig,
     store: Arc<dyn Store>,
     shutdown: &AtomicBool,
+    health: Arc<Health>,
 ) -> Result<()> {
-    let handle = funnelfold_runtime::spawn(cfg, store, rt.handle().clone())?;
+    let handle = funnelfold_runtime::spawn_with_health(cfg, store, rt.handle().clone(), health)?;
     let stop = handle.shutdown_flag();
     while !shutdown.load(Ordering::Relaxed) && !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
@@ -680,6 +681,10 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     }
     let mut query_cfg = query_config(&settings, Some(kafka.clone()))?;
     query_cfg.inbox = inbox;
+    // The API answers for the processor beside it: while its store cannot write,
+    // /healthz says so and /v1/track stops accepting events.
+    let health = Arc::new(Health::new());
+    query_cfg.health = Some(Arc::clone(&health));
     let access = if query_cfg.api_keys.is_some() {
         "on"
     } else {
@@ -695,7 +700,7 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
     // while the store keeps everything folded before: fold the new log from its start
     // on top of the store's state.
     cfg.on_log_mismatch = OnMismatch::Rebase;
-    let result = run_processor(rt, cfg, store, &shutdown);
+    let result = run_processor(rt, cfg, store, &shutdown, health);
     rt.block_on(api.shutdown()).context("stopping the API")?;
     if let Some(trimmer) = trimmer {
         trimmer.finish(rt);
@@ -751,7 +756,7 @@ fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Resul
     let store = rt.block_on(store_url::open(&settings.store))?;
     println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);
-    run_processor(rt, cfg, store, &shutdown)
+    run_processor(rt, cfg, store, &shutdown, Arc::new(Health::new()))
 }
 
 async fn simulate(settings: Settings, args: SimulateArgs) -> Result<()> {

@@ -44,6 +44,21 @@ use crate::telemetry;
 
 pub const MAX_EVENTS: usize = 500;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The code of the 503 answered while the store cannot write.
+pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+/// Its `Retry-After`: the processor retries the store about this often at most.
+pub const STORE_RETRY_AFTER_SECONDS: &str = "5";
+
+/// The answer while the fold processor's store cannot write (a full disk, a failing
+/// device): no event of the batch was accepted, and the client should send it again.
+pub fn store_unavailable(reason: &str) -> ApiError {
+    ApiError::unavailable(
+        STORE_UNAVAILABLE,
+        format!(
+            "nothing can be made durable now, so no event of this batch was accepted; send it again later ({reason})"
+        ),
+    )
+}
 
 /// The Kafka side of the collector.
 pub struct Collector {

@@ -14,7 +14,7 @@ use funnelfold_store::inbox::Inbox;
 
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_runtime::settings::Settings;
-use funnelfold_runtime::{KafkaSettings, Topics};
+use funnelfold_runtime::{Health, KafkaSettings, Topics};
 use serde::Deserialize;
 
 /// The environment variable [`ApiKeys::from_env`] reads.
@@ -58,6 +58,11 @@ pub struct QueryConfig {
     /// (`funnelfold up`, whose embedded broker keeps its log in memory); `None` against
     /// a real cluster, where the brokers' acknowledgement is what makes them durable.
     pub inbox: Option<Arc<Inbox>>,
+    /// The health of the fold processor that makes this server's events durable, when
+    /// it runs in the same process (`funnelfold up`). While it is unhealthy (its store
+    /// cannot write), `/healthz` answers 503 with the reason and `/v1/track` refuses
+    /// events with 503 `store_unavailable`. `None`: neither looks.
+    pub health: Option<Arc<Health>>,
 }
 
 impl Default for QueryConfig {
@@ -75,6 +80,7 @@ impl Default for QueryConfig {
             track_timeout: Duration::from_secs(5),
             validation: ValidationConfig::default(),
             inbox: None,
+            health: None,
         }
     }
 }
@@ -96,6 +102,7 @@ impl std::fmt::Debug for QueryConfig {
             .field("metrics_listen", &self.metrics_listen)
             .field("track_timeout", &self.track_timeout)
             .field("inbox", &self.inbox.is_some())
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +140,7 @@ impl QueryConfig {
             track_timeout: Duration::from_millis(q.track_timeout_ms),
             validation: ValidationConfig::default(),
             inbox: None,
+            health: None,
         })
     }
 }

@@ -148,6 +148,7 @@ pub async fn spawn(
         cursors: cursor::CursorKey::new(cfg.cursor_secret.as_deref()),
         collector,
         validation: cfg.validation.clone(),
+        health: cfg.health.clone(),
     });
     let app = routes::router(state);
     let addr = listener.local_addr()?;

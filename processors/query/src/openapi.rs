@@ -222,10 +222,17 @@ fn healthz_op() -> Value {
     json!({ "get": {
                 "summary": "Liveness. Open (no key).",
                 "operationId": "healthz",
-                "responses": { "200": ok("The server is up.", json!({ "type": "object", "properties": {
-                    "status": { "type": "string" }, "store": { "type": "string" }, "profileCache": { "type": "string" },
-                    "accessChecks": { "type": "boolean" }, "collector": { "type": "boolean" } } })) }
+                "responses": {
+                    "200": ok("The server is up.", health_schema()),
+                    "503": ok("Unhealthy: the fold processor of this process cannot write its store (status \"unhealthy\", with the reason); /v1/track refuses events meanwhile.", health_schema()) }
             } })
+}
+
+fn health_schema() -> Value {
+    json!({ "type": "object", "properties": {
+        "status": { "type": "string", "enum": ["ok", "unhealthy"] }, "reason": { "type": "string" },
+        "store": { "type": "string" }, "profileCache": { "type": "string" },
+        "accessChecks": { "type": "boolean" }, "collector": { "type": "boolean" } } })
 }
 
 fn openapi_op() -> Value {
@@ -343,7 +350,7 @@ fn track_op() -> Value {
                 "401": error_response("missing_key or invalid_key."),
                 "403": error_response("forbidden: an event's funnel is not covered by the key."),
                 "413": error_response("body_too_large or too_many_events."),
-                "503": error_response("collector_disabled (no Kafka configured) or broker_unavailable (not acknowledged in time).")
+                "503": error_response("collector_disabled (no Kafka configured), broker_unavailable (not acknowledged in time) or store_unavailable (the store cannot write, for example a full disk: nothing was produced; Retry-After says when to send the batch again).")
             }
         },
         "options": {

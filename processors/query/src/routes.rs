@@ -15,6 +15,7 @@ use axum::Router;
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_core::{EventRow, SessionRow};
+use funnelfold_runtime::Health;
 use funnelfold_store::{EventCursor, EventFilter, PageRequest, SessionCursor, Store};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,8 @@ pub struct AppState {
     pub cursors: CursorKey,
     pub collector: Option<Collector>,
     pub validation: ValidationConfig,
+    /// The fold processor's health, when it runs in this process.
+    pub health: Option<Arc<Health>>,
 }
 
 type Shared = Arc<AppState>;
@@ -151,8 +154,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Health {
+struct HealthJson {
     status: &'static str,
+    /// Why not `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     store: &'static str,
     profile_cache: &'static str,
     access_checks: bool,
@@ -161,8 +167,10 @@ struct Health {
 
 async fn healthz(State(s): State<Shared>, uri: Uri) -> Result<Response, ApiError> {
     Params::parse(uri.query(), &[])?;
-    let health = Health {
-        status: "ok",
+    let reason = s.health.as_ref().and_then(|h| h.status());
+    let health = HealthJson {
+        status: if reason.is_some() { "unhealthy" } else { "ok" },
+        reason,
         store: s.store.engine(),
         profile_cache: if s.cache.is_enabled() {
             "on"
@@ -172,7 +180,14 @@ async fn healthz(State(s): State<Shared>, uri: Uri) -> Result<Response, ApiError
         access_checks: !s.access.is_open(),
         collector: s.collector.is_some(),
     };
-    Ok(json_response(StatusCode::OK, &health))
+    // 503 while the fold processor cannot write: a load balancer or an orchestrator
+    // then sends the collector's traffic elsewhere.
+    let status = if health.reason.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, &health))
 }
 
 async fn openapi_json(uri: Uri) -> Result<Response, ApiError> {
@@ -576,12 +591,26 @@ async fn track(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Body
         // 401 before anything else: an anonymous caller learns nothing about the body.
         let grant = s.access.authenticate(&headers)?;
         Params::parse(uri.query(), &[])?;
+        // Before anything is produced: an event accepted now could not be made durable,
+        // and would wait in the broker for a store that may not come back before the
+        // broker drops it.
+        if let Some(reason) = s.health.as_ref().and_then(|h| h.status()) {
+            return Err(collector::store_unavailable(&reason));
+        }
         let bytes = read_body(body, collector::MAX_BODY_BYTES).await?;
         collector::track(s.collector.as_ref(), &s.validation, grant.as_ref(), &bytes).await
     }
     .await;
     with_cors(match result {
         Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(e) if e.code == collector::STORE_UNAVAILABLE => {
+            let mut response = e.into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(collector::STORE_RETRY_AFTER_SECONDS),
+            );
+            response
+        }
         Err(e) => e.into_response(),
     })
 }

@@ -316,3 +316,57 @@ async fn a_forbidden_batch_produces_nothing() -> anyhow::Result<()> {
     drop(broker);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_cannot_write_track_is_503_and_produces_nothing() -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start(1, &Topics::default(), 1)?;
+    let health = Arc::new(funnelfold_runtime::Health::new());
+    let cfg = QueryConfig {
+        kafka: Some(KafkaSettings::new(broker.bootstrap_servers())),
+        follow_changelog: false,
+        health: Some(Arc::clone(&health)),
+        ..QueryConfig::default()
+    };
+    let server = start(cfg, empty_store()).await?;
+    let addr = server.local_addr();
+    let now = now_ms();
+    let batch = |id: &str| json!([to_json(&event("shop", "ann", id, "page_view", now))]);
+
+    health.set_unhealthy("the store cannot be written (No space left on device)");
+    let v = get(addr, "/healthz", None).await?;
+    assert_eq!(v.status, 503);
+    let body = v.json();
+    assert_eq!(body["status"], "unhealthy", "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left")),
+        "{body}"
+    );
+    let refused = post_json(addr, "/v1/track", None, &batch("refused")).await?;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (503, "store_unavailable")
+    );
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.header("access-control-allow-origin"), Some("*"));
+
+    health.set_healthy();
+    let v = get(addr, "/healthz", None).await?;
+    assert_eq!((v.status, v.json()["status"].clone()), (200, json!("ok")));
+    assert!(v.json().get("reason").is_none());
+    let accepted = post_json(addr, "/v1/track", None, &batch("accepted")).await?;
+    assert_eq!(accepted.status, 200);
+
+    // Only the batch sent while healthy reached the topic.
+    let records = read_topic(broker.bootstrap_servers(), "events.raw", 1);
+    let codec = Codec::new();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|(_, payload)| codec.decode(payload).expect("decodes").event_id)
+        .collect();
+    assert_eq!(ids, ["accepted"]);
+    server.shutdown().await?;
+    drop(broker);
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod assignment;
 pub mod broker;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod log_identity;
 pub mod processor;
 pub mod producer;
@@ -20,4 +21,7 @@ pub mod telemetry;
 pub use assignment::OnMismatch;
 pub use config::{KafkaSettings, Topics};
 pub use engine::{Counters, Engine, EngineConfig};
-pub use processor::{spawn, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle};
+pub use health::Health;
+pub use processor::{
+    spawn, spawn_with_health, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle,
+};

@@ -30,6 +30,7 @@ use crate::config::{KafkaSettings, Topics};
 use crate::engine::{
     write_timestamp, Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader,
 };
+use crate::health::Health;
 use crate::log_identity;
 use crate::telemetry;
 
@@ -112,6 +113,23 @@ struct Core {
     write_generation: i64,
     /// The brokers, for messages.
     brokers: String,
+    /// Unhealthy while the store fails, so that the API stops accepting what nothing
+    /// can make durable.
+    health: Arc<Health>,
+    /// Set when the processor is asked to stop: store retries give up on it.
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Sleeps for `backoff`, or less when asked to stop meanwhile.
+fn pause(shutdown: &AtomicBool, backoff: Duration) {
+    let until = Instant::now() + backoff;
+    while !shutdown.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// A flush whose store write runs while folding goes on.
@@ -188,9 +206,62 @@ impl StoreReader for BlockingReader<'_> {
 }
 
 impl Core {
+    /// The store failed to `stage` (`be read`, `be written`): tell the API and the
+    /// metrics, until [`Core::store_works`].
+    fn store_fails(&self, stage: &str, error: &str) {
+        self.health.set_unhealthy(format!(
+            "the store cannot {stage} ({error}); folding and committing are paused and retried until it can"
+        ));
+        telemetry::store_writable(false);
+    }
+
+    /// Runs a store call of the assignment's checks, retrying transient errors with
+    /// backoff like every other store call (a full disk at start must pause, not stop
+    /// the processor), until it works or the processor is asked to stop.
+    fn with_retries<T>(
+        &self,
+        stage: &'static str,
+        mut call: impl FnMut(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match call(self) {
+                Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store call failed; retrying");
+                    telemetry::store_error(stage, "transient");
+                    telemetry::store_retry(stage);
+                    let what = if stage == "read" {
+                        "be read"
+                    } else {
+                        "be written"
+                    };
+                    self.store_fails(what, &e);
+                    pause(&self.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => {
+                    if other.is_ok() {
+                        self.store_works();
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// The store took a read or a write after failing.
+    fn store_works(&self) {
+        if !self.health.is_healthy() {
+            tracing::info!("the store works again: folding resumes");
+            self.health.set_healthy();
+            telemetry::store_writable(true);
+        }
+    }
+
     /// Retries transient store errors with backoff; never skips the record.
     fn apply(&mut self, rec: Record<'_>, shutdown: &AtomicBool) -> Result<Outcome, StoreError> {
         let mut backoff = Duration::from_millis(50);
+        let mut failed = false;
         loop {
             let reader = BlockingReader {
                 store: &*self.store,
@@ -206,12 +277,17 @@ impl Core {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");
                     telemetry::store_retry("read");
-                    std::thread::sleep(backoff);
+                    self.store_fails("be read", &e);
+                    failed = true;
+                    pause(shutdown, backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 other => {
                     match &other {
                         Ok(_) => {
+                            if failed {
+                                self.store_works();
+                            }
                             if let Some(started) = timed {
                                 telemetry::record_folded(started.elapsed());
                             }
@@ -346,16 +422,25 @@ impl Core {
             .rt
             .block_on(write)
             .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
-        self.totals.waited_for_store += waiting.elapsed();
         let mut backoff = Duration::from_millis(50);
         loop {
             match result {
                 Ok(()) => break,
                 Err(StoreError::Transient(e)) => {
-                    tracing::warn!(error = %e, "store flush failed; retrying");
                     telemetry::store_error("flush", "transient");
+                    self.store_fails("be written", &e);
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        // Nothing of this flush is committed: whoever reads its
+                        // partitions next folds its records again from the last
+                        // checkpoint. Waiting for the store instead could be forever.
+                        return Err(StoreError::Transient(format!(
+                            "stopped while the store could not be written ({e}); what was folded since the last checkpoint is not committed and will be folded again"
+                        ))
+                        .into());
+                    }
+                    tracing::warn!(error = %e, ?backoff, "store flush failed; retrying");
                     telemetry::store_retry("flush");
-                    std::thread::sleep(backoff);
+                    pause(&self.shutdown, backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
@@ -365,6 +450,9 @@ impl Core {
                 }
             }
         }
+        // Retries included: folding stood still for them too.
+        self.totals.waited_for_store += waiting.elapsed();
+        self.store_works();
         let stored = summary.started.elapsed();
         // Freeing a flush (hundreds of thousands of rows while catching up) was 4% of
         // the folding thread's time, by profile: the runtime's blocking pool does it.
@@ -676,12 +764,14 @@ impl Ctx {
             let (_, end) =
                 retry(|| consumer.fetch_watermarks(&topic, partition, PLACEMENT_TIMEOUT))
                     .map_err(|e| broker_error("reading a partition's end offset", e))?;
-            let reader = BlockingReader {
-                store: &*core.store,
-                rt: &core.rt,
-                group: &group,
-            };
-            let stored = reader.checkpoint(&topic, partition)?;
+            let stored = core.with_retries("read", |c| {
+                let reader = BlockingReader {
+                    store: &*c.store,
+                    rt: &c.rt,
+                    group: &group,
+                };
+                reader.checkpoint(&topic, partition)
+            })?;
             let committed =
                 committed
                     .find_partition(&topic, partition)
@@ -732,13 +822,15 @@ impl Ctx {
             if placed.record {
                 let ts =
                     write_timestamp(placed.checkpoint.generation, placed.checkpoint.next_offset);
-                core.rt.block_on(core.store.set_checkpoint(
-                    &group,
-                    &topic,
-                    partition,
-                    &placed.checkpoint,
-                    ts,
-                ))?;
+                core.with_retries("flush", |c| {
+                    c.rt.block_on(c.store.set_checkpoint(
+                        &group,
+                        &topic,
+                        partition,
+                        &placed.checkpoint,
+                        ts,
+                    ))
+                })?;
             }
             if let Some(start) = placed.start {
                 tpl.set_partition_offset(&topic, partition, Offset::Offset(start))?;
@@ -772,6 +864,7 @@ pub struct ProcessorHandle {
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), ProcessorError>>>,
     core: Arc<Mutex<Core>>,
+    health: Arc<Health>,
 }
 
 impl ProcessorHandle {
@@ -787,6 +880,11 @@ impl ProcessorHandle {
 
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.shutdown)
+    }
+
+    /// Unhealthy while the store fails the processor's reads or writes.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
     }
 
     /// Waits for the processor to end (after [`ProcessorHandle::stop`] or a fatal
@@ -821,6 +919,18 @@ pub fn spawn(
     store: Arc<dyn Store>,
     rt: Handle,
 ) -> Result<ProcessorHandle, ProcessorError> {
+    spawn_with_health(cfg, store, rt, Arc::new(Health::new()))
+}
+
+/// Like [`spawn`], reporting to `health`: made before the processor, it can be handed
+/// to the API started before it.
+pub fn spawn_with_health(
+    cfg: ProcessorConfig,
+    store: Arc<dyn Store>,
+    rt: Handle,
+    health: Arc<Health>,
+) -> Result<ProcessorHandle, ProcessorError> {
+    let shutdown = Arc::new(AtomicBool::new(false));
     let producer: FutureProducer = cfg.kafka.producer_config().create()?;
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.group.clone_from(&cfg.topics.group);
@@ -842,6 +952,8 @@ pub fn spawn(
         on_log_mismatch: cfg.on_log_mismatch,
         write_generation: cfg.engine.write_generation,
         brokers: cfg.kafka.brokers.clone(),
+        health: Arc::clone(&health),
+        shutdown: Arc::clone(&shutdown),
     }));
     let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
         core: Arc::clone(&core),
@@ -851,7 +963,7 @@ pub fn spawn(
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
     telemetry::log_mismatches_exist();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    telemetry::store_writable(health.is_healthy());
     let thread = {
         let shutdown = Arc::clone(&shutdown);
         let core = Arc::clone(&core);
@@ -864,6 +976,7 @@ pub fn spawn(
         shutdown,
         thread: Some(thread),
         core,
+        health,
     })
 }
 

@@ -24,6 +24,7 @@ pub const CACHE_LOOKUPS: &str = "funnelfold_cache_lookups_total";
 pub const STORE_ERRORS: &str = "funnelfold_store_errors_total";
 pub const ASSIGNED_PARTITIONS: &str = "funnelfold_assigned_partitions";
 pub const LOG_MISMATCHES: &str = "funnelfold_log_mismatches_total";
+pub const STORE_WRITABLE: &str = "funnelfold_store_writable";
 
 /// Bucket bounds of [`FLUSH_SECONDS`]: from a millisecond (a small flush to the
 /// embedded store) to a minute (a store far behind the flush interval).
@@ -163,4 +164,11 @@ pub fn log_mismatches_exist() {
             metrics::counter!(LOG_MISMATCHES, "reason" => reason, "action" => action).increment(0);
         }
     }
+}
+
+/// Whether the store takes the processor's writes (and reads): 0 from the first failed
+/// attempt until one succeeds, while nothing is folded or committed. Set to 1 at start,
+/// so that the series exists before anything fails.
+pub fn store_writable(writable: bool) {
+    metrics::gauge!(STORE_WRITABLE).set(if writable { 1.0 } else { 0.0 });
 }

@@ -12,10 +12,12 @@
 //! redb is synchronous, so every call runs on tokio's blocking pool. Readers use read
 //! transactions, which see a snapshot and never wait for the writer.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use funnelfold_core::fold::channel_of;
@@ -201,17 +203,140 @@ struct StoredShare {
     counts: TrafficCounts,
 }
 
+thread_local! {
+    /// Set by [`storage_error`] when redb reported an I/O failure on this thread. redb
+    /// refuses everything after one (`PreviousIo`) until the database is closed and
+    /// opened again, and its errors are turned into strings where they happen, deep in
+    /// the table code: this is how [`Db::with`], which runs that code on the same
+    /// thread, learns that it must reopen.
+    static IO_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
 fn storage_error(context: &str, e: impl Into<redb::Error>) -> StoreError {
     let e: redb::Error = e.into();
     match e {
-        // A failed read or write of the file, or another transaction in the way:
-        // worth another try.
-        redb::Error::Io(_) | redb::Error::WouldBlock | redb::Error::TransactionInProgress => {
+        // A failed read or write of the file (a full disk, a failing device), or the
+        // database refusing work after one: worth another try once it is reopened, which
+        // `Db::with` does.
+        redb::Error::Io(_) | redb::Error::PreviousIo => {
+            IO_FAILED.with(|f| f.set(true));
             StoreError::Transient(format!("{context}: {e}"))
         }
-        // Everything else (corruption, a poisoned database after an earlier I/O error,
-        // type mismatches, a file held by another process) needs a person.
+        // Another transaction in the way: worth another try.
+        redb::Error::WouldBlock | redb::Error::TransactionInProgress => {
+            StoreError::Transient(format!("{context}: {e}"))
+        }
+        // Everything else (corruption, type mismatches, a file held by another process)
+        // needs a person.
         _ => StoreError::Fatal(format!("{context}: {e}")),
+    }
+}
+
+/// Opens the database file: what a reopen repeats.
+type Opener = Box<dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync>;
+
+/// The database, behind a lock so that it can be closed and opened again after an I/O
+/// failure while readers and the writer share the store.
+///
+/// Every transaction runs under the read lock; a reopen takes the write lock, so it
+/// waits for every transaction of the old database to end (redb keeps the file locked,
+/// and opening it again fails, until they have) and nothing starts on it meanwhile.
+struct Db {
+    open: Opener,
+    current: RwLock<Current>,
+}
+
+struct Current {
+    /// `None` after a reopen failed (the disk may still be full): the next use tries again.
+    db: Option<Database>,
+    /// Bumped at every reopen, so that callers that failed on the same database reopen
+    /// it once, not once each.
+    generation: u64,
+    /// When a reopen was last tried.
+    reopened_at: Option<Instant>,
+}
+
+/// A failed reopen is not tried again sooner than this: the query API's readers would
+/// otherwise each try one (redb repairs the file on open, which reads all of it).
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Db {
+    fn new(db: Database, open: Opener) -> Db {
+        Db {
+            open,
+            current: RwLock::new(Current {
+                db: Some(db),
+                generation: 0,
+                reopened_at: None,
+            }),
+        }
+    }
+
+    /// Runs `f` on the current database, on this thread. When `f` fails on an I/O
+    /// error, the database is reopened for the next call and the (transient) error
+    /// returned: the caller decides whether and when to try again.
+    fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let mut f = Some(f);
+        // Twice at most: once more after reopening a database a failed reopen left closed.
+        for _ in 0..2 {
+            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            let generation = current.generation;
+            if let Some(db) = &current.db {
+                let Some(f) = f.take() else { break };
+                IO_FAILED.with(|flag| flag.set(false));
+                let result = f(db);
+                drop(current);
+                return match result {
+                    Err(StoreError::Transient(e)) if IO_FAILED.with(Cell::take) => {
+                        Err(StoreError::Transient(match self.reopen(generation) {
+                            Ok(()) => format!("{e} (the store file was reopened)"),
+                            Err(StoreError::Transient(again) | StoreError::Fatal(again)) => {
+                                format!("{e}; {again}")
+                            }
+                        }))
+                    }
+                    other => other,
+                };
+            }
+            drop(current);
+            self.reopen(generation)?;
+        }
+        Err(StoreError::Transient("the embedded store is closed".into()))
+    }
+
+    /// Closes the database if it is still the one of `generation`, and opens the file
+    /// again (redb repairs a file that was not closed cleanly on open).
+    fn reopen(&self, generation: u64) -> Result<()> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.generation != generation {
+            // Another caller reopened it since: use theirs.
+            return Ok(());
+        }
+        if current.db.is_none()
+            && current
+                .reopened_at
+                .is_some_and(|at| at.elapsed() < REOPEN_INTERVAL)
+        {
+            return Err(StoreError::Transient(
+                "the embedded store could not be reopened after an I/O error; trying again shortly"
+                    .into(),
+            ));
+        }
+        if let Some(db) = current.db.take() {
+            // It is closed whatever this says: an error here is the I/O error again.
+            let _ = db.close();
+        }
+        current.generation += 1;
+        current.reopened_at = Some(Instant::now());
+        match (self.open)() {
+            Ok(db) => {
+                current.db = Some(db);
+                Ok(())
+            }
+            // Classified like any other error: a full disk during the repair is worth
+            // another try, a file found corrupt is not.
+            Err(e) => Err(storage_error("reopening the embedded store", e)),
+        }
     }
 }
 
@@ -230,7 +355,7 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 /// The embedded, single-node store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     /// Keeps a temporary store's directory alive as long as the store.
     _temp: Option<Arc<TempDir>>,
 }
@@ -268,18 +393,26 @@ impl EmbeddedStore {
 
     /// Like [`EmbeddedStore::open`], with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self> {
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| {
-                storage_error(&format!("opening the embedded store {}", path.display()), e)
-            })?;
-        let store = EmbeddedStore {
-            db: Arc::new(db),
-            _temp: None,
+        let context = format!("opening the embedded store {}", path.display());
+        let path = path.to_path_buf();
+        let open = move || {
+            redb::Builder::new()
+                .set_cache_size(cache_bytes)
+                .create(&path)
         };
-        store.create_tables()?;
-        Ok(store)
+        Self::open_with(Box::new(open), &context)
+    }
+
+    /// Opens the database `open` opens, creating and migrating its tables: once, at
+    /// first open. A reopen after an I/O error reopens the same file, whose tables this
+    /// already made.
+    fn open_with(open: Opener, context: &str) -> Result<Self> {
+        let db = open().map_err(|e| storage_error(context, e))?;
+        create_tables(&db)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(Db::new(db, open)),
+            _temp: None,
+        })
     }
 
     /// A store in a fresh temporary directory, removed when the last clone is dropped
@@ -307,46 +440,6 @@ impl EmbeddedStore {
         Ok(store)
     }
 
-    /// Creates every table, so that read transactions never meet a missing one.
-    fn create_tables(&self) -> Result<()> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| storage_error("begin write", e))?;
-        {
-            let open = |e| storage_error("creating tables", e);
-            txn.open_table(CHECKPOINTS).map_err(open)?;
-            txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
-            txn.open_table(META).map_err(open)?;
-            txn.open_table(VISITOR_HOURS).map_err(open)?;
-            txn.open_table(EVENT_MINUTES).map_err(open)?;
-            txn.open_table(SESSIONS).map_err(open)?;
-            for def in [
-                VISITOR_STATE,
-                PROFILES,
-                SESSIONS_BY_START,
-                EVENTS_BY_TIME,
-                EVENTS_BY_VISITOR,
-                TRAFFIC_SHARES,
-            ] {
-                txn.open_table(def).map_err(open)?;
-            }
-            // Tables that older builds wrote and this one no longer does.
-            let tables: Vec<String> = txn
-                .list_tables()
-                .map_err(|e| storage_error("listing tables", e))?
-                .map(|t| t.name().to_owned())
-                .collect();
-            let has = |def: TableDefinition<Bytes, Bytes>| tables.iter().any(|t| t == def.name());
-            if has(OLD_SESSIONS) {
-                migrate_session_pointers(&txn)?;
-            }
-            migrate_event_blocks(&txn, has(OLD_EVENTS_BY_TIME), has(OLD_EVENTS_BY_VISITOR))?;
-        }
-        txn.commit()
-            .map_err(|e| storage_error("creating tables", e))
-    }
-
     /// Runs `f` on a read transaction on the blocking pool.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -354,10 +447,49 @@ impl EmbeddedStore {
         F: FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || read_now(&db, f))
+        tokio::task::spawn_blocking(move || db.with(|db| read_now(db, f)))
             .await
             .map_err(|e| StoreError::Fatal(format!("embedded store read task failed: {e}")))?
     }
+}
+
+/// Creates every table, so that read transactions never meet a missing one.
+fn create_tables(db: &Database) -> Result<()> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| storage_error("begin write", e))?;
+    {
+        let open = |e| storage_error("creating tables", e);
+        txn.open_table(CHECKPOINTS).map_err(open)?;
+        txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
+        txn.open_table(META).map_err(open)?;
+        txn.open_table(VISITOR_HOURS).map_err(open)?;
+        txn.open_table(EVENT_MINUTES).map_err(open)?;
+        txn.open_table(SESSIONS).map_err(open)?;
+        for def in [
+            VISITOR_STATE,
+            PROFILES,
+            SESSIONS_BY_START,
+            EVENTS_BY_TIME,
+            EVENTS_BY_VISITOR,
+            TRAFFIC_SHARES,
+        ] {
+            txn.open_table(def).map_err(open)?;
+        }
+        // Tables that older builds wrote and this one no longer does.
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(|e| storage_error("listing tables", e))?
+            .map(|t| t.name().to_owned())
+            .collect();
+        let has = |def: TableDefinition<Bytes, Bytes>| tables.iter().any(|t| t == def.name());
+        if has(OLD_SESSIONS) {
+            migrate_session_pointers(&txn)?;
+        }
+        migrate_event_blocks(&txn, has(OLD_EVENTS_BY_TIME), has(OLD_EVENTS_BY_VISITOR))?;
+    }
+    txn.commit()
+        .map_err(|e| storage_error("creating tables", e))
 }
 
 /// Replaces the copies of session rows kept by stores written before [`SESSIONS`]
@@ -593,11 +725,13 @@ fn get_each<T>(
 impl BlockingReads for EmbeddedStore {
     fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
         let key = checkpoint_key(group, topic, partition);
-        read_now(&self.db, |txn| checkpoint_in(txn, &key))
+        self.db
+            .with(|db| read_now(db, |txn| checkpoint_in(txn, &key)))
     }
 
     fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
-        read_now(&self.db, |txn| visitors_in(txn, keys))
+        self.db
+            .with(|db| read_now(db, |txn| visitors_in(txn, keys)))
     }
 
     fn load_traffic_shares(
@@ -606,7 +740,8 @@ impl BlockingReads for EmbeddedStore {
         partition: i32,
         keys: &[TrafficKey],
     ) -> Result<Vec<Option<TrafficCounts>>> {
-        read_now(&self.db, |txn| shares_in(txn, topic, partition, keys))
+        self.db
+            .with(|db| read_now(db, |txn| shares_in(txn, topic, partition, keys)))
     }
 }
 
@@ -1053,17 +1188,19 @@ impl Store for EmbeddedStore {
         let checkpoint = checkpoint.clone();
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let txn = db
-                .begin_write()
-                .map_err(|e| storage_error("begin write", e))?;
-            {
-                let open = |e| storage_error("open checkpoints", e);
-                let mut offsets = txn.open_table(CHECKPOINTS).map_err(open)?;
-                let mut logs = txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
-                write_checkpoint(&mut offsets, &mut logs, &key, &checkpoint)?;
-            }
-            txn.commit()
-                .map_err(|e| storage_error("committing a checkpoint", e))
+            db.with(|db| {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| storage_error("begin write", e))?;
+                {
+                    let open = |e| storage_error("open checkpoints", e);
+                    let mut offsets = txn.open_table(CHECKPOINTS).map_err(open)?;
+                    let mut logs = txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
+                    write_checkpoint(&mut offsets, &mut logs, &key, &checkpoint)?;
+                }
+                txn.commit()
+                    .map_err(|e| storage_error("committing a checkpoint", e))
+            })
         })
         .await
         .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
@@ -1091,14 +1228,16 @@ impl Store for EmbeddedStore {
         }
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let txn = db
-                .begin_write()
-                .map_err(|e| storage_error("begin write", e))?;
-            // On error the transaction is dropped, which aborts it: nothing of the
-            // flush becomes visible.
-            apply_in(&txn, &flush)?;
-            txn.commit()
-                .map_err(|e| storage_error("committing a flush", e))
+            db.with(|db| {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| storage_error("begin write", e))?;
+                // On error the transaction is dropped, which aborts it: nothing of the
+                // flush becomes visible.
+                apply_in(&txn, &flush)?;
+                txn.commit()
+                    .map_err(|e| storage_error("committing a flush", e))
+            })
         })
         .await
         .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
@@ -1359,9 +1498,14 @@ mod tests {
     }
 
     fn table_names(store: &EmbeddedStore) -> Vec<String> {
-        let txn = store.db.begin_read().expect("read");
-        let tables = txn.list_tables().expect("tables");
-        tables.map(|t| t.name().to_owned()).collect()
+        store
+            .db
+            .with(|db| {
+                let txn = db.begin_read().expect("read");
+                let tables = txn.list_tables().expect("tables");
+                Ok(tables.map(|t| t.name().to_owned()).collect())
+            })
+            .expect("tables")
     }
 
     fn event(anon: &str, id: &str, timestamp: i64) -> EventRow {
@@ -1518,6 +1662,178 @@ mod tests {
             !names.contains(&"sessions".to_owned()),
             "the copies are gone: {names:?}"
         );
+    }
+
+    /// A file whose writes fail with "no space left on device" while `full` is set: a
+    /// disk filling up and emptied again.
+    #[derive(Debug)]
+    struct Fillable {
+        file: redb::backends::FileBackend,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Fillable {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl redb::StorageBackend for Fillable {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.file.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+        fn try_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<bool, redb::BackendError> {
+            self.file.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<bool, redb::BackendError> {
+            self.file.try_lock_shared_range(start, end)
+        }
+        fn lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.file.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.file.lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.file.unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<bool, redb::BackendError> {
+            self.file.query_lock_range(start, end)
+        }
+    }
+
+    fn fillable_store(path: &Path) -> (EmbeddedStore, Arc<std::sync::atomic::AtomicBool>) {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, flag) = (path.to_path_buf(), Arc::clone(&full));
+        let open = move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            let backend = Fillable {
+                file: redb::backends::FileBackend::new(file)?,
+                full: Arc::clone(&flag),
+            };
+            redb::Builder::new()
+                .set_cache_size(1 << 20)
+                .create_with_backend(backend)
+        };
+        let store = EmbeddedStore::open_with(Box::new(open), "opening").expect("open");
+        (store, full)
+    }
+
+    fn flush_of(events: &[EventRow], next_offset: i64) -> Arc<Flush> {
+        Arc::new(Flush {
+            group: "g".into(),
+            partitions: vec![PartitionFlush {
+                topic: "events.raw".into(),
+                partition: 0,
+                next_offset,
+                events: events.iter().cloned().collect(),
+                ..PartitionFlush::default()
+            }],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_as_transient_and_they_succeed_once_space_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, full) = fillable_store(&dir.path().join("store.redb"));
+        const T: i64 = 1_700_000_040_000;
+        let first = vec![event("a", "e1", T)];
+        store.apply(flush_of(&first, 1)).await.expect("first flush");
+
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let second = vec![event("a", "e2", T + 1), event("b", "e3", T + 2)];
+        // Every try fails while the disk is full, as transient (never fatal, which
+        // would stop the processor), including those after redb poisoned its database.
+        for attempt in 0..3 {
+            match store.apply(flush_of(&second, 3)).await {
+                Err(StoreError::Transient(_)) => {}
+                other => panic!("attempt {attempt}: expected a transient error, got {other:?}"),
+            }
+            std::thread::sleep(REOPEN_INTERVAL);
+        }
+
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut applied = store.apply(flush_of(&second, 3)).await;
+        for _ in 0..3 {
+            // The first call after space returns may find the database closed by a
+            // failed reopen and reopen it, or fail once more on the poisoned one.
+            if applied.is_ok() {
+                break;
+            }
+            std::thread::sleep(REOPEN_INTERVAL);
+            applied = store.apply(flush_of(&second, 3)).await;
+        }
+        applied.expect("the flush is written once space returns");
+
+        assert_eq!(
+            BlockingReads::checkpoint(&store, "g", "events.raw", 0)
+                .expect("checkpoint")
+                .map(|c| c.next_offset),
+            Some(3)
+        );
+        let page = PageRequest {
+            from: T - HOUR_MS,
+            to: T + HOUR_MS,
+            after: None,
+            limit: 10,
+        };
+        let all = store
+            .events("demo", &EventFilter::default(), &page)
+            .await
+            .expect("events");
+        let ids: Vec<&str> = all.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e3", "e2", "e1"], "nothing lost, nothing twice");
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn defined() -> Vec<(&'static str, &'static str)> {
         fold::CACHE_LOOKUPS,
         fold::STORE_ERRORS,
         fold::ASSIGNED_PARTITIONS,
+        fold::STORE_WRITABLE,
     ]
     .into_iter()
     .map(|n| (n, "fold"))
