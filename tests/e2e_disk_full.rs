@@ -253,7 +253,12 @@ fn a_full_disk_pauses_up_with_503s_and_loses_nothing_once_space_returns() {
             other => panic!("/v1/track answered {other}: {body}"),
         }
     };
-    assert_eq!(refusal["error"]["code"], "store_unavailable", "{refusal}");
+    // The store or the inbox beside it (same disk) fails first: both refuse.
+    let code = refusal["error"]["code"].as_str().unwrap_or_default();
+    assert!(
+        code == "store_unavailable" || code == "not_durable",
+        "{refusal}"
+    );
     let filled_after = accepted.len();
     eprintln!("the store failed after {filled_after} accepted events");
 

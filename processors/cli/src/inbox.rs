@@ -49,8 +49,9 @@ pub async fn replay(kafka: &KafkaSettings, topic: &str, inbox: &Inbox) -> Result
     Ok(pending.len())
 }
 
-/// Removes the entries the store shows folded in the current log: checked every half
-/// second, and once more by [`Trimmer::finish`].
+/// Removes the entries the store shows folded in the current log, and clears the
+/// inbox's failure once it can write again: checked every half second, and once more
+/// by [`Trimmer::finish`].
 pub struct Trimmer {
     task: tokio::task::JoinHandle<()>,
     check: Check,
@@ -68,6 +69,8 @@ struct Check {
 
 impl Check {
     async fn run(&self) -> Result<usize> {
+        let inbox = Arc::clone(&self.inbox);
+        tokio::task::spawn_blocking(move || inbox.probe()).await??;
         let mut folded = std::collections::HashMap::new();
         for partition in self.inbox.partitions() {
             if let Some(c) = self

@@ -92,6 +92,11 @@ impl Collector {
         })
     }
 
+    /// Why the inbox's last write failed, while it has not written since.
+    pub fn inbox_failure(&self) -> Option<String> {
+        self.inbox.as_ref().and_then(|i| i.failure())
+    }
+
     /// Keeps each accepted batch in `inbox` (on local disk) before producing it: where
     /// the broker's acknowledgement is not durable (the embedded broker of `up`).
     pub fn with_inbox(mut self, inbox: Option<Arc<Inbox>>) -> Collector {

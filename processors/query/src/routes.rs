@@ -167,7 +167,14 @@ struct HealthJson {
 
 async fn healthz(State(s): State<Shared>, uri: Uri) -> Result<Response, ApiError> {
     Params::parse(uri.query(), &[])?;
-    let reason = s.health.as_ref().and_then(|h| h.status());
+    let reason = s.health.as_ref().and_then(|h| h.status()).or_else(|| {
+        s.collector
+            .as_ref()
+            .and_then(|c| c.inbox_failure())
+            .map(|e| {
+                format!("the inbox cannot be written ({e}); /v1/track answers 503 until it can")
+            })
+    });
     let health = HealthJson {
         status: if reason.is_some() { "unhealthy" } else { "ok" },
         reason,
@@ -180,7 +187,8 @@ async fn healthz(State(s): State<Shared>, uri: Uri) -> Result<Response, ApiError
         access_checks: !s.access.is_open(),
         collector: s.collector.is_some(),
     };
-    // 503 while the fold processor cannot write: a load balancer or an orchestrator
+    // 503 while the fold processor's store or the collector's inbox cannot write: a
+    // load balancer or an orchestrator
     // then sends the collector's traffic elsewhere.
     let status = if health.reason.is_some() {
         StatusCode::SERVICE_UNAVAILABLE

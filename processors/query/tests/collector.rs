@@ -370,3 +370,131 @@ async fn while_the_store_cannot_write_track_is_503_and_produces_nothing() -> any
     drop(broker);
     Ok(())
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped. Mounting
+/// needs root: the tests run as root here and in CI.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs failed ({status}): this test needs root"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a test that failed half-way may still hold a file open there.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// With an inbox (as `funnelfold up` has), every accepted event is on local disk
+/// before the 200; when the inbox cannot write (a full disk), the batch is a 503
+/// `not_durable` and nothing of it is produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_inbox_accepted_means_on_disk_and_a_full_disk_is_503() -> anyhow::Result<()> {
+    use funnelfold_store::inbox::Inbox;
+    let topics = Topics::default();
+    let broker = EmbeddedBroker::start(1, &topics, 2)?;
+    let disk = SmallDisk::mount("2m");
+    let inbox = Arc::new(Inbox::open(&disk.dir.path().join("inbox.redb"))?);
+    let cfg = QueryConfig {
+        kafka: Some(KafkaSettings::new(broker.bootstrap_servers())),
+        follow_changelog: false,
+        inbox: Some(Arc::clone(&inbox)),
+        ..QueryConfig::default()
+    };
+    let server = start(cfg, empty_store()).await?;
+    let addr = server.local_addr();
+    let now = now_ms();
+    let batch = |from: usize| {
+        let events: Vec<Value> = (from..from + 100)
+            .map(|i| {
+                to_json(&event(
+                    "shop",
+                    &format!("v{}", i % 7),
+                    &format!("e-{i}"),
+                    "page_view",
+                    now,
+                ))
+            })
+            .collect();
+        json!({ "events": events })
+    };
+
+    let answer = post_json(addr, "/v1/track", None, &batch(0)).await?;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(
+        inbox.len()?,
+        100,
+        "accepted events are in the inbox before the answer"
+    );
+
+    // Fill the disk beside the inbox.
+    let filler = disk.dir.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 8 << 20]);
+    let mut refused = None;
+    for round in 1..200 {
+        let answer = post_json(addr, "/v1/track", None, &batch(round * 100)).await?;
+        if answer.status == 503 {
+            refused = Some((round, answer));
+            break;
+        }
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let (round, answer) = refused.expect("a full disk refuses batches");
+    assert_eq!(answer.error_code(), "not_durable");
+    let kept = inbox.len()?;
+    assert_eq!(
+        kept,
+        100 * round as u64,
+        "every accepted batch, and only those, kept"
+    );
+    let produced = read_topic(broker.bootstrap_servers(), &topics.raw, kept as usize);
+    assert_eq!(
+        produced.len() as u64,
+        kept,
+        "nothing of the refused batch produced"
+    );
+
+    // Space returns: batches are accepted again.
+    std::fs::remove_file(&filler)?;
+    let answer = post_json(addr, "/v1/track", None, &batch(100_000)).await?;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(inbox.len()?, kept + 100);
+    // The file closes before the disk is unmounted.
+    server.shutdown().await?;
+    drop(inbox);
+    drop(disk);
+    Ok(())
+}

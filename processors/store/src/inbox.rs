@@ -37,6 +37,8 @@ pub struct Inbox {
     db: RwLock<Option<Database>>,
     /// Where this process produced each entry: (partition, offset) in the current log.
     positions: Mutex<BTreeMap<u64, (i32, i64)>>,
+    /// Why the last append failed, until one succeeds.
+    failure: Mutex<Option<String>>,
 }
 
 fn error(context: &str, e: impl Into<redb::Error>) -> StoreError {
@@ -60,6 +62,7 @@ impl Inbox {
             path: path.to_owned(),
             db: RwLock::new(Some(db)),
             positions: Mutex::new(BTreeMap::new()),
+            failure: Mutex::new(None),
         })
     }
 
@@ -96,7 +99,7 @@ impl Inbox {
 
     /// Appends records, durably (fsynced) before it returns; their sequence numbers.
     pub fn append(&self, records: &[(&[u8], &[u8])]) -> Result<Vec<u64>> {
-        let result = (|| {
+        let result: Result<Vec<u64>> = (|| {
             let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
             let db = guard.as_ref().ok_or_else(closed)?;
             let txn = db.begin_write().map_err(|e| error("begin write", e))?;
@@ -128,7 +131,49 @@ impl Inbox {
                 .map_err(|e| error("committing to the inbox", e))?;
             Ok(seqs)
         })();
-        result.map_err(|e| self.recover(e))
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(seqs) => {
+                *failure = None;
+                Ok(seqs)
+            }
+            Err(e) => {
+                *failure = Some(e.to_string());
+                drop(failure);
+                Err(self.recover(e))
+            }
+        }
+    }
+
+    /// After a failed append, tries a write (an empty transaction, committed durably)
+    /// so that the failure is cleared once the disk takes writes again, even if no
+    /// client sends anything meanwhile. Nothing to do while appends work.
+    pub fn probe(&self) -> Result<()> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        let result = (|| {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let db = guard.as_ref().ok_or_else(closed)?;
+            let txn = db.begin_write().map_err(|e| error("begin write", e))?;
+            txn.commit()
+                .map_err(|e| error("committing to the inbox", e))
+        })();
+        match result {
+            Ok(()) => {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => Err(self.recover(e)),
+        }
+    }
+
+    /// Why the last append failed, while none has succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every entry, oldest first.
