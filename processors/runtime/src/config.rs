@@ -122,6 +122,18 @@ impl KafkaSettings {
 mod tests {
     use super::*;
 
+    /// What the collector's `accepted` means against a real cluster: every in-sync
+    /// replica has the event. A generic setting cannot weaken it; only an explicit
+    /// `producer.` one can.
+    #[test]
+    fn producers_wait_for_every_in_sync_replica() {
+        let mut s = KafkaSettings::new("b:9092");
+        s.extra.insert("acks".into(), "1".into());
+        let c = s.producer_config();
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+    }
+
     #[test]
     fn secrets_are_masked_in_debug_output() {
         let mut s = KafkaSettings::new("b:9092");

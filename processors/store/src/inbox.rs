@@ -108,12 +108,12 @@ impl Inbox {
                 let mut table = txn
                     .open_table(ENTRIES)
                     .map_err(|e| error("open inbox", e))?;
-                let mut next = table
+                let first = table
                     .last()
                     .map_err(|e| error("reading the inbox", e))?
                     .map_or(0, |(k, _)| k.value() + 1);
                 let mut value = Vec::new();
-                for (key, payload) in records {
+                for (next, (key, payload)) in (first..).zip(records) {
                     value.clear();
                     let len = u32::try_from(key.len())
                         .map_err(|_| StoreError::Fatal("a record key over 4 GiB".into()))?;
@@ -124,7 +124,6 @@ impl Inbox {
                         .insert(next, value.as_slice())
                         .map_err(|e| error("appending to the inbox", e))?;
                     seqs.push(next);
-                    next += 1;
                 }
             }
             txn.commit()

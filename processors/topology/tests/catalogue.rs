@@ -45,6 +45,7 @@ fn defined() -> Vec<(&'static str, &'static str)> {
         fold::STORE_ERRORS,
         fold::ASSIGNED_PARTITIONS,
         fold::STORE_WRITABLE,
+        fold::LOG_MISMATCHES,
     ]
     .into_iter()
     .map(|n| (n, "fold"))
