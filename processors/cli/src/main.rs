@@ -1,8 +1,12 @@
 //! `funnelfold`: one binary for every role.
 //!
-//! - `up`: embedded broker + embedded store + fold processor (+ simulator) in one
-//!   process, for a first run with nothing installed;
+//! - `up`: embedded broker + embedded store + fold processor + API (+ simulator) in
+//!   one process, for a first run with nothing installed; accepted events wait in an
+//!   inbox on local disk until folded, and each start folds its new broker's log on
+//!   top of the store's state;
 //! - `run`: a fold processor against any Kafka and the embedded store or ScyllaDB;
+//!   it refuses a partition whose store checkpoint and log disagree unless told to
+//!   `--rebuild` or `--rebase`;
 //! - `simulate`: realistic traffic to any Kafka;
 //! - `migrate`: applies the CQL schema to ScyllaDB;
 //! - `broker`: the embedded broker alone (tests, benchmarks, trying Kafka clients);
@@ -348,7 +352,8 @@ struct UpArgs {
     /// 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Directory of the embedded store: the store is DIR/funnelfold.redb [store.url,
+    /// Directory of the embedded store: the store is DIR/funnelfold.redb, and the
+    /// inbox of accepted events not yet folded DIR/funnelfold.inbox.redb [store.url,
     /// FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
     #[arg(long)]
     data: Option<PathBuf>,

@@ -672,7 +672,7 @@ impl ConsumerContext for Ctx {
                     Ok(()) if cooperative => consumer.incremental_assign(tpl),
                     Ok(()) => consumer.assign(tpl),
                     Err(refusal) => {
-                        tracing::error!(error = %refusal, "partition refused");
+                        // Reported once, as the processor stops on it.
                         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
                         core.fatal.get_or_insert(refusal);
                         Ok(())

@@ -323,4 +323,30 @@ mod tests {
         assert_eq!(inbox.append(&[(b"c", b"4")]).expect("append"), [3]);
         assert_eq!(inbox.len().expect("len"), 3);
     }
+
+    #[test]
+    fn concurrent_appends_are_all_kept_each_batch_in_one_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inbox = Inbox::open(&dir.path().join("inbox.redb")).expect("open");
+        std::thread::scope(|s| {
+            for writer in 0..8u8 {
+                let inbox = &inbox;
+                s.spawn(move || {
+                    let key = [writer];
+                    for _ in 0..10 {
+                        let records: Vec<(&[u8], &[u8])> =
+                            (0..5).map(|_| (&key[..], &b"event"[..])).collect();
+                        let seqs = inbox.append(&records).expect("append");
+                        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+                    }
+                });
+            }
+        });
+        let pending = inbox.pending().expect("pending");
+        assert_eq!(pending.len(), 400);
+        // A batch's records are consecutive: each run of 5 has one writer.
+        for batch in pending.chunks(5) {
+            assert!(batch.iter().all(|e| e.key == batch[0].key));
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! - [`embedded::EmbeddedStore`]: redb on local disk, the default (one node);
 //! - [`scylla_store::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
 //!
-//! Both pass the same conformance suite (`tests/conformance.rs`). The store knows
+//! Both pass the same conformance suite (`tests/conformance.rs`). Beside them,
+//! [`inbox::Inbox`] keeps the events `funnelfold up`'s collector accepted on local
+//! disk until they are folded. The store knows
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
