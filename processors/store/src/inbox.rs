@@ -177,41 +177,42 @@ impl Inbox {
 
     /// Every entry, oldest first.
     pub fn pending(&self) -> Result<Vec<Entry>> {
+        self.read(|table| {
+            let mut out = Vec::new();
+            for item in table.iter().map_err(|e| error("reading the inbox", e))? {
+                let (seq, value) = item.map_err(|e| error("reading the inbox", e))?;
+                let value = value.value();
+                let corrupt = || StoreError::Fatal(format!("corrupt inbox entry {}", seq.value()));
+                let len_bytes: [u8; 4] = value
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(corrupt)?;
+                let len = u32::from_be_bytes(len_bytes) as usize;
+                let key = value.get(4..4 + len).ok_or_else(corrupt)?;
+                out.push(Entry {
+                    seq: seq.value(),
+                    key: key.to_vec(),
+                    payload: value[4 + len..].to_vec(),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on the entries table in a read transaction.
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadOnlyTable<u64, &[u8]>) -> Result<T>) -> Result<T> {
         let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
         let db = guard.as_ref().ok_or_else(closed)?;
         let txn = db.begin_read().map_err(|e| error("begin read", e))?;
         let table = txn
             .open_table(ENTRIES)
             .map_err(|e| error("open inbox", e))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| error("reading the inbox", e))? {
-            let (seq, value) = item.map_err(|e| error("reading the inbox", e))?;
-            let value = value.value();
-            let corrupt = || StoreError::Fatal(format!("corrupt inbox entry {}", seq.value()));
-            let len_bytes: [u8; 4] = value
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(corrupt)?;
-            let len = u32::from_be_bytes(len_bytes) as usize;
-            let key = value.get(4..4 + len).ok_or_else(corrupt)?;
-            out.push(Entry {
-                seq: seq.value(),
-                key: key.to_vec(),
-                payload: value[4 + len..].to_vec(),
-            });
-        }
-        Ok(out)
+        f(&table)
     }
 
     /// Entries still waiting.
     pub fn len(&self) -> Result<u64> {
-        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
-        let db = guard.as_ref().ok_or_else(closed)?;
-        let txn = db.begin_read().map_err(|e| error("begin read", e))?;
-        let table = txn
-            .open_table(ENTRIES)
-            .map_err(|e| error("open inbox", e))?;
-        table.len().map_err(|e| error("reading the inbox", e))
+        self.read(|table| table.len().map_err(|e| error("reading the inbox", e)))
     }
 
     pub fn is_empty(&self) -> Result<bool> {
