@@ -24,6 +24,7 @@ pub mod auth;
 pub mod cache;
 pub mod changelog;
 pub mod collector;
+pub mod dashboard;
 pub mod config;
 pub mod cursor;
 pub mod error;

@@ -118,6 +118,7 @@ pub fn router(state: Shared) -> Router {
         router = router.route(def.path, def.router);
     }
     router
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(telemetry::observe))
