@@ -305,19 +305,16 @@ fn range_days(raw: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// `GET /v1/funnels/{funnelId}/traffic-sources`.
-async fn traffic_sources(
-    State(s): State<Shared>,
-    FunnelPath(funnel): FunnelPath,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    s.access.authorize(&headers, &funnel, Need::Read)?;
-    let mut p = Params::parse(uri.query(), &["range", "from", "to", "limit"])?;
-    let range = p.take("range");
-    let (from, to) = (p.time("from")?, p.time("to")?);
-    let limit = p.limit(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)?;
-    let now = now_ms();
+/// The UTC days, first and last inclusive, a report covers: `range` (`Nd`, the N days
+/// ending today), or the days the instants [`from`, `to`) touch (`to` defaults to
+/// `now`), or the last 7 days. One function for every report route, so they all
+/// accept the same ranges and refuse the others with the same `bad_range` answers.
+pub(crate) fn day_range(
+    range: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    now: i64,
+) -> Result<(i32, i32), ApiError> {
     let (from_day, to_day) = match (range, from, to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(ApiError::bad_request(
@@ -356,7 +353,22 @@ async fn traffic_sources(
         i32::try_from(d)
             .map_err(|_| ApiError::bad_request("bad_range", "the range is out of bounds"))
     };
-    let (from_day, to_day) = (day(from_day)?, day(to_day)?);
+    Ok((day(from_day)?, day(to_day)?))
+}
+
+/// `GET /v1/funnels/{funnelId}/traffic-sources`.
+async fn traffic_sources(
+    State(s): State<Shared>,
+    FunnelPath(funnel): FunnelPath,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.access.authorize(&headers, &funnel, Need::Read)?;
+    let mut p = Params::parse(uri.query(), &["range", "from", "to", "limit"])?;
+    let range = p.take("range");
+    let (from, to) = (p.time("from")?, p.time("to")?);
+    let limit = p.limit(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)?;
+    let (from_day, to_day) = day_range(range, from, to, now_ms())?;
     let store = &s.store;
     let compute = async {
         let mut rows = store.traffic(&funnel, from_day, to_day).await?;
