@@ -142,6 +142,7 @@ fn schemas() -> Value {
                     "type": "object",
                     "properties": {
                         "funnelId": { "type": "string" }, "anonymousId": { "type": "string" }, "sessionId": { "type": "string" },
+                        "displayName": { "type": "string", "description": "the visitor's name, as on its profile", "example": "Fluffy Panda" },
                         "startedAt": { "type": "integer" }, "lastEventAt": { "type": "integer" }, "durationMs": { "type": "integer" },
                         "landingPage": { "type": ["string", "null"] }, "exitPage": { "type": ["string", "null"] },
                         "events": { "type": "integer" }, "pageviews": { "type": "integer" },
@@ -156,6 +157,7 @@ fn schemas() -> Value {
                     "type": "object",
                     "properties": {
                         "funnelId": { "type": "string" }, "eventId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "displayName": { "type": "string", "description": "the visitor's name, as on its profile", "example": "Fluffy Panda" },
                         "sessionId": { "type": ["string", "null"] }, "eventName": { "type": "string" },
                         "timestamp": { "type": "integer" }, "path": { "type": ["string", "null"] },
                         "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue")

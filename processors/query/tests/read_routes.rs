@@ -521,3 +521,52 @@ async fn healthz_is_open_and_says_what_is_on() -> anyhow::Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let sessions = get(addr, "/v1/funnels/shop/sessions?limit=1000", None)
+        .await?
+        .json();
+    let events = get(addr, "/v1/funnels/shop/events?limit=1000", None)
+        .await?
+        .json();
+    let rows: Vec<&Value> = sessions["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .chain(events["events"].as_array().expect("events"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["anonymousId"].as_str().expect("id"))
+        .collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut names = serde_json::Map::new();
+    for chunk in ids.chunks(100) {
+        let profiles = post_json(
+            addr,
+            "/v1/funnels/shop/profiles/lookup",
+            None,
+            &json!({ "anonymousIds": chunk }),
+        )
+        .await?
+        .json();
+        for (id, profile) in profiles.as_object().expect("profiles") {
+            names.insert(id.clone(), profile["displayName"].clone());
+        }
+    }
+    assert_eq!(names.len(), ids.len());
+    for row in &rows {
+        let id = row["anonymousId"].as_str().expect("id");
+        assert!(row["displayName"].is_string(), "{row}");
+        assert_eq!(row["displayName"], names[id], "{row}");
+    }
+    // A friendly name, on both kinds of row.
+    assert!(names["alice"].as_str().is_some_and(|n| n.contains(' ')));
+    assert!(sessions["sessions"][0]["displayName"].is_string());
+    assert!(events["events"][0]["displayName"].is_string());
+    server.shutdown().await?;
+    Ok(())
+}
