@@ -26,6 +26,7 @@ use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
 use crate::money::compare_revenue;
+use crate::overview::overview;
 use crate::views::{EventJson, SessionJson, TrafficSourceJson};
 use crate::{openapi, telemetry};
 
@@ -42,7 +43,7 @@ pub const MAX_TRAFFIC_ROWS: usize = 1000;
 /// Longest traffic-sources range, in days.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 /// Default window of the listings: the last 90 days...
 const DEFAULT_WINDOW_MS: i64 = 90 * DAY_MS;
 /// ...up to a day ahead of the server clock, since validation accepts events up to
@@ -54,6 +55,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub cache: Arc<ProfileCache>,
     pub traffic_answers: AnswerCache,
+    pub overview_answers: AnswerCache,
     pub access: Access,
     pub cursors: CursorKey,
     pub collector: Option<Collector>,
@@ -104,6 +106,7 @@ pub fn table() -> Vec<RouteDef> {
             "/v1/funnels/{funnelId}/traffic-sources",
             traffic_sources,
         ),
+        route(Method::GET, "/v1/funnels/{funnelId}/overview", overview),
         route(Method::GET, "/v1/funnels/{funnelId}/sessions", sessions),
         route(Method::GET, "/v1/funnels/{funnelId}/events", events),
         route(Method::POST, "/v1/track", track),
@@ -124,7 +127,7 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -395,7 +398,7 @@ async fn traffic_sources(
 }
 
 /// A response of JSON bytes already serialized.
-fn json_bytes(bytes: Bytes) -> Response {
+pub(crate) fn json_bytes(bytes: Bytes) -> Response {
     let mut response = (StatusCode::OK, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
