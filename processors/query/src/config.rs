@@ -44,7 +44,8 @@ pub struct QueryConfig {
     /// Cached profiles expire after this long whatever happens: the staleness bound
     /// when the changelog is not followed, a safety net when it is.
     pub cache_ttl: Duration,
-    /// How long a traffic-sources answer is reused (see [`crate::cache::AnswerCache`]);
+    /// How long a traffic-sources or overview answer is reused (see
+    /// [`crate::cache::AnswerCache`]);
     /// zero computes every answer afresh.
     pub traffic_cache_ttl: Duration,
     /// Where the Prometheus exporter listens (`/metrics`); `None`: no exporter.

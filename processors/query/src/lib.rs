@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod money;
 pub mod openapi;
+pub mod overview;
 pub mod routes;
 pub mod telemetry;
 pub mod views;
@@ -145,6 +146,8 @@ pub async fn spawn(
         store,
         cache,
         traffic_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
+        // Overviews scan sessions and change as often as the traffic report: the same TTL.
+        overview_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
         access,
         cursors: cursor::CursorKey::new(cfg.cursor_secret.as_deref()),
         collector,

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::collector::{MAX_BODY_BYTES, MAX_EVENTS};
+use crate::overview::MAX_OVERVIEW_SESSIONS;
 use crate::routes::{
     DEFAULT_PAGE, DEFAULT_TRAFFIC_ROWS, MAX_LOOKUP_IDS, MAX_PAGE, MAX_RANGE_DAYS, MAX_TRAFFIC_ROWS,
 };
@@ -142,6 +143,7 @@ fn schemas() -> Value {
                     "type": "object",
                     "properties": {
                         "funnelId": { "type": "string" }, "anonymousId": { "type": "string" }, "sessionId": { "type": "string" },
+                        "displayName": { "type": "string", "description": "the visitor's name, as on its profile", "example": "Fluffy Panda" },
                         "startedAt": { "type": "integer" }, "lastEventAt": { "type": "integer" }, "durationMs": { "type": "integer" },
                         "landingPage": { "type": ["string", "null"] }, "exitPage": { "type": ["string", "null"] },
                         "events": { "type": "integer" }, "pageviews": { "type": "integer" },
@@ -156,6 +158,7 @@ fn schemas() -> Value {
                     "type": "object",
                     "properties": {
                         "funnelId": { "type": "string" }, "eventId": { "type": "string" }, "anonymousId": { "type": "string" },
+                        "displayName": { "type": "string", "description": "the visitor's name, as on its profile", "example": "Fluffy Panda" },
                         "sessionId": { "type": ["string", "null"] }, "eventName": { "type": "string" },
                         "timestamp": { "type": "integer" }, "path": { "type": ["string", "null"] },
                         "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue")
@@ -170,6 +173,7 @@ fn schemas() -> Value {
                         "revenue": schema_ref("Revenue")
                     }
                 }));
+    schemas.insert("Overview".into(), overview_schema());
     schemas.insert("RawEvent".into(), json!({
                     "type": "object",
                     "description": "An event of the contract (schemas/raw_event.avsc), camelCase. Unknown fields are refused.",
@@ -212,6 +216,7 @@ fn paths() -> Value {
         "/v1/funnels/{funnelId}/traffic-sources".into(),
         traffic_sources_op(),
     );
+    paths.insert("/v1/funnels/{funnelId}/overview".into(), overview_op());
     paths.insert("/v1/funnels/{funnelId}/sessions".into(), sessions_op());
     paths.insert("/v1/funnels/{funnelId}/events".into(), events_op());
     paths.insert("/v1/track".into(), track_op());
@@ -290,6 +295,48 @@ fn traffic_sources_op() -> Value {
                     limit_param(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)
                 ],
                 "responses": with_ok(read_errors(&[]), ok("Rows, sorted.", json!({ "type": "array", "items": schema_ref("TrafficSource") })))
+            } })
+}
+
+fn overview_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["from", "to", "visitors", "newVisitors", "returningVisitors", "sessions", "bounces", "bounceRate", "conversions", "revenue", "days"],
+        "properties": {
+            "from": { "type": "integer", "description": "epoch ms, the start of the first UTC day" },
+            "to": { "type": "integer", "description": "epoch ms, the end of the last UTC day (exclusive)" },
+            "visitors": { "type": "integer", "description": "distinct visitors with a session started in the range" },
+            "newVisitors": { "type": "integer", "description": "visitors first seen (profile firstSeen) in the range" },
+            "returningVisitors": { "type": "integer", "description": "visitors - newVisitors: first seen before the range" },
+            "sessions": { "type": "integer" },
+            "bounces": { "type": "integer", "description": "sessions that bounced" },
+            "bounceRate": { "type": "number", "minimum": 0, "maximum": 1, "description": "bounces / sessions scanned; 0 without sessions" },
+            "conversions": { "type": "integer", "description": "converted sessions" },
+            "revenue": schema_ref("Revenue"),
+            "days": { "type": "array", "description": "every UTC day of the range, oldest first, days without sessions included", "items": {
+                "type": "object", "required": ["day", "sessions", "channels"], "properties": {
+                    "day": { "type": "string", "format": "date", "example": "2026-11-23" },
+                    "sessions": { "type": "integer" },
+                    "channels": { "type": "object", "description": "sessions per GA4 default channel group; channels without sessions are absent",
+                        "additionalProperties": { "type": "integer" }, "example": { "Organic Search": 12, "Direct": 30 } } } } }
+        }
+    })
+}
+
+fn overview_op() -> Value {
+    json!({ "get": {
+                "summary": "Visitors (new, returning), sessions, bounces, conversions and revenue of a range, with sessions per day by channel group.",
+                "description": format!("Ranges as traffic-sources: range=Nd is the N UTC days ending today (default 7d); from/to cover the UTC days the instants [from, to) touch; at most {MAX_RANGE_DAYS} days. Sessions count by the day they started. Visitors are counted over the sessions of the range: a range holding more than {MAX_OVERVIEW_SESSIONS} sessions answers 422 range_too_large (narrow the range)."),
+                "operationId": "overview",
+                "security": security(),
+                "parameters": [
+                    funnel_param(),
+                    query_param("range", "7d, 30d or 90d (any Nd up to 366d). Not with from/to.", json!({ "type": "string", "pattern": "^[0-9]+d$" }), json!("30d")),
+                    time_param("from", "Start (inclusive). Not with range.", "2026-11-01T00:00:00Z"),
+                    time_param("to", "End (exclusive); default now. Needs from.", "2026-11-08T00:00:00Z")
+                ],
+                "responses": with_ok(read_errors(&[("422", "range_too_large: more sessions than an overview scans; narrow the range.")]),
+                    ok("The overview.", schema_ref("Overview")))
             } })
 }
 

@@ -26,6 +26,7 @@ use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
 use crate::money::compare_revenue;
+use crate::overview::overview;
 use crate::views::{EventJson, SessionJson, TrafficSourceJson};
 use crate::{openapi, telemetry};
 
@@ -42,7 +43,7 @@ pub const MAX_TRAFFIC_ROWS: usize = 1000;
 /// Longest traffic-sources range, in days.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 /// Default window of the listings: the last 90 days...
 const DEFAULT_WINDOW_MS: i64 = 90 * DAY_MS;
 /// ...up to a day ahead of the server clock, since validation accepts events up to
@@ -54,6 +55,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub cache: Arc<ProfileCache>,
     pub traffic_answers: AnswerCache,
+    pub overview_answers: AnswerCache,
     pub access: Access,
     pub cursors: CursorKey,
     pub collector: Option<Collector>,
@@ -104,6 +106,7 @@ pub fn table() -> Vec<RouteDef> {
             "/v1/funnels/{funnelId}/traffic-sources",
             traffic_sources,
         ),
+        route(Method::GET, "/v1/funnels/{funnelId}/overview", overview),
         route(Method::GET, "/v1/funnels/{funnelId}/sessions", sessions),
         route(Method::GET, "/v1/funnels/{funnelId}/events", events),
         route(Method::POST, "/v1/track", track),
@@ -125,7 +128,7 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -306,19 +309,16 @@ fn range_days(raw: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// `GET /v1/funnels/{funnelId}/traffic-sources`.
-async fn traffic_sources(
-    State(s): State<Shared>,
-    FunnelPath(funnel): FunnelPath,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    s.access.authorize(&headers, &funnel, Need::Read)?;
-    let mut p = Params::parse(uri.query(), &["range", "from", "to", "limit"])?;
-    let range = p.take("range");
-    let (from, to) = (p.time("from")?, p.time("to")?);
-    let limit = p.limit(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)?;
-    let now = now_ms();
+/// The UTC days, first and last inclusive, a report covers: `range` (`Nd`, the N days
+/// ending today), or the days the instants [`from`, `to`) touch (`to` defaults to
+/// `now`), or the last 7 days. One function for every report route, so they all
+/// accept the same ranges and refuse the others with the same `bad_range` answers.
+pub(crate) fn day_range(
+    range: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    now: i64,
+) -> Result<(i32, i32), ApiError> {
     let (from_day, to_day) = match (range, from, to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(ApiError::bad_request(
@@ -357,7 +357,22 @@ async fn traffic_sources(
         i32::try_from(d)
             .map_err(|_| ApiError::bad_request("bad_range", "the range is out of bounds"))
     };
-    let (from_day, to_day) = (day(from_day)?, day(to_day)?);
+    Ok((day(from_day)?, day(to_day)?))
+}
+
+/// `GET /v1/funnels/{funnelId}/traffic-sources`.
+async fn traffic_sources(
+    State(s): State<Shared>,
+    FunnelPath(funnel): FunnelPath,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.access.authorize(&headers, &funnel, Need::Read)?;
+    let mut p = Params::parse(uri.query(), &["range", "from", "to", "limit"])?;
+    let range = p.take("range");
+    let (from, to) = (p.time("from")?, p.time("to")?);
+    let limit = p.limit(DEFAULT_TRAFFIC_ROWS, MAX_TRAFFIC_ROWS)?;
+    let (from_day, to_day) = day_range(range, from, to, now_ms())?;
     let store = &s.store;
     let compute = async {
         let mut rows = store.traffic(&funnel, from_day, to_day).await?;
@@ -384,7 +399,7 @@ async fn traffic_sources(
 }
 
 /// A response of JSON bytes already serialized.
-fn json_bytes(bytes: Bytes) -> Response {
+pub(crate) fn json_bytes(bytes: Bytes) -> Response {
     let mut response = (StatusCode::OK, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -2,6 +2,7 @@
 //! money as exact decimal strings per currency (see [`crate::money`]). Times are epoch
 //! milliseconds, as in the event contract.
 
+use funnelfold_core::names::display_name;
 use funnelfold_core::{Channel, EventRow, ProfileRow, SessionRow, Touch, TrafficRow};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -56,6 +57,9 @@ impl<'a> From<&'a ProfileRow> for ProfileJson<'a> {
 pub struct SessionJson<'a> {
     pub funnel_id: &'a str,
     pub anonymous_id: &'a str,
+    /// The visitor's name, the profile's `displayName`: names are a pure function of
+    /// the anonymous id, so it is computed here rather than stored on every row.
+    pub display_name: String,
     pub session_id: &'a str,
     pub started_at: i64,
     pub last_event_at: i64,
@@ -83,6 +87,7 @@ impl<'a> From<&'a SessionRow> for SessionJson<'a> {
         SessionJson {
             funnel_id: &s.funnel_id,
             anonymous_id: &s.anonymous_id,
+            display_name: display_name(&s.anonymous_id),
             session_id: &s.session_id,
             started_at: s.started_at,
             last_event_at: s.last_event_at,
@@ -127,6 +132,8 @@ pub struct EventJson<'a> {
     pub funnel_id: &'a str,
     pub event_id: &'a str,
     pub anonymous_id: &'a str,
+    /// As [`SessionJson::display_name`].
+    pub display_name: String,
     pub session_id: Option<&'a str>,
     pub event_name: &'a str,
     pub timestamp: i64,
@@ -145,6 +152,7 @@ impl<'a> From<&'a EventRow> for EventJson<'a> {
             funnel_id: &e.funnel_id,
             event_id: &e.event_id,
             anonymous_id: &e.anonymous_id,
+            display_name: display_name(&e.anonymous_id),
             session_id: e.session_id.as_deref(),
             event_name: &e.event_name,
             timestamp: e.timestamp,

@@ -38,6 +38,7 @@ fn reads(funnel: &str) -> Vec<(&'static str, String, Option<Vec<u8>>)> {
             format!("/v1/funnels/{funnel}/traffic-sources?range=7d"),
             None,
         ),
+        ("GET", format!("/v1/funnels/{funnel}/overview"), None),
         ("GET", format!("/v1/funnels/{funnel}/sessions"), None),
         ("GET", format!("/v1/funnels/{funnel}/events"), None),
         (

@@ -274,6 +274,7 @@ async fn junk_never_breaks_the_server() -> anyhow::Result<()> {
         "/v1/funnels/shop/sessions",
         "/v1/funnels/shop/events",
         "/v1/funnels/shop/traffic-sources",
+        "/v1/funnels/shop/overview",
         "/v1/funnels/shop/profiles/alice/timeline",
     ];
     for route in routes {

@@ -1,5 +1,6 @@
 //! Every read route through real HTTP against an embedded store filled by the fold
-//! engine: lookups, traffic sources, cursor paging of sessions and events, timelines.
+//! engine: lookups, traffic sources, overviews, cursor paging of sessions and events,
+//! timelines.
 
 mod common;
 
@@ -518,6 +519,306 @@ async fn healthz_is_open_and_says_what_is_on() -> anyhow::Result<()> {
     assert_eq!(v["store"], "embedded");
     assert_eq!(v["accessChecks"], false);
     assert_eq!(v["collector"], false);
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Sums per-currency decimal strings exactly, currency by currency.
+fn add_revenue(total: &mut std::collections::BTreeMap<String, (i128, usize)>, revenue: &Value) {
+    for (currency, amount) in revenue.as_object().expect("revenue") {
+        let amount = amount.as_str().expect("decimal");
+        let decimals = amount.split_once('.').map_or(0, |(_, f)| f.len());
+        let minor: i128 = amount.replace('.', "").parse().expect("decimal");
+        let entry = total.entry(currency.clone()).or_insert((0, decimals));
+        assert_eq!(entry.1, decimals, "{currency} changed exponent");
+        entry.0 += minor;
+    }
+}
+
+fn format_revenue(total: &std::collections::BTreeMap<String, (i128, usize)>) -> Value {
+    let mut out = serde_json::Map::new();
+    for (currency, (minor, decimals)) in total {
+        let digits = format!("{:0>width$}", minor.unsigned_abs(), width = decimals + 1);
+        let (int, frac) = digits.split_at(digits.len() - decimals);
+        let sign = if *minor < 0 { "-" } else { "" };
+        let text = if *decimals == 0 {
+            format!("{sign}{int}")
+        } else {
+            format!("{sign}{int}.{frac}")
+        };
+        out.insert(currency.clone(), json!(text));
+    }
+    Value::Object(out)
+}
+
+/// Checks an overview against what the sessions, profiles and traffic-sources routes
+/// say about its range.
+async fn check_overview(addr: std::net::SocketAddr, o: &Value) -> anyhow::Result<()> {
+    let (from, to) = (
+        o["from"].as_i64().expect("from"),
+        o["to"].as_i64().expect("to"),
+    );
+    assert_eq!(from % DAY, 0, "{o}");
+    assert_eq!((to - from) % DAY, 0, "{o}");
+
+    // Visitors and bounces: the sessions started in [from, to).
+    let sessions = page_all(
+        addr,
+        &format!("/v1/funnels/shop/sessions?from={from}&to={to}&limit=1000"),
+        "sessions",
+    )
+    .await?;
+    let visitors: std::collections::BTreeSet<String> = sessions
+        .iter()
+        .map(|s| s["anonymousId"].as_str().expect("id").to_string())
+        .collect();
+    let bounces = sessions.iter().filter(|s| s["bounce"] == true).count();
+    assert_eq!(o["visitors"], visitors.len(), "{o}");
+    assert_eq!(o["bounces"], bounces, "{o}");
+    let rate = if sessions.is_empty() {
+        0.0
+    } else {
+        bounces as f64 / sessions.len() as f64
+    };
+    assert_eq!(o["bounceRate"].as_f64(), Some(rate), "{o}");
+
+    // New visitors: profiles first seen in the range.
+    let ids: Vec<&String> = visitors.iter().collect();
+    let mut new_visitors = 0;
+    for chunk in ids.chunks(100) {
+        let profiles = post_json(
+            addr,
+            "/v1/funnels/shop/profiles/lookup",
+            None,
+            &json!({ "anonymousIds": chunk }),
+        )
+        .await?
+        .json();
+        assert_eq!(profiles.as_object().map(|p| p.len()), Some(chunk.len()));
+        new_visitors += profiles
+            .as_object()
+            .expect("profiles")
+            .values()
+            .filter(|p| p["firstSeen"].as_i64().expect("firstSeen") >= from)
+            .count();
+    }
+    assert_eq!(o["newVisitors"], new_visitors, "{o}");
+    assert_eq!(o["returningVisitors"], visitors.len() - new_visitors, "{o}");
+
+    // Sessions, conversions, revenue: the traffic aggregates of the range.
+    let traffic_of = |from: i64, to: i64| async move {
+        let answer = get(
+            addr,
+            &format!("/v1/funnels/shop/traffic-sources?from={from}&to={to}&limit=1000"),
+            None,
+        )
+        .await?;
+        anyhow::Ok(answer.json().as_array().cloned().expect("rows"))
+    };
+    let rows = traffic_of(from, to).await?;
+    let sum = |rows: &[Value], field: &str| -> i64 {
+        rows.iter().map(|r| r[field].as_i64().expect("n")).sum()
+    };
+    assert_eq!(o["sessions"], sum(&rows, "sessions"), "{o}");
+    assert_eq!(
+        o["sessions"],
+        sessions.len(),
+        "aggregates and sessions agree"
+    );
+    assert_eq!(o["conversions"], sum(&rows, "conversions"), "{o}");
+    let mut revenue = std::collections::BTreeMap::new();
+    for row in &rows {
+        add_revenue(&mut revenue, &row["revenue"]);
+    }
+    assert_eq!(o["revenue"], format_revenue(&revenue), "{o}");
+
+    // Every day of the range, oldest first, with its sessions per channel.
+    let days = o["days"].as_array().expect("days");
+    assert_eq!(days.len() as i64, (to - from) / DAY, "{o}");
+    for (i, day) in days.iter().enumerate() {
+        let start = from + i as i64 * DAY;
+        let label = chrono::DateTime::from_timestamp_millis(start)
+            .expect("time")
+            .format("%Y-%m-%d")
+            .to_string();
+        assert_eq!(day["day"], label.as_str());
+        let rows = traffic_of(start, start + DAY).await?;
+        let mut channels = serde_json::Map::new();
+        for row in rows.iter().filter(|r| r["sessions"] != 0) {
+            let channel = row["channel"].as_str().expect("channel").to_string();
+            let n = channels.get(&channel).and_then(Value::as_i64).unwrap_or(0);
+            channels.insert(channel, json!(n + row["sessions"].as_i64().expect("n")));
+        }
+        assert_eq!(day["sessions"], sum(&rows, "sessions"), "{label}");
+        assert_eq!(day["channels"], Value::Object(channels), "{label}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_equals_a_recomputation_from_the_other_routes() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let base = "/v1/funnels/shop/overview";
+    let week = get(addr, base, None).await?;
+    assert_eq!(week.status, 200, "{}", String::from_utf8_lossy(&week.body));
+    let week = week.json();
+    let keys: Vec<&String> = week.as_object().expect("object").keys().collect();
+    let mut expected = [
+        "from",
+        "to",
+        "visitors",
+        "newVisitors",
+        "returningVisitors",
+        "sessions",
+        "bounces",
+        "bounceRate",
+        "conversions",
+        "revenue",
+        "days",
+    ];
+    expected.sort_unstable();
+    let mut keys: Vec<&str> = keys.into_iter().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    // The default is the 7 days ending today.
+    let now = now_ms();
+    let (from, to) = (
+        week["from"].as_i64().expect("n"),
+        week["to"].as_i64().expect("n"),
+    );
+    assert_eq!(to - from, 7 * DAY);
+    assert!(
+        (to - DAY..to).contains(&now) || (to..to + DAY).contains(&now),
+        "{week}"
+    );
+    check_overview(addr, &week).await?;
+    assert!(week["visitors"].as_i64() > Some(10), "{week}");
+    assert!(week["bounces"].as_i64() > Some(0), "{week}");
+
+    // Currencies stay apart: the hand-made EUR, JPY and KWD purchases each show.
+    let revenue = week["revenue"].as_object().expect("revenue");
+    for currency in ["EUR", "JPY", "KWD"] {
+        assert!(revenue.contains_key(currency), "{currency}: {week}");
+    }
+
+    // 30 days: the older days are there, with zeros.
+    let month = get(addr, &format!("{base}?range=30d"), None).await?.json();
+    check_overview(addr, &month).await?;
+    let days = month["days"].as_array().expect("days");
+    assert_eq!(days.len(), 30);
+    assert_eq!(
+        days[0],
+        json!({"day": days[0]["day"], "sessions": 0, "channels": {}})
+    );
+    assert_eq!(
+        month["sessions"], week["sessions"],
+        "nothing older than a week"
+    );
+
+    // An explicit range in the past: every day present, everything zero.
+    let past = get(
+        addr,
+        &format!("{base}?from=2020-01-01T00:00:00Z&to=2020-01-03T12:00:00Z"),
+        None,
+    )
+    .await?;
+    assert_eq!(past.status, 200);
+    assert_eq!(
+        past.json(),
+        json!({
+            "from": 1_577_836_800_000_i64, "to": 1_578_096_000_000_i64,
+            "visitors": 0, "newVisitors": 0, "returningVisitors": 0,
+            "sessions": 0, "bounces": 0, "bounceRate": 0.0, "conversions": 0, "revenue": {},
+            "days": [
+                {"day": "2020-01-01", "sessions": 0, "channels": {}},
+                {"day": "2020-01-02", "sessions": 0, "channels": {}},
+                {"day": "2020-01-03", "sessions": 0, "channels": {}}
+            ]
+        })
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_refuses_the_ranges_traffic_sources_refuses() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    for query in [
+        "range=7",
+        "range=0d",
+        "range=400d",
+        "range=7d&from=2026-01-01T00:00:00Z",
+        "to=2026-01-01T00:00:00Z",
+        "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "from=yesterday",
+    ] {
+        let traffic = get(
+            addr,
+            &format!("/v1/funnels/shop/traffic-sources?{query}"),
+            None,
+        )
+        .await?;
+        let overview = get(addr, &format!("/v1/funnels/shop/overview?{query}"), None).await?;
+        assert_eq!(traffic.status, 400, "{query}");
+        assert_eq!(overview.status, 400, "{query}");
+        assert_eq!(overview.error_code(), traffic.error_code(), "{query}");
+    }
+    // No limit: an overview has no rows to cut.
+    let limit = get(addr, "/v1/funnels/shop/overview?limit=5", None).await?;
+    assert_eq!(limit.status, 400);
+    assert_eq!(limit.error_code(), "unknown_parameter");
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let sessions = get(addr, "/v1/funnels/shop/sessions?limit=1000", None)
+        .await?
+        .json();
+    let events = get(addr, "/v1/funnels/shop/events?limit=1000", None)
+        .await?
+        .json();
+    let rows: Vec<&Value> = sessions["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .chain(events["events"].as_array().expect("events"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["anonymousId"].as_str().expect("id"))
+        .collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut names = serde_json::Map::new();
+    for chunk in ids.chunks(100) {
+        let profiles = post_json(
+            addr,
+            "/v1/funnels/shop/profiles/lookup",
+            None,
+            &json!({ "anonymousIds": chunk }),
+        )
+        .await?
+        .json();
+        for (id, profile) in profiles.as_object().expect("profiles") {
+            names.insert(id.clone(), profile["displayName"].clone());
+        }
+    }
+    assert_eq!(names.len(), ids.len());
+    for row in &rows {
+        let id = row["anonymousId"].as_str().expect("id");
+        assert!(row["displayName"].is_string(), "{row}");
+        assert_eq!(row["displayName"], names[id], "{row}");
+    }
+    // A friendly name, on both kinds of row.
+    assert!(names["alice"].as_str().is_some_and(|n| n.contains(' ')));
+    assert!(sessions["sessions"][0]["displayName"].is_string());
+    assert!(events["events"][0]["displayName"].is_string());
     server.shutdown().await?;
     Ok(())
 }
