@@ -116,6 +116,14 @@ pub struct FunnelShare {
 }
 
 impl FunnelShare {
+    /// No event yet: what an event is added to when the partition has no share.
+    pub const EMPTY: FunnelShare = FunnelShare {
+        events: 0,
+        visitors: 0,
+        first_event_at: i64::MAX,
+        last_event_at: i64::MIN,
+    };
+
     /// The share of a partition whose first event of the funnel is at `timestamp`.
     pub fn of_event(timestamp: i64, new_visitor: bool) -> Self {
         FunnelShare {
