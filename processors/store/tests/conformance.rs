@@ -1399,7 +1399,7 @@ async fn funnel_shares_summed(store: &dyn Store, ns: &str) {
     );
     assert_eq!(
         store
-            .load_funnel_shares(TOPIC, 0, &[shop.clone()])
+            .load_funnel_shares(TOPIC, 0, std::slice::from_ref(&shop))
             .await
             .expect("shares"),
         vec![Some(funnel_share(7, 2, T0 + 10, T0 + 500))]
