@@ -11,13 +11,14 @@
 //! each tab's screenshot to `docs/screenshots/` for the README.
 
 mod common;
+mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::webdriver::Browser;
+use webdriver::Browser;
 use serde_json::{json, Value};
 
 const DAY: i64 = 86_400_000;

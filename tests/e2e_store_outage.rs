@@ -20,8 +20,8 @@ use funnelfold_core::{
 use funnelfold_runtime::{Health, ProcessorHandle};
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::{
-    Checkpoint, EventCursor, EventFilter, Flush, PageRequest, Result, SessionCursor, Store,
-    StoreError, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary, PageRequest, Result,
+    SessionCursor, Store, StoreError, VisitorKey,
 };
 
 const PARTITIONS: i32 = 3;
@@ -114,6 +114,19 @@ impl Store for Fillable {
     }
     async fn traffic(&self, funnel_id: &str, from: i32, to: i32) -> Result<Vec<TrafficRow>> {
         self.inner.traffic(funnel_id, from, to).await
+    }
+    async fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>> {
+        self.inner
+            .load_funnel_shares(topic, partition, funnels)
+            .await
+    }
+    async fn funnels(&self) -> Result<Vec<FunnelSummary>> {
+        self.inner.funnels().await
     }
     fn blocking_reads(&self) -> Option<&dyn funnelfold_store::BlockingReads> {
         self.inner.blocking_reads()

@@ -228,4 +228,3 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         .to_owned();
     (status, body)
 }
-pub mod webdriver;

@@ -117,6 +117,16 @@ fn schemas() -> Value {
                         "message": { "type": "string" } } } }
                 }));
     schemas.insert("Revenue".into(), revenue_schema());
+    schemas.insert("Funnel".into(), json!({
+                    "type": "object", "required": ["funnelId", "firstEventAt", "lastEventAt", "events", "visitors"],
+                    "properties": {
+                        "funnelId": { "type": "string" },
+                        "firstEventAt": { "type": "integer", "description": "epoch ms of its oldest event" },
+                        "lastEventAt": { "type": "integer", "description": "epoch ms of its newest event" },
+                        "events": { "type": "integer", "description": "events folded" },
+                        "visitors": { "type": "integer", "description": "distinct anonymous ids" }
+                    }
+                }));
     schemas.insert("Touch".into(), json!({
                     "type": "object", "required": ["source", "medium", "campaign", "channel"],
                     "properties": { "source": { "type": "string" }, "medium": { "type": "string" },
@@ -207,6 +217,7 @@ fn paths() -> Value {
     let mut paths = serde_json::Map::new();
     paths.insert("/healthz".into(), healthz_op());
     paths.insert("/openapi.json".into(), openapi_op());
+    paths.insert("/v1/funnels".into(), funnels_op());
     paths.insert("/v1/funnels/{funnelId}/profiles/lookup".into(), lookup_op());
     paths.insert(
         "/v1/funnels/{funnelId}/profiles/{anonymousId}/timeline".into(),
@@ -245,6 +256,22 @@ fn openapi_op() -> Value {
                 "summary": "This document. Open (no key).",
                 "operationId": "openapi",
                 "responses": { "200": ok("The OpenAPI document.", json!({ "type": "object" })) }
+            } })
+}
+
+fn funnels_op() -> Value {
+    json!({ "get": {
+                "summary": "The funnels the key may read, with their totals: for a funnel picker.",
+                "description": "Every funnel with folded events when access checks are off; with a key, the funnels it may read (none for a track-only key). Sorted by funnelId. Totals come from projections the fold keeps, so they follow folding (duplicates and rejected events are not counted); times are event times.",
+                "operationId": "funnels",
+                "security": security(),
+                "responses": {
+                    "200": ok("The funnels.", json!({ "type": "object", "required": ["funnels"], "properties": {
+                        "funnels": { "type": "array", "items": schema_ref("Funnel") } } })),
+                    "400": error_response("unknown_parameter or duplicate_parameter: this route takes none."),
+                    "401": error_response("missing_key or invalid_key."),
+                    "503": error_response("store_unavailable: retry later.")
+                }
             } })
 }
 

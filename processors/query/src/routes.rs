@@ -27,7 +27,7 @@ use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
 use crate::money::compare_revenue;
 use crate::overview::overview;
-use crate::views::{EventJson, SessionJson, TrafficSourceJson};
+use crate::views::{EventJson, FunnelJson, SessionJson, TrafficSourceJson};
 use crate::{openapi, telemetry};
 
 /// Most ids in one profile lookup.
@@ -91,6 +91,7 @@ pub fn table() -> Vec<RouteDef> {
     vec![
         route(Method::GET, "/healthz", healthz),
         route(Method::GET, "/openapi.json", openapi_json),
+        route(Method::GET, "/v1/funnels", funnels),
         route(
             Method::POST,
             "/v1/funnels/{funnelId}/profiles/lookup",
@@ -210,6 +211,35 @@ async fn openapi_json(uri: Uri) -> Result<Response, ApiError> {
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+#[derive(Serialize)]
+struct FunnelsJson<'a> {
+    funnels: Vec<FunnelJson<'a>>,
+}
+
+/// `GET /v1/funnels`: the funnels the key may read, sorted by id, with their totals
+/// (summed from the fold's per-partition shares: no events are read).
+async fn funnels(
+    State(s): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // A key that reads no funnel (a track-only key) gets an empty list, not a 403:
+    // the list is what it may read.
+    let grant = s.access.authenticate(&headers)?;
+    Params::parse(uri.query(), &[])?;
+    let all = s.store.funnels().await?;
+    let funnels = all
+        .iter()
+        .filter(|f| {
+            grant
+                .as_ref()
+                .is_none_or(|g| g.check(&f.funnel_id, Need::Read).is_ok())
+        })
+        .map(FunnelJson::from)
+        .collect();
+    Ok(json_response(StatusCode::OK, &FunnelsJson { funnels }))
 }
 
 #[derive(Deserialize)]

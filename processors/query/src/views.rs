@@ -189,3 +189,26 @@ impl<'a> From<&'a TrafficRow> for TrafficSourceJson<'a> {
         }
     }
 }
+
+/// One funnel of `GET /v1/funnels`, the shape the dashboard's picker reads.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunnelJson<'a> {
+    pub funnel_id: &'a str,
+    pub first_event_at: i64,
+    pub last_event_at: i64,
+    pub events: i64,
+    pub visitors: i64,
+}
+
+impl<'a> From<&'a funnelfold_store::FunnelSummary> for FunnelJson<'a> {
+    fn from(f: &'a funnelfold_store::FunnelSummary) -> Self {
+        FunnelJson {
+            funnel_id: &f.funnel_id,
+            first_event_at: f.totals.first_event_at,
+            last_event_at: f.totals.last_event_at,
+            events: f.totals.events,
+            visitors: f.totals.visitors,
+        }
+    }
+}

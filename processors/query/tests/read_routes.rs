@@ -822,3 +822,92 @@ async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Res
     server.shutdown().await?;
     Ok(())
 }
+
+/// Funnels whose totals are known by hand: flushed every two records over four
+/// partitions, so shares are rewritten (not added) and summed over partitions.
+async fn funnels_store() -> anyhow::Result<(std::sync::Arc<dyn funnelfold_store::Store>, Value)> {
+    let store: std::sync::Arc<dyn funnelfold_store::Store> =
+        std::sync::Arc::new(funnelfold_store::embedded::EmbeddedStore::temporary()?);
+    let t = now_ms() - 2 * DAY;
+    let events = vec![
+        event("shop", "alice", "a1", "page_view", t),
+        event("shop", "alice", "a2", "page_view", t + 60_000),
+        event("shop", "bob", "b1", "page_view", t + HOUR),
+        // A duplicate and an event beyond the lateness of bob's newest: not counted.
+        event("shop", "alice", "a2", "page_view", t + 60_000),
+        event("shop", "bob", "b0", "page_view", t - HOUR - 1),
+        // Late but within the lateness, after alice's first flush: moves firstEventAt.
+        event("shop", "alice", "a0", "page_view", t - 30_000),
+        event("shop", "carol", "c1", "page_view", t + 2 * HOUR),
+        event("blog", "dave", "d1", "page_view", t + 10),
+        event("blog", "dave", "d2", "signup_started", t + 20),
+    ];
+    let loading = std::sync::Arc::clone(&store);
+    tokio::task::spawn_blocking(move || Loader::new(loading, 4).fold(events, 2)).await??;
+    let expected = json!({"funnels": [
+        {"funnelId": "blog", "firstEventAt": t + 10, "lastEventAt": t + 20, "events": 2, "visitors": 1},
+        {"funnelId": "shop", "firstEventAt": t - 30_000, "lastEventAt": t + 2 * HOUR, "events": 5, "visitors": 3},
+    ]});
+    Ok((store, expected))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnels_list_the_totals_of_what_was_folded() -> anyhow::Result<()> {
+    let (store, expected) = funnels_store().await?;
+    let server = start(QueryConfig::default(), store).await?;
+    let addr = server.local_addr();
+    let answer = get(addr, "/v1/funnels", None).await?;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json(), expected);
+
+    let bad = get(addr, "/v1/funnels?funnelId=shop", None).await?;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.error_code(), "unknown_parameter");
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnels_list_only_what_the_key_may_read() -> anyhow::Result<()> {
+    const SHOP: &str = "shop-key-0123456789abcdef";
+    const BOTH: &str = "both-key-0123456789abcdef";
+    const BLOG_TRACK: &str = "blog-track-0123456789abcd";
+    let keys = funnelfold_query::ApiKeys::from_env_value(&format!(
+        "shop:{SHOP},shop:{BOTH},blog:{BOTH},blog:track:{BLOG_TRACK}"
+    ))?;
+    let (store, expected) = funnels_store().await?;
+    let cfg = QueryConfig {
+        api_keys: Some(keys),
+        ..QueryConfig::default()
+    };
+    let server = start(cfg, store).await?;
+    let addr = server.local_addr();
+    let list = |key: Option<&'static str>| async move {
+        let answer = get(addr, "/v1/funnels", key).await?;
+        anyhow::Ok((answer.status, answer))
+    };
+
+    let (status, none) = list(None).await?;
+    assert_eq!((status, none.error_code()), (401, "missing_key".into()));
+    let (status, wrong) = list(Some("nope-nope-nope-nope-nope")).await?;
+    assert_eq!((status, wrong.error_code()), (401, "invalid_key".into()));
+
+    let (status, both) = list(Some(BOTH)).await?;
+    assert_eq!(status, 200);
+    assert_eq!(both.json(), expected);
+    let (status, shop) = list(Some(SHOP)).await?;
+    assert_eq!(status, 200);
+    assert_eq!(shop.json(), json!({"funnels": [expected["funnels"][1]]}));
+    // A track-only key reads nothing: an empty list, not an error.
+    let (status, track) = list(Some(BLOG_TRACK)).await?;
+    assert_eq!(status, 200);
+    assert_eq!(track.json(), json!({"funnels": []}));
+    server.shutdown().await?;
+    Ok(())
+}

@@ -34,8 +34,8 @@ use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::validate::validate;
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    Checkpoint, EventRowRef, EventRows, Flush, PartitionFlush, SessionDelete, SessionWrite,
-    StoreError, TrafficShare, VisitorKey,
+    Checkpoint, EventRowRef, EventRows, Flush, FunnelShare, PartitionFlush, SessionDelete,
+    SessionWrite, StoreError, TrafficShare, VisitorKey,
 };
 
 /// One Kafka record, as the engine sees it.
@@ -72,6 +72,12 @@ pub trait StoreReader {
         partition: i32,
         key: &TrafficKey,
     ) -> Result<Option<TrafficCounts>, StoreError>;
+    fn load_funnel_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>, StoreError>;
 }
 
 /// Counters per partition; `read = folded + dead_lettered + duplicates` always holds
@@ -142,6 +148,9 @@ struct Partition {
     /// This partition's absolute shares of the traffic aggregates it touched.
     traffic: HashMap<TrafficKey, TrafficCounts>,
     traffic_dirty: HashSet<TrafficKey>,
+    /// This partition's absolute shares of the funnels it folded events of.
+    funnels: HashMap<String, FunnelShare>,
+    funnels_dirty: HashSet<String>,
     counters: Counters,
 }
 
@@ -158,14 +167,13 @@ impl FlushPlan {
         self.flush.partitions.is_empty()
     }
 
-    /// Projection rows written (profiles + sessions + traffic shares; events apart).
+    /// Projection rows written (profiles + sessions + traffic and funnel shares;
+    /// events apart).
     pub fn projection_rows(&self) -> usize {
         self.flush
             .partitions
             .iter()
-            .map(|p| {
-                p.profiles.len() + p.sessions.len() + p.deleted_sessions.len() + p.traffic.len()
-            })
+            .map(PartitionFlush::projection_rows)
             .sum()
     }
 
@@ -361,6 +369,8 @@ impl Partition {
             events: EventRows::new(),
             traffic: HashMap::new(),
             traffic_dirty: HashSet::new(),
+            funnels: HashMap::new(),
+            funnels_dirty: HashSet::new(),
             counters: Counters::default(),
         }
     }
@@ -415,9 +425,13 @@ impl Engine {
             funnel_id: event.funnel_id.clone(),
             anonymous_id: event.anonymous_id.clone(),
         };
+        // The funnel's share is loaded before the fold changes anything: a store error
+        // after it would make the retried record a duplicate, and the event uncounted.
+        self.load_funnel_share(store, rec, &event.funnel_id)?;
         let visitor = self.visitor(store, rec.partition, &key)?;
 
         let mut guard = lock(&visitor);
+        let new_visitor = guard.state.total_events == 0;
         let scratch = &mut self.scratch;
         scratch.clear();
         let mut sink = |change: Change<'_>| match change {
@@ -475,6 +489,10 @@ impl Engine {
                     currency: event.revenue.as_ref().map(|m| m.currency.as_str()),
                 });
                 self.pending_events += 1;
+                if let Some(share) = part.funnels.get_mut(&event.funnel_id) {
+                    share.add_event(event.timestamp, new_visitor);
+                    part.funnels_dirty.insert(event.funnel_id.clone());
+                }
                 if let Entry::Vacant(slot) = part.dirty.entry(key) {
                     slot.insert(Arc::clone(&visitor));
                     self.dirty_visitors += 1;
@@ -528,6 +546,26 @@ impl Engine {
             },
         );
         Ok(visitor)
+    }
+
+    /// Puts the partition's share of `funnel_id` in memory, from the store the first time.
+    fn load_funnel_share(
+        &mut self,
+        store: &dyn StoreReader,
+        rec: &Record<'_>,
+        funnel_id: &str,
+    ) -> Result<(), StoreError> {
+        let part = self
+            .partitions
+            .get_mut(&rec.partition)
+            .expect("loaded by apply");
+        if !part.funnels.contains_key(funnel_id) {
+            let share = store
+                .load_funnel_share(rec.topic, rec.partition, funnel_id)?
+                .unwrap_or(FunnelShare::EMPTY);
+            part.funnels.insert(funnel_id.to_owned(), share);
+        }
+        Ok(())
     }
 
     fn add_traffic(
@@ -623,6 +661,13 @@ impl Engine {
                 let counts = part.traffic.get(&key).cloned().unwrap_or_default();
                 pf.traffic.push(TrafficShare { key, counts });
             }
+            let mut funnels: Vec<String> = part.funnels_dirty.drain().collect();
+            funnels.sort();
+            for funnel_id in funnels {
+                if let Some(share) = part.funnels.get(&funnel_id) {
+                    pf.funnels.push((funnel_id, *share));
+                }
+            }
             plan.offsets.push((pf.topic.clone(), number, next_offset));
             plan.flush.partitions.push(pf);
         }
@@ -644,6 +689,10 @@ impl Engine {
                 if part.traffic.len() > 10_000 {
                     let dirty = &part.traffic_dirty;
                     part.traffic.retain(|k, _| dirty.contains(k));
+                }
+                if part.funnels.len() > 10_000 {
+                    let dirty = &part.funnels_dirty;
+                    part.funnels.retain(|f, _| dirty.contains(f));
                 }
             }
         }
@@ -691,6 +740,14 @@ mod tests {
             _: i32,
             _: &TrafficKey,
         ) -> Result<Option<TrafficCounts>, StoreError> {
+            Ok(None)
+        }
+        fn load_funnel_share(
+            &self,
+            _: &str,
+            _: i32,
+            _: &str,
+        ) -> Result<Option<FunnelShare>, StoreError> {
             Ok(None)
         }
     }
@@ -809,6 +866,135 @@ mod tests {
             .find(|p| p.anonymous_id == first.anonymous_id)
             .expect("the visitor's profile");
         assert_eq!(profile.total_events, 2, "both events counted");
+    }
+
+    /// An empty store but for partition 0's share of funnel "shop".
+    struct WithShopShare(FunnelShare);
+
+    impl StoreReader for WithShopShare {
+        fn checkpoint(&self, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
+            Empty { checkpoint: 0 }.checkpoint(t, p)
+        }
+        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn load_traffic_share(
+            &self,
+            _: &str,
+            _: i32,
+            _: &TrafficKey,
+        ) -> Result<Option<TrafficCounts>, StoreError> {
+            Ok(None)
+        }
+        fn load_funnel_share(
+            &self,
+            _: &str,
+            partition: i32,
+            funnel_id: &str,
+        ) -> Result<Option<FunnelShare>, StoreError> {
+            Ok((partition == 0 && funnel_id == "shop").then_some(self.0))
+        }
+    }
+
+    #[test]
+    fn funnel_shares_count_folded_events_and_new_visitors_only() {
+        const T0: i64 = 1_700_000_000_000;
+        let codec = Codec::new();
+        let event = |funnel: &str, anon: &str, id: &str, ts: i64| {
+            codec.encode_single_object(&funnelfold_core::RawEvent {
+                event_id: id.into(),
+                funnel_id: funnel.into(),
+                anonymous_id: anon.into(),
+                event_name: "page_view".into(),
+                timestamp: ts,
+                received_at: Some(ts + 100),
+                ..Default::default()
+            })
+        };
+        // Partition 0 has folded 10 events of 4 visitors of "shop" before.
+        let store = WithShopShare(FunnelShare {
+            events: 10,
+            visitors: 4,
+            first_event_at: T0 - 5_000,
+            last_event_at: T0,
+        });
+        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+        let shares = |engine: &mut Engine| {
+            let plan = engine.plan_flush(None).expect("plan");
+            engine.flushed(&plan.offsets);
+            plan.flush
+                .partitions
+                .into_iter()
+                .flat_map(|p| p.funnels)
+                .collect::<Vec<_>>()
+        };
+        let records = [
+            event("shop", "alice", "a1", T0 + 1_000),
+            event("shop", "alice", "a2", T0 + 2_000),
+            event("shop", "alice", "a1", T0 + 1_000), // a duplicate
+            b"not avro".to_vec(),                     // a dead letter
+            event("shop", "bob", "b1", T0 + 1_500),
+            event("blog", "alice", "x1", T0 + 3_000), // another funnel, another visitor
+        ];
+        let outcomes: Vec<Outcome> = (0..)
+            .zip(&records)
+            .map(|(offset, payload)| {
+                engine
+                    .apply(&store, record(offset, payload))
+                    .expect("apply")
+            })
+            .collect();
+        assert_eq!(outcomes[2], Outcome::Duplicate);
+        assert!(
+            matches!(outcomes[3], Outcome::DeadLetter(_)),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            shares(&mut engine),
+            vec![
+                (
+                    "blog".to_owned(),
+                    FunnelShare {
+                        events: 1,
+                        visitors: 1,
+                        first_event_at: T0 + 3_000,
+                        last_event_at: T0 + 3_000
+                    }
+                ),
+                (
+                    "shop".to_owned(),
+                    FunnelShare {
+                        events: 13,
+                        visitors: 6,
+                        first_event_at: T0 - 5_000,
+                        last_event_at: T0 + 2_000
+                    }
+                ),
+            ],
+            "absolute shares: the stored one plus what was folded"
+        );
+
+        // A late event (older than any before, within the lateness) moves the first
+        // time back; a known visitor is not counted again; an untouched funnel is not
+        // written again.
+        let late = event("shop", "bob", "b0", T0 - 9_000);
+        engine.apply(&store, record(6, &late)).expect("apply");
+        assert_eq!(
+            shares(&mut engine),
+            vec![(
+                "shop".to_owned(),
+                FunnelShare {
+                    events: 14,
+                    visitors: 6,
+                    first_event_at: T0 - 9_000,
+                    last_event_at: T0 + 2_000
+                }
+            )]
+        );
+        assert!(
+            shares(&mut engine).is_empty(),
+            "nothing folded, nothing written"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
-use funnelfold_store::{Checkpoint, Flush, PartitionFlush, Store, StoreError, VisitorKey};
+use funnelfold_store::{
+    Checkpoint, Flush, FunnelShare, PartitionFlush, Store, StoreError, VisitorKey,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -152,7 +154,7 @@ struct FlushSummary {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushTotals {
     pub flushes: u64,
-    /// Profiles, sessions (written and deleted) and traffic shares.
+    /// Profiles, sessions (written and deleted), traffic and funnel shares.
     pub projection_rows: u64,
     pub event_rows: u64,
     /// Time folding stood still waiting for a flush's store write (back-pressure).
@@ -200,6 +202,22 @@ impl StoreReader for BlockingReader<'_> {
             None => self
                 .rt
                 .block_on(self.store.load_traffic_shares(topic, partition, keys))?,
+        };
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_funnel_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>, StoreError> {
+        let funnels = [funnel_id.to_owned()];
+        let mut shares = match self.store.blocking_reads() {
+            Some(reads) => reads.load_funnel_shares(topic, partition, &funnels)?,
+            None => self
+                .rt
+                .block_on(self.store.load_funnel_shares(topic, partition, &funnels))?,
         };
         Ok(shares.pop().flatten())
     }

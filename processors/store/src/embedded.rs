@@ -30,8 +30,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::plan::{events_of, Plan};
 use crate::{
-    encode_block, BlockingReads, Checkpoint, EventCursor, EventFilter, Flush, PageRequest,
-    PartitionFlush, Result, SessionCursor, Store, StoreError, VisitorKey,
+    encode_block, sum_funnel_shares, BlockingReads, Checkpoint, EventCursor, EventFilter, Flush,
+    FunnelShare, FunnelSummary, PageRequest, PartitionFlush, Result, SessionCursor, Store,
+    StoreError, VisitorKey,
 };
 
 type Bytes = &'static [u8];
@@ -114,6 +115,9 @@ const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 /// (funnel, day, source, medium, campaign, topic, partition) → [`StoredShare`].
 const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("traffic_shares");
+/// (funnel, topic, partition) → [`StoredFunnelShare`]. Small (funnels × partitions):
+/// the funnels listing reads all of it.
+const FUNNEL_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("funnel_shares");
 
 /// Builds order-preserving composite keys.
 ///
@@ -193,6 +197,18 @@ fn traffic_key(topic: &str, partition: i32, key: &TrafficKey) -> Key {
         .str(&key.campaign)
         .str(topic)
         .i32(partition)
+}
+
+fn funnel_share_key(funnel_id: &str, topic: &str, partition: i32) -> Key {
+    Key::new().str(funnel_id).str(topic).i32(partition)
+}
+
+/// A funnel share as stored, with its funnel id so that the listing needs no key
+/// decoding.
+#[derive(Serialize, Deserialize)]
+struct StoredFunnelShare {
+    funnel_id: String,
+    share: FunnelShare,
 }
 
 /// A traffic share as stored: the key travels with the counts so that a range scan
@@ -473,6 +489,7 @@ fn create_tables(db: &Database) -> Result<()> {
             EVENTS_BY_TIME,
             EVENTS_BY_VISITOR,
             TRAFFIC_SHARES,
+            FUNNEL_SHARES,
         ] {
             txn.open_table(def).map_err(open)?;
         }
@@ -701,6 +718,20 @@ fn shares_in(
     })
 }
 
+fn funnel_shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    funnels: &[String],
+) -> Result<Vec<Option<FunnelShare>>> {
+    let keys = funnels
+        .iter()
+        .map(|f| funnel_share_key(f, topic, partition));
+    get_each(txn, FUNNEL_SHARES, keys, |v| {
+        decode::<StoredFunnelShare>("funnel share", v).map(|s| s.share)
+    })
+}
+
 /// Looks each key up in `table`, in order, turning the values found into `T`.
 fn get_each<T>(
     txn: &ReadTransaction,
@@ -743,6 +774,16 @@ impl BlockingReads for EmbeddedStore {
         self.db
             .with(|db| read_now(db, |txn| shares_in(txn, topic, partition, keys)))
     }
+
+    fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>> {
+        self.db
+            .with(|db| read_now(db, |txn| funnel_shares_in(txn, topic, partition, funnels)))
+    }
 }
 
 /// The checkpoint a partition flush leaves.
@@ -780,6 +821,9 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     let mut traffic = txn
         .open_table(TRAFFIC_SHARES)
         .map_err(err("open traffic_shares"))?;
+    let mut funnels = txn
+        .open_table(FUNNEL_SHARES)
+        .map_err(err("open funnel_shares"))?;
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
 
     // The partition flushes to write: not stale, and in order (a flush may list a
@@ -833,6 +877,17 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 &mut by_start,
                 &mut traffic,
             )?;
+            // Absolute shares: a later entry for the same funnel overwrites an earlier.
+            for (funnel_id, share) in &pf.funnels {
+                let k = funnel_share_key(funnel_id, &pf.topic, pf.partition);
+                let stored = StoredFunnelShare {
+                    funnel_id: funnel_id.clone(),
+                    share: *share,
+                };
+                funnels
+                    .insert(k.bytes(), encode("funnel share", &stored)?.as_slice())
+                    .map_err(w)?;
+            }
             // Same transaction as the rows: both become durable at commit, or neither.
             write_checkpoint(&mut checkpoints, &mut logs, ck, &checkpoint_of(pf))?;
         }
@@ -1222,6 +1277,17 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>> {
+        let (topic, funnels) = (topic.to_owned(), funnels.to_vec());
+        self.read(move |txn| funnel_shares_in(txn, &topic, partition, &funnels))
+            .await
+    }
+
     async fn apply(&self, flush: Arc<Flush>) -> Result<()> {
         if flush.partitions.is_empty() {
             return Ok(());
@@ -1398,6 +1464,24 @@ impl Store for EmbeddedStore {
 
     fn blocking_reads(&self) -> Option<&dyn BlockingReads> {
         Some(self)
+    }
+
+    async fn funnels(&self) -> Result<Vec<FunnelSummary>> {
+        self.read(|txn| {
+            let shares: Vec<StoredFunnelShare> = scan_back(
+                txn,
+                FUNNEL_SHARES,
+                "funnel_shares",
+                Vec::new(),
+                None,
+                usize::MAX,
+                |_: &StoredFunnelShare| true,
+            )?;
+            Ok(sum_funnel_shares(
+                shares.into_iter().map(|s| (s.funnel_id, s.share)),
+            ))
+        })
+        .await
     }
 
     async fn traffic(

@@ -8,6 +8,7 @@
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -100,6 +101,76 @@ pub struct TrafficShare {
     pub counts: TrafficCounts,
 }
 
+/// One source partition's share of a funnel's totals: the events it folded, the
+/// visitors it met first, the oldest and newest event time among them. Like
+/// [`TrafficShare`], each partition owns its share and writes it as an absolute value
+/// (a replayed flush rewrites the same value); reads sum counts and take the min/max
+/// of times over partitions. A visitor is counted by the partition that folds its
+/// first event, and only there: its fold state, not the partition, says it is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FunnelShare {
+    pub events: i64,
+    pub visitors: i64,
+    pub first_event_at: i64,
+    pub last_event_at: i64,
+}
+
+impl FunnelShare {
+    /// No event yet: what an event is added to when the partition has no share.
+    pub const EMPTY: FunnelShare = FunnelShare {
+        events: 0,
+        visitors: 0,
+        first_event_at: i64::MAX,
+        last_event_at: i64::MIN,
+    };
+
+    /// The share of a partition whose first event of the funnel is at `timestamp`.
+    pub fn of_event(timestamp: i64, new_visitor: bool) -> Self {
+        FunnelShare {
+            events: 1,
+            visitors: i64::from(new_visitor),
+            first_event_at: timestamp,
+            last_event_at: timestamp,
+        }
+    }
+
+    /// Counts one more event; a late one (older than any before) moves the first time.
+    pub fn add_event(&mut self, timestamp: i64, new_visitor: bool) {
+        self.merge(&FunnelShare::of_event(timestamp, new_visitor));
+    }
+
+    /// Adds another partition's share.
+    pub fn merge(&mut self, other: &FunnelShare) {
+        self.events += other.events;
+        self.visitors += other.visitors;
+        self.first_event_at = self.first_event_at.min(other.first_event_at);
+        self.last_event_at = self.last_event_at.max(other.last_event_at);
+    }
+}
+
+/// A funnel's totals over every source partition ([`Store::funnels`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunnelSummary {
+    pub funnel_id: String,
+    pub totals: FunnelShare,
+}
+
+/// Sums funnel shares per funnel, sorted by funnel id (by UTF-8 bytes, as ScyllaDB
+/// orders its clustering column): what both engines answer [`Store::funnels`] with.
+pub(crate) fn sum_funnel_shares(
+    shares: impl IntoIterator<Item = (String, FunnelShare)>,
+) -> Vec<FunnelSummary> {
+    let mut sums: BTreeMap<String, FunnelShare> = BTreeMap::new();
+    for (funnel_id, share) in shares {
+        sums.entry(funnel_id)
+            .and_modify(|sum| sum.merge(&share))
+            .or_insert(share);
+    }
+    sums.into_iter()
+        .map(|(funnel_id, totals)| FunnelSummary { funnel_id, totals })
+        .collect()
+}
+
 /// Everything one flush makes durable for one source partition.
 ///
 /// When a list holds several entries for one key (a visitor, a profile, a session, an
@@ -126,13 +197,20 @@ pub struct PartitionFlush {
     pub deleted_sessions: Vec<SessionDelete>,
     pub events: EventRows,
     pub traffic: Vec<TrafficShare>,
+    /// This partition's absolute share of each funnel it folded events of since the
+    /// last flush (funnel id → share).
+    pub funnels: Vec<(String, FunnelShare)>,
 }
 
 impl PartitionFlush {
-    /// Projection rows it writes: profiles, sessions written or deleted, traffic
-    /// shares (event rows and visitor states apart).
+    /// Projection rows it writes: profiles, sessions written or deleted, traffic and
+    /// funnel shares (event rows and visitor states apart).
     pub fn projection_rows(&self) -> usize {
-        self.profiles.len() + self.sessions.len() + self.deleted_sessions.len() + self.traffic.len()
+        self.profiles.len()
+            + self.sessions.len()
+            + self.deleted_sessions.len()
+            + self.traffic.len()
+            + self.funnels.len()
     }
 }
 
@@ -222,6 +300,14 @@ pub trait Store: Send + Sync {
         keys: &[TrafficKey],
     ) -> Result<Vec<Option<TrafficCounts>>>;
 
+    /// A partition's own shares of funnels' totals, in the order asked.
+    async fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>>;
+
     /// Makes a flush durable. Per partition, the rows and the checkpoint become
     /// durable together; a partition flush whose `next_offset` is not beyond the
     /// stored checkpoint is stale (another owner got further) and is skipped whole, and
@@ -271,6 +357,10 @@ pub trait Store: Send + Sync {
     async fn traffic(&self, funnel_id: &str, from_day: i32, to_day: i32)
         -> Result<Vec<TrafficRow>>;
 
+    /// Every funnel with folded events, its shares summed over source partitions,
+    /// sorted by funnel id (by UTF-8 bytes). Funnels are few: this reads them all.
+    async fn funnels(&self) -> Result<Vec<FunnelSummary>>;
+
     /// The fold processor's reads, done on the calling thread, when the engine can do
     /// them there: the embedded engine reads a local file in microseconds, which costs
     /// less than handing each read to another thread and waiting for it (a replay
@@ -294,4 +384,11 @@ pub trait BlockingReads {
         partition: i32,
         keys: &[TrafficKey],
     ) -> Result<Vec<Option<TrafficCounts>>>;
+    /// See [`Store::load_funnel_shares`].
+    fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>>;
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use funnelfold_core::{ProfileRow, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{EventRowRef, PartitionFlush, VisitorKey};
+use crate::{EventRowRef, FunnelShare, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -41,6 +41,8 @@ pub(crate) struct Plan<'a> {
     /// Event rows, each with its encoding (that of an `EventRow`).
     pub events: Vec<(EventRowRef<'a>, &'a [u8])>,
     pub traffic: Vec<(&'a TrafficKey, &'a TrafficCounts)>,
+    /// Funnel shares, by funnel id.
+    pub funnels: Vec<(&'a str, &'a FunnelShare)>,
 }
 
 /// Keeps the last item per key, in the order of their first appearance (deterministic,
@@ -138,6 +140,11 @@ impl<'a> Plan<'a> {
             |(k, _)| *k,
         );
 
+        let funnels = last_per_key(
+            flush.funnels.iter().map(|(f, share)| (f.as_str(), share)),
+            |(f, _)| *f,
+        );
+
         Plan {
             visitors,
             profiles,
@@ -146,6 +153,7 @@ impl<'a> Plan<'a> {
             start_deletes,
             events: Vec::new(),
             traffic,
+            funnels,
         }
     }
 }

@@ -71,8 +71,9 @@ use scylla::{DeserializeRow, SerializeRow};
 use crate::embedded::sum_shares;
 use crate::plan::Plan;
 use crate::{
-    Checkpoint, EventCursor, EventFilter, EventRowRef, Flush, PageRequest, PartitionFlush, Result,
-    SessionCursor, Store, StoreError, VisitorKey,
+    sum_funnel_shares, Checkpoint, EventCursor, EventFilter, EventRowRef, Flush, FunnelShare,
+    FunnelSummary, PageRequest, PartitionFlush, Result, SessionCursor, Store, StoreError,
+    VisitorKey,
 };
 
 /// The keyspace used when none is configured.
@@ -100,6 +101,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "003_checkpoint_logs.cql",
         include_str!("../../../schemas/cql/003_checkpoint_logs.cql"),
+    ),
+    (
+        "004_funnel_shares.cql",
+        include_str!("../../../schemas/cql/004_funnel_shares.cql"),
     ),
 ];
 
@@ -796,6 +801,12 @@ struct TrafficValues<'a> {
     write_ts: i64,
 }
 
+const FUNNEL_SHARE_COLUMNS: &str = "shard, funnel_id, topic, source_partition, events, visitors, \
+    first_event_at, last_event_at";
+
+/// The one partition of `funnel_shares` (see `004_funnel_shares.cql`).
+const FUNNEL_SHARD: i32 = 0;
+
 /// What range reads of traffic shares select (the shares of all source partitions,
 /// to be summed).
 #[derive(DeserializeRow)]
@@ -843,6 +854,9 @@ struct Statements {
     traffic_put: PreparedStatement,
     traffic_get: PreparedStatement,
     traffic_range: PreparedStatement,
+    funnel_share_put: PreparedStatement,
+    funnel_share_get: PreparedStatement,
+    funnel_shares_all: PreparedStatement,
 }
 
 impl Statements {
@@ -962,6 +976,17 @@ impl Statements {
                 "SELECT funnel_id, day_bucket, source, medium, campaign, sessions, conversions, revenue \
                  FROM {ks}.traffic_shares \
                  WHERE funnel_id = ? AND month_bucket = ? AND day_bucket >= ? AND day_bucket <= ?"
+            ))
+            .await?,
+            funnel_share_put: prepare(insert_cql(ks, "funnel_shares", FUNNEL_SHARE_COLUMNS)).await?,
+            funnel_share_get: prepare(format!(
+                "SELECT events, visitors, first_event_at, last_event_at FROM {ks}.funnel_shares \
+                 WHERE shard = ? AND funnel_id = ? AND topic = ? AND source_partition = ?"
+            ))
+            .await?,
+            funnel_shares_all: prepare(format!(
+                "SELECT funnel_id, events, visitors, first_event_at, last_event_at \
+                 FROM {ks}.funnel_shares WHERE shard = ?"
             ))
             .await?,
         })
@@ -1197,6 +1222,20 @@ impl ScyllaStore {
             writes.push(bind(&st.traffic_put, &values)?);
             buckets.insert((&key.funnel_id, Kind::TrafficMonth, month_bucket));
         }
+        for (funnel_id, share) in &plan.funnels {
+            let values = (
+                FUNNEL_SHARD,
+                funnel_id,
+                &pf.topic,
+                pf.partition,
+                share.events,
+                share.visitors,
+                CqlTimestamp(share.first_event_at),
+                CqlTimestamp(share.last_event_at),
+                ts,
+            );
+            writes.push(bind(&st.funnel_share_put, &values)?);
+        }
 
         let mut years: BTreeSet<(&str, Kind, i32)> = BTreeSet::new();
         for &(funnel, kind, bucket) in &buckets {
@@ -1427,6 +1466,57 @@ impl Store for ScyllaStore {
             .boxed()
         });
         in_order(reads.collect()).await
+    }
+
+    async fn load_funnel_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnels: &[String],
+    ) -> Result<Vec<Option<FunnelShare>>> {
+        let reads = funnels.iter().map(|funnel_id| {
+            async move {
+                let values = (FUNNEL_SHARD, funnel_id, topic, partition);
+                let row: Option<(i64, i64, CqlTimestamp, CqlTimestamp)> = self
+                    .get_one(&self.st.funnel_share_get, values, "reading a funnel share")
+                    .await?;
+                Ok(row.map(|(events, visitors, first, last)| FunnelShare {
+                    events,
+                    visitors,
+                    first_event_at: first.0,
+                    last_event_at: last.0,
+                }))
+            }
+            .boxed()
+        });
+        in_order(reads.collect()).await
+    }
+
+    async fn funnels(&self) -> Result<Vec<FunnelSummary>> {
+        let bound = bind_paged(&self.st.funnel_shares_all, &(FUNNEL_SHARD,), 1000)?;
+        let mut shares = Vec::new();
+        self.scan(
+            bound,
+            "reading funnel_shares",
+            |(funnel_id, events, visitors, first, last): (
+                String,
+                i64,
+                i64,
+                CqlTimestamp,
+                CqlTimestamp,
+            )| {
+                let share = FunnelShare {
+                    events,
+                    visitors,
+                    first_event_at: first.0,
+                    last_event_at: last.0,
+                };
+                shares.push((funnel_id, share));
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(sum_funnel_shares(shares))
     }
 
     /// See the module documentation for why this is effectively once.
@@ -1703,6 +1793,16 @@ mod tests {
         );
         assert!(tables.iter().all(|s| !s.contains("${")));
         assert_eq!(tables.len(), 11);
+        // Later migrations run again after an interruption: every statement must be
+        // safe to repeat.
+        for (name, text) in &MIGRATIONS[1..] {
+            for statement in migration_statements(text, "ks_test", 3) {
+                assert!(
+                    statement.starts_with("CREATE TABLE IF NOT EXISTS ks_test."),
+                    "{name}: {statement}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use funnelfold_core::{
     Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch, TrafficCounts, TrafficKey,
 };
 use funnelfold_store::{
-    Checkpoint, EventCursor, EventFilter, Flush, PageRequest, PartitionFlush, SessionCursor,
-    SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, PageRequest, PartitionFlush,
+    SessionCursor, SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -1312,6 +1312,100 @@ async fn partition_loads_its_own_share(store: &dyn Store, ns: &str) {
     );
 }
 
+fn funnel_share(events: i64, visitors: i64, first: i64, last: i64) -> FunnelShare {
+    FunnelShare {
+        events,
+        visitors,
+        first_event_at: first,
+        last_event_at: last,
+    }
+}
+
+/// This scenario's funnels as listed (scenarios share a ScyllaDB keyspace, and the
+/// listing has every funnel of the store).
+async fn own_funnels(store: &dyn Store, ns: &str) -> Vec<(String, FunnelShare)> {
+    store
+        .funnels()
+        .await
+        .expect("funnels")
+        .into_iter()
+        .filter(|f| f.funnel_id.starts_with(ns))
+        .map(|f| (f.funnel_id, f.totals))
+        .collect()
+}
+
+async fn funnel_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let (shop, blog) = (format!("{ns}-shop"), format!("{ns}-blog"));
+    let mut p0 = part(0, 10);
+    p0.funnels
+        .push((shop.clone(), funnel_share(5, 2, T0 + 100, T0 + 500)));
+    p0.funnels.push((blog.clone(), funnel_share(1, 1, T0, T0)));
+    let mut p1 = part(1, 7);
+    p1.funnels
+        .push((shop.clone(), funnel_share(3, 1, T0 + 50, T0 + 300)));
+    store
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
+        .await
+        .expect("apply");
+    // Counts summed over partitions, times their min and max; sorted by funnel id.
+    assert_eq!(
+        own_funnels(store, ns).await,
+        vec![
+            (blog.clone(), funnel_share(1, 1, T0, T0)),
+            (shop.clone(), funnel_share(8, 3, T0 + 50, T0 + 500)),
+        ]
+    );
+    assert_eq!(
+        store
+            .load_funnel_shares(TOPIC, 1, &[shop.clone(), blog.clone()])
+            .await
+            .expect("shares"),
+        vec![Some(funnel_share(3, 1, T0 + 50, T0 + 300)), None],
+        "a partition loads its own share only"
+    );
+
+    // A later flush rewrites partition 0's share (absolute, not added): a late event
+    // moved its first time back. Within one flush the last entry wins.
+    let mut p0 = part(0, 12);
+    p0.funnels
+        .push((shop.clone(), funnel_share(6, 2, T0 + 90, T0 + 500)));
+    p0.funnels
+        .push((shop.clone(), funnel_share(7, 2, T0 + 10, T0 + 500)));
+    store
+        .apply(Arc::new(flush(&group, vec![p0.clone()])))
+        .await
+        .expect("apply");
+    // A replay of the same flush is stale (not beyond the checkpoint), and a flush
+    // behind it too: nothing changes.
+    store
+        .apply(Arc::new(flush(&group, vec![p0])))
+        .await
+        .expect("apply again");
+    let mut behind = part(0, 11);
+    behind
+        .funnels
+        .push((shop.clone(), funnel_share(100, 50, T0 - 1_000, T0 + 9_000)));
+    store
+        .apply(Arc::new(flush(&group, vec![behind])))
+        .await
+        .expect("apply stale");
+    assert_eq!(
+        own_funnels(store, ns).await,
+        vec![
+            (blog.clone(), funnel_share(1, 1, T0, T0)),
+            (shop.clone(), funnel_share(10, 3, T0 + 10, T0 + 500)),
+        ]
+    );
+    assert_eq!(
+        store
+            .load_funnel_shares(TOPIC, 0, std::slice::from_ref(&shop))
+            .await
+            .expect("shares"),
+        vec![Some(funnel_share(7, 2, T0 + 10, T0 + 500))]
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Engines
 
@@ -1319,7 +1413,7 @@ mod engines {
     use std::sync::Arc;
 
     use funnelfold_store::embedded::EmbeddedStore;
-    use funnelfold_store::scylla_store::{connect_session, migrate, ScyllaStore};
+    use funnelfold_store::scylla_store::{connect_session, migrate, ScyllaStore, MIGRATIONS};
     use tokio::sync::OnceCell;
 
     /// A fresh embedded store, and the directory that holds it (removed on drop, so
@@ -1349,7 +1443,8 @@ mod engines {
                     .as_millis();
                 let keyspace = format!("ff_test_{}_{nanos}", std::process::id());
                 let applied = migrate(&session, &keyspace, 1).await.expect("migrate");
-                assert_eq!(applied, vec!["001_keyspace.cql", "002_tables.cql"]);
+                let all: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+                assert_eq!(applied, all);
                 // Idempotent: a second run applies nothing.
                 assert!(migrate(&session, &keyspace, 1)
                     .await
@@ -1403,4 +1498,5 @@ conformance!(
     events_paging_and_filters,
     traffic_shares_summed,
     partition_loads_its_own_share,
+    funnel_shares_summed,
 );

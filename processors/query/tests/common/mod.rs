@@ -12,7 +12,7 @@ use funnelfold_core::codec::Codec;
 use funnelfold_core::hash::stable_hash;
 use funnelfold_core::{ProfileRow, RawEvent, TrafficCounts, TrafficKey};
 use funnelfold_runtime::engine::{Engine, EngineConfig, Record, StoreReader};
-use funnelfold_store::{Store, StoreError, VisitorKey};
+use funnelfold_store::{FunnelShare, Store, StoreError, VisitorKey};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -195,6 +195,20 @@ impl StoreReader for Reader<'_> {
             topic,
             partition,
             std::slice::from_ref(key),
+        ))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_funnel_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>, StoreError> {
+        let mut shares = futures::executor::block_on(self.store.load_funnel_shares(
+            topic,
+            partition,
+            &[funnel_id.to_owned()],
         ))?;
         Ok(shares.pop().flatten())
     }

@@ -47,7 +47,7 @@ impl Browser {
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready = std::panic::catch_unwind(|| super::http(&addr, "GET", "/status", ""))
+            let ready = std::panic::catch_unwind(|| crate::common::http(&addr, "GET", "/status", ""))
                 .ok()
                 .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
                 .is_some_and(|v| v["value"]["ready"] == true);
@@ -78,7 +78,7 @@ impl Browser {
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
-        let (status, body) = super::http(&addr, "POST", "/session", &capabilities.to_string());
+        let (status, body) = crate::common::http(&addr, "POST", "/session", &capabilities.to_string());
         assert_eq!(status, 200, "new session: {body}");
         let v: Value = serde_json::from_str(&body).expect("json");
         let session = v["value"]["sessionId"]
@@ -96,7 +96,7 @@ impl Browser {
     fn command(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("/session/{}{path}", self.session);
         let text = if method == "GET" { String::new() } else { body.to_string() };
-        let (status, answer) = super::http(&self.addr, method, &url, &text);
+        let (status, answer) = crate::common::http(&self.addr, method, &url, &text);
         let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
         assert_eq!(status, 200, "{method} {path}: {answer}");
         v["value"].clone()
@@ -186,7 +186,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let url = format!("/session/{}", self.session);
-        let _ = std::panic::catch_unwind(|| super::http(&self.addr, "DELETE", &url, ""));
+        let _ = std::panic::catch_unwind(|| crate::common::http(&self.addr, "DELETE", &url, ""));
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
