@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use webdriver::Browser;
 use serde_json::{json, Value};
+use webdriver::Browser;
 
 const DAY: i64 = 86_400_000;
 
@@ -39,7 +39,15 @@ impl Drop for Up {
 fn start_up(extra: &[&str]) -> Up {
     let data = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
-        .args(["up", "--simulate", "200", "--listen", "127.0.0.1:0", "--partitions", "2"])
+        .args([
+            "up",
+            "--simulate",
+            "200",
+            "--listen",
+            "127.0.0.1:0",
+            "--partitions",
+            "2",
+        ])
         .args(["--flush-interval-ms", "200"])
         .arg("--data")
         .arg(data.path())
@@ -54,7 +62,12 @@ fn start_up(extra: &[&str]) -> Up {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix("api: http://") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
             }
         }
     });
@@ -100,6 +113,7 @@ fn fixed_events() -> Vec<Value> {
             });
             if i == 2 && v % 4 == 1 {
                 e["eventName"] = json!("purchase");
+                e["isConversion"] = json!(true);
                 e["revenueMinor"] = json!(1_999 + v);
                 e["currency"] = json!(if v % 8 == 1 { "EUR" } else { "USD" });
             }
@@ -111,7 +125,9 @@ fn fixed_events() -> Vec<Value> {
 
 fn text_of(browser: &Browser, css: &str) -> String {
     browser
-        .eval(&format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;"))
+        .eval(&format!(
+            "const e = document.querySelector({css:?}); return e ? e.textContent : null;"
+        ))
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -125,7 +141,11 @@ fn column(browser: &Browser, table: &str, index: usize) -> Vec<String> {
     browser
         .eval(&script)
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -167,7 +187,10 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
         .map_or(0, Vec::len)
         < 36
     {
-        assert!(Instant::now() < deadline, "the fixed events were not folded");
+        assert!(
+            Instant::now() < deadline,
+            "the fixed events were not folded"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let browser = Browser::start();
@@ -201,27 +224,45 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
         integer(overview["conversions"].as_i64().expect("conversions"))
     );
     let revenue = text_of(&browser, "[data-tile=revenue] .value");
-    assert!(revenue.contains('€') && revenue.contains('$'), "two currencies, not added: {revenue}");
+    assert!(
+        revenue.contains('€') && revenue.contains('$'),
+        "two currencies, not added: {revenue}"
+    );
     let drawn: i64 = browser
         .eval("return [...document.querySelectorAll('#overview-chart rect')].reduce((a, r) => a + Number(r.dataset.sessions), 0);")
         .as_i64()
         .expect("bars");
-    assert_eq!(drawn, overview["sessions"].as_i64().expect("sessions"), "the chart's bars sum to the sessions");
+    assert_eq!(
+        drawn,
+        overview["sessions"].as_i64().expect("sessions"),
+        "the chart's bars sum to the sessions"
+    );
     screenshot(&browser, "overview");
 
     // Traffic sources: the table equals the API for 7 and 30 days, and they differ.
     browser.click(".tabs button[data-tab='traffic']");
     for range in ["7d", "30d"] {
         browser.click(&format!("#range button[data-range='{range}']"));
-        let rows = get(&api, &format!("/v1/funnels/fixed/traffic-sources?range={range}&limit=1000"));
-        let expected: i64 = rows.as_array().expect("rows").iter().map(|r| r["sessions"].as_i64().unwrap_or(0)).sum();
+        let rows = get(
+            &api,
+            &format!("/v1/funnels/fixed/traffic-sources?range={range}&limit=1000"),
+        );
+        let expected: i64 = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["sessions"].as_i64().unwrap_or(0))
+            .sum();
         browser.wait_for(
             &format!("the {range} traffic table"),
             &format!(
                 "return [...document.querySelectorAll('#traffic-table tbody tr')].reduce((a, r) => a + Number(r.children[4].textContent.replace(/,/g, '')), 0) === {expected};"
             ),
         );
-        assert_eq!(column(&browser, "#traffic-table", 0).len(), rows.as_array().map_or(0, Vec::len));
+        assert_eq!(
+            column(&browser, "#traffic-table", 0).len(),
+            rows.as_array().map_or(0, Vec::len)
+        );
     }
     let seven = get(&api, "/v1/funnels/fixed/traffic-sources?range=7d");
     let thirty = get(&api, "/v1/funnels/fixed/traffic-sources?range=30d");
@@ -244,7 +285,10 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
         .iter()
         .map(|s| s["displayName"].as_str().unwrap_or_default().to_owned())
         .collect();
-    browser.wait_for("the sessions table", "return document.querySelectorAll('#sessions-table tbody tr').length > 0;");
+    browser.wait_for(
+        "the sessions table",
+        "return document.querySelectorAll('#sessions-table tbody tr').length > 0;",
+    );
     assert_eq!(column(&browser, "#sessions-table", 1), names);
     screenshot(&browser, "sessions");
 
@@ -252,26 +296,49 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     // timeline.
     browser.click(".tabs button[data-tab='events']");
     let events = get(&api, "/v1/funnels/fixed/events?limit=50");
-    let ids: Vec<&str> = events["events"].as_array().expect("events").iter().filter_map(|e| e["eventId"].as_str()).collect();
-    browser.wait_for("the events table", "return document.querySelectorAll('#events-table tbody tr').length > 0;");
+    let ids: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["eventId"].as_str())
+        .collect();
+    browser.wait_for(
+        "the events table",
+        "return document.querySelectorAll('#events-table tbody tr').length > 0;",
+    );
     let shown = browser.eval("return [...document.querySelectorAll('#events-table tbody tr')].map(r => r.dataset.eventId);");
     assert_eq!(shown, json!(ids));
-    let visitor = events["events"][0]["anonymousId"].as_str().expect("a visitor").to_owned();
+    let visitor = events["events"][0]["anonymousId"]
+        .as_str()
+        .expect("a visitor")
+        .to_owned();
     browser.click("#events-table tbody tr:first-child a.visitor");
-    browser.wait_for("the visitor's timeline", "return !document.querySelector('#timeline').hidden;");
+    browser.wait_for(
+        "the visitor's timeline",
+        "return !document.querySelector('#timeline').hidden;",
+    );
     let filtered = browser.wait_for(
         "the filtered events",
         &format!("const v = [...document.querySelectorAll('#events-table a.visitor')].map(a => a.dataset.anonymousId); return v.length && v.every(x => x === {visitor:?}) ? v.length : 0;"),
     );
-    let expected = get(&api, &format!("/v1/funnels/fixed/events?limit=50&anonymousId={visitor}"));
-    assert_eq!(filtered.as_u64(), Some(expected["events"].as_array().map_or(0, Vec::len) as u64));
+    let expected = get(
+        &api,
+        &format!("/v1/funnels/fixed/events?limit=50&anonymousId={visitor}"),
+    );
+    assert_eq!(
+        filtered.as_u64(),
+        Some(expected["events"].as_array().map_or(0, Vec::len) as u64)
+    );
     screenshot(&browser, "events");
 
     // Live: events of the simulated funnel folded after the page opened arrive.
     browser.open(&format!("{base}/funnels/demo"));
     browser.click(".tabs button[data-tab='live']");
     let opened = now_ms();
-    browser.wait_for("live events", "return document.querySelectorAll('#live-feed li.live-event').length >= 3;");
+    browser.wait_for(
+        "live events",
+        "return document.querySelectorAll('#live-feed li.live-event').length >= 3;",
+    );
     let newest = browser
         .eval("return document.querySelector('#live-feed li.live-event time').textContent;")
         .as_str()
@@ -284,7 +351,10 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     // A phone-width window still shows the tabs and the table.
     browser.resize(390, 844);
     browser.open(&format!("{base}/funnels/fixed"));
-    browser.wait_for("the overview at phone width", "return document.querySelectorAll('.tile').length >= 5;");
+    browser.wait_for(
+        "the overview at phone width",
+        "return document.querySelectorAll('.tile').length >= 5;",
+    );
     screenshot(&browser, "phone");
 
     let errors: Vec<String> = browser.console_errors();
@@ -294,23 +364,36 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
 #[test]
 fn a_wrong_key_shows_the_error_not_a_blank_page() {
     let keys = tempfile::NamedTempFile::new().expect("key file");
-    std::fs::write(keys.path(), "[funnels.demo]\nkeys = [\"k_0123456789abcdef\"]\n").expect("write keys");
+    std::fs::write(
+        keys.path(),
+        "[funnels.demo]\nkeys = [\"k_0123456789abcdef\"]\n",
+    )
+    .expect("write keys");
     let up = start_up(&["--api-keys", keys.path().to_str().expect("path")]);
     let browser = Browser::start();
     browser.open(&format!("http://{}/funnels/demo", up.api));
-    browser.wait_for("the key form", "return !document.querySelector('#key-form').hidden;");
+    browser.wait_for(
+        "the key form",
+        "return !document.querySelector('#key-form').hidden;",
+    );
     browser.type_into("#key-input", "k_not-the-right-one");
     browser.click("#key-entry button[type=submit]");
     let message = browser.wait_for(
         "the error",
         "const e = document.querySelector('#error'); return !e.hidden && e.textContent.includes('key') ? e.textContent : null;",
     );
-    assert!(message.as_str().unwrap_or_default().contains("API key"), "{message}");
+    assert!(
+        message.as_str().unwrap_or_default().contains("API key"),
+        "{message}"
+    );
     // The right key opens the funnel.
     browser.type_into("#key-input", "k_0123456789abcdef");
     browser.click("#key-entry button[type=submit]");
     browser.wait_for("the overview", "return document.querySelector('#error').hidden && document.querySelectorAll('.tile').length > 0;");
     // The key never travels in a URL.
     let url = browser.eval("return location.href;");
-    assert!(!url.as_str().unwrap_or_default().contains("k_0123"), "{url}");
+    assert!(
+        !url.as_str().unwrap_or_default().contains("k_0123"),
+        "{url}"
+    );
 }

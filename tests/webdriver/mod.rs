@@ -4,7 +4,8 @@
 //! page, find and click elements, type, run a script, read the console, take a
 //! screenshot), so they are spoken directly instead of through a client crate.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +20,46 @@ pub struct Browser {
     addr: String,
     session: String,
     _profile: tempfile::TempDir,
+}
+
+/// One request to chromedriver; the status and the body. chromedriver keeps
+/// connections open whatever the request says, so the body is read by its length.
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {line}"));
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn free_port() -> u16 {
@@ -47,7 +88,7 @@ impl Browser {
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready = std::panic::catch_unwind(|| crate::common::http(&addr, "GET", "/status", ""))
+            let ready = std::panic::catch_unwind(|| request(&addr, "GET", "/status", ""))
                 .ok()
                 .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
                 .is_some_and(|v| v["value"]["ready"] == true);
@@ -78,7 +119,7 @@ impl Browser {
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
-        let (status, body) = crate::common::http(&addr, "POST", "/session", &capabilities.to_string());
+        let (status, body) = request(&addr, "POST", "/session", &capabilities.to_string());
         assert_eq!(status, 200, "new session: {body}");
         let v: Value = serde_json::from_str(&body).expect("json");
         let session = v["value"]["sessionId"]
@@ -95,8 +136,12 @@ impl Browser {
 
     fn command(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("/session/{}{path}", self.session);
-        let text = if method == "GET" { String::new() } else { body.to_string() };
-        let (status, answer) = crate::common::http(&self.addr, method, &url, &text);
+        let text = if method == "GET" {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (status, answer) = request(&self.addr, method, &url, &text);
         let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
         assert_eq!(status, 200, "{method} {path}: {answer}");
         v["value"].clone()
@@ -108,7 +153,11 @@ impl Browser {
 
     /// Runs `script` (a function body: `return ...;`) in the page.
     pub fn eval(&self, script: &str) -> Value {
-        self.command("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
     }
 
     /// Waits until `script` returns something truthy, and returns it.
@@ -152,7 +201,11 @@ impl Browser {
     pub fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
         self.command("POST", &format!("/element/{id}/clear"), json!({}));
-        self.command("POST", &format!("/element/{id}/value"), json!({ "text": text }));
+        self.command(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        );
     }
 
     /// The browser console's errors since the last call.
@@ -179,14 +232,18 @@ impl Browser {
     }
 
     pub fn resize(&self, width: u32, height: u32) {
-        self.command("POST", "/window/rect", json!({ "width": width, "height": height }));
+        self.command(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        );
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         let url = format!("/session/{}", self.session);
-        let _ = std::panic::catch_unwind(|| crate::common::http(&self.addr, "DELETE", &url, ""));
+        let _ = std::panic::catch_unwind(|| request(&self.addr, "DELETE", &url, ""));
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -225,7 +225,7 @@ function drawChart(container, days) {
       rect.append(title);
       svg.append(rect);
     });
-    if (days.length <= 31 || i % Math.ceil(days.length / 15) === 0) {
+    if (days.length <= 14 || i % Math.ceil(days.length / 10) === 0) {
       const label = document.createElementNS(SVG, 'text');
       label.setAttribute('x', String(pad + i * barW + barW / 2));
       label.setAttribute('y', String(height + 14));

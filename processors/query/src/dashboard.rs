@@ -29,7 +29,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { page() }))
-        .route("/funnels/{funnelId}", get(|_: Path<String>| async { page() }))
+        .route(
+            "/funnels/{funnelId}",
+            get(|_: Path<String>| async { page() }),
+        )
         .route("/assets/{file}", get(asset))
 }
 
@@ -81,7 +84,14 @@ mod tests {
     #[test]
     fn the_page_has_no_inline_script_or_style() {
         let html = INDEX_HTML.to_ascii_lowercase();
-        for needle in ["<script>", "<style", " style=", "onclick=", "onload=", "javascript:"] {
+        for needle in [
+            "<script>",
+            "<style",
+            " style=",
+            "onclick=",
+            "onload=",
+            "javascript:",
+        ] {
             assert!(!html.contains(needle), "index.html contains {needle:?}");
         }
         assert!(html.contains(r#"<script src="/assets/app.js""#));

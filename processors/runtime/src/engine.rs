@@ -148,6 +148,10 @@ struct Partition {
     /// This partition's absolute shares of the traffic aggregates it touched.
     traffic: HashMap<TrafficKey, TrafficCounts>,
     traffic_dirty: HashSet<TrafficKey>,
+    /// Deltas of folded events whose share could not be read yet (a store error after
+    /// the fold, which can no longer be undone: retrying the record would find it a
+    /// duplicate). Settled before the partition folds anything else, and before a flush.
+    traffic_deferred: Vec<(TrafficKey, TrafficCounts)>,
     /// This partition's absolute shares of the funnels it folded events of.
     funnels: HashMap<String, FunnelShare>,
     funnels_dirty: HashSet<String>,
@@ -369,6 +373,7 @@ impl Partition {
             events: EventRows::new(),
             traffic: HashMap::new(),
             traffic_dirty: HashSet::new(),
+            traffic_deferred: Vec::new(),
             funnels: HashMap::new(),
             funnels_dirty: HashSet::new(),
             counters: Counters::default(),
@@ -384,6 +389,9 @@ impl Engine {
         store: &dyn StoreReader,
         rec: Record<'_>,
     ) -> Result<Outcome, StoreError> {
+        self.partition(store, rec.topic, rec.partition)?;
+        // Before this record changes anything: an error here retries it cleanly.
+        self.settle_traffic(store, rec.partition)?;
         let part = self.partition(store, rec.topic, rec.partition)?;
         if rec.offset < part.checkpoint || part.pending.is_some_and(|p| rec.offset <= p) {
             part.counters.already_applied += 1;
@@ -502,10 +510,10 @@ impl Engine {
         };
         drop(guard);
         // Traffic deltas are applied after the visitor's lock is released, since a
-        // share may need a store read.
+        // share may need a store read; one that fails waits (see `traffic_deferred`).
         for change in changes {
             if let ChangeRecord::Traffic(key, delta) = change {
-                self.add_traffic(store, rec.topic, rec.partition, key, &delta)?;
+                self.add_traffic(store, rec.topic, rec.partition, key, delta);
             }
         }
         Ok(result)
@@ -568,28 +576,75 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds a folded event's traffic delta to its share, reading the share first if
+    /// it is not in memory; if that read fails, the delta waits in `traffic_deferred`.
     fn add_traffic(
         &mut self,
         store: &dyn StoreReader,
         topic: &str,
         partition: i32,
         key: TrafficKey,
-        delta: &TrafficCounts,
-    ) -> Result<(), StoreError> {
+        delta: TrafficCounts,
+    ) {
         let part = self
             .partitions
             .get_mut(&partition)
             .expect("loaded by apply");
         if !part.traffic.contains_key(&key) {
-            let share = store
-                .load_traffic_share(topic, partition, &key)?
-                .unwrap_or_default();
-            part.traffic.insert(key.clone(), share);
+            if !part.traffic_deferred.is_empty() {
+                // Deltas apply in fold order: behind the ones already waiting.
+                part.traffic_deferred.push((key, delta));
+                return;
+            }
+            match store.load_traffic_share(topic, partition, &key) {
+                Ok(share) => {
+                    part.traffic.insert(key.clone(), share.unwrap_or_default());
+                }
+                Err(_) => {
+                    part.traffic_deferred.push((key, delta));
+                    return;
+                }
+            }
         }
         if let Some(share) = part.traffic.get_mut(&key) {
-            share.add(delta, 1);
+            share.add(&delta, 1);
         }
         part.traffic_dirty.insert(key);
+    }
+
+    /// Applies the traffic deltas that wait for a share to be read (see
+    /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
+    fn settle_traffic(
+        &mut self,
+        store: &dyn StoreReader,
+        partition: i32,
+    ) -> Result<(), StoreError> {
+        let Some(part) = self.partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        while let Some((key, _)) = part.traffic_deferred.first() {
+            if !part.traffic.contains_key(key) {
+                let share = store
+                    .load_traffic_share(&part.topic, partition, key)?
+                    .unwrap_or_default();
+                part.traffic.insert(key.clone(), share);
+            }
+            let (key, delta) = part.traffic_deferred.remove(0);
+            if let Some(share) = part.traffic.get_mut(&key) {
+                share.add(&delta, 1);
+            }
+            part.traffic_dirty.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Settles every partition's waiting traffic deltas: a flush must not be planned
+    /// without them.
+    pub fn settle_all_traffic(&mut self, store: &dyn StoreReader) -> Result<(), StoreError> {
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        for partition in partitions {
+            self.settle_traffic(store, partition)?;
+        }
         Ok(())
     }
 
@@ -750,6 +805,83 @@ mod tests {
         ) -> Result<Option<FunnelShare>, StoreError> {
             Ok(None)
         }
+    }
+
+    /// An empty store whose traffic share reads fail while `failing` is set.
+    struct FlakyShares {
+        failing: std::cell::Cell<bool>,
+    }
+
+    impl StoreReader for FlakyShares {
+        fn checkpoint(&self, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
+            Empty { checkpoint: 0 }.checkpoint(t, p)
+        }
+        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn load_traffic_share(
+            &self,
+            _: &str,
+            _: i32,
+            _: &TrafficKey,
+        ) -> Result<Option<TrafficCounts>, StoreError> {
+            if self.failing.get() {
+                Err(StoreError::Transient("no space left on device".into()))
+            } else {
+                Ok(None)
+            }
+        }
+        fn load_funnel_share(
+            &self,
+            _: &str,
+            _: i32,
+            _: &str,
+        ) -> Result<Option<FunnelShare>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    /// A share read that fails after the fold must not lose the event's traffic: the
+    /// record is not retried (it would be a duplicate now), its delta waits instead.
+    #[test]
+    fn a_failed_share_read_after_the_fold_loses_no_traffic() {
+        let events = payloads(40);
+        let mut clean = Engine::new(EngineConfig::default(), Codec::new());
+        for (offset, payload) in events.iter().enumerate() {
+            clean
+                .apply(&Empty { checkpoint: 0 }, record(offset as i64, payload))
+                .expect("apply");
+        }
+        let expected = clean.plan_flush(None).expect("plan");
+
+        let flaky = FlakyShares {
+            failing: std::cell::Cell::new(true),
+        };
+        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+        // The first event folds, its share read fails: it is still folded.
+        assert_eq!(
+            engine.apply(&flaky, record(0, &events[0])).expect("folded"),
+            Outcome::Folded
+        );
+        // The next record waits for the share (an error before it changes anything).
+        assert!(engine.apply(&flaky, record(1, &events[1])).is_err());
+        flaky.failing.set(false);
+        for (offset, payload) in events.iter().enumerate().skip(1) {
+            engine
+                .apply(&flaky, record(offset as i64, payload))
+                .expect("apply");
+        }
+        engine.settle_all_traffic(&flaky).expect("settled");
+        let plan = engine.plan_flush(None).expect("plan");
+        let shares = |p: &FlushPlan| {
+            p.flush
+                .partitions
+                .iter()
+                .flat_map(|p| p.traffic.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(!shares(&expected).is_empty());
+        assert_eq!(shares(&plan), shares(&expected));
     }
 
     fn payloads(n: usize) -> Vec<Vec<u8>> {

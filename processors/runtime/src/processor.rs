@@ -267,6 +267,30 @@ impl Core {
         }
     }
 
+    /// Reads the traffic shares that folded events still wait for (a store read failed
+    /// after their fold), retrying like every store read: a flush needs them all.
+    fn settle_traffic(&mut self) -> Result<(), StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let reader = BlockingReader {
+                store: &*self.store,
+                rt: &self.rt,
+                group: &self.topics.group,
+            };
+            match self.engine.settle_all_traffic(&reader) {
+                Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store read failed; retrying");
+                    telemetry::store_error("read", "transient");
+                    telemetry::store_retry("read");
+                    self.store_fails("be read", &e);
+                    pause(&self.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The store took a read or a write after failing.
     fn store_works(&self) {
         if !self.health.is_healthy() {
@@ -390,6 +414,7 @@ impl Core {
         only: Option<&[i32]>,
     ) -> Result<(), ProcessorError> {
         self.finish_flush(consumer)?;
+        self.settle_traffic()?;
         let started = Instant::now();
         let mut plan = self.engine.plan_flush(only)?;
         // Dead letters first: the offsets of their records are about to be committed.
