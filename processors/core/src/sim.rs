@@ -592,8 +592,7 @@ mod tests {
             let mut sim = LiveSimulator::new(cfg, rate);
             let mut n = 0u64;
             let mut last = i64::MIN;
-            loop {
-                let Some(e) = sim.next() else { break };
+            for e in sim.by_ref() {
                 if e.timestamp >= end {
                     break;
                 }
