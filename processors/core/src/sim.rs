@@ -296,6 +296,8 @@ pub struct LiveSimulator {
     /// (next session time, visitor) of visitors between sessions, earliest first.
     returning: BinaryHeap<Reverse<(i64, LiveVisitor)>>,
     next_serial: u64,
+    /// The schedule's next slot: `emitted` plus the slots given up by [`Self::skip_slots`].
+    slot: u64,
     emitted: u64,
 }
 
@@ -313,6 +315,7 @@ impl LiveSimulator {
             active: BinaryHeap::new(),
             returning: BinaryHeap::new(),
             next_serial: 0,
+            slot: 0,
             emitted: 0,
         };
         sim.warm_up();
@@ -336,6 +339,13 @@ impl LiveSimulator {
 
     pub fn schedule(&self) -> Schedule {
         self.schedule
+    }
+
+    /// Gives up the next `slots` of the schedule without events, for a sender that fell
+    /// behind: the stream's time stays with the sender's clock, so that visitors keep
+    /// their gaps between events instead of stretching them.
+    pub fn skip_slots(&mut self, slots: u64) {
+        self.slot += slots;
     }
 
     /// Visitors held: (in a session, returning).
@@ -378,7 +388,8 @@ impl LiveSimulator {
     }
 
     fn next_event(&mut self) -> RawEvent {
-        let ts = self.cfg.start_ms + (self.schedule.due_us(self.emitted) / 1000) as i64;
+        let ts = self.cfg.start_ms + (self.schedule.due_us(self.slot) / 1000) as i64;
+        self.slot += 1;
         let due = |heap: &BinaryHeap<Reverse<(i64, LiveVisitor)>>| {
             heap.peek().is_some_and(|Reverse((t, _))| *t <= ts)
         };
@@ -645,6 +656,17 @@ mod tests {
         .take(2_000)
         .collect();
         assert_ne!(a[0].anonymous_id, c[0].anonymous_id);
+    }
+
+    /// Slots a late sender gives up move the stream's time on, as the wall clock did.
+    #[test]
+    fn skipped_slots_move_live_time_on() {
+        let cfg = live_cfg(1_000);
+        let start = cfg.start_ms;
+        let mut sim = LiveSimulator::new(cfg, 100.0);
+        assert_eq!(sim.next().map(|e| e.timestamp), Some(start));
+        sim.skip_slots(999);
+        assert_eq!(sim.next().map(|e| e.timestamp), Some(start + 10_000));
     }
 
     /// Memory is the visitors in a session plus the bounded returning pool, not a

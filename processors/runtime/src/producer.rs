@@ -104,7 +104,9 @@ pub async fn produce_live(
         let elapsed_us = started.elapsed().as_micros() as u64;
         let mut due = schedule.due_by(elapsed_us).saturating_sub(skipped);
         if due > sent + max_backlog {
-            skipped += due - sent - max_backlog;
+            let give_up = due - sent - max_backlog;
+            skipped += give_up;
+            sim.skip_slots(give_up);
             due = sent + max_backlog;
         }
         while sent < due && !stop.load(Ordering::Relaxed) {
