@@ -679,7 +679,16 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
             args.funnel
         );
         rt.spawn(async move {
-            let sim = LiveSimulator::new(sim, rate);
+            // Its warm-up draws the visitors already in a session (1.7 million at
+            // 20,000/s): off the workers that serve the API and the processor.
+            let warm_up = tokio::task::spawn_blocking(move || LiveSimulator::new(sim, rate));
+            let sim = match warm_up.await {
+                Ok(sim) => sim,
+                Err(e) => {
+                    tracing::error!(error = %e, "simulator did not start");
+                    return;
+                }
+            };
             let sent = Arc::new(AtomicU64::new(0));
             let reporter = tokio::spawn(report_rate(
                 Arc::clone(&sent),
