@@ -124,7 +124,6 @@ fn main() {
             &KafkaSettings::new(&bootstrap),
             "events.raw",
             sim,
-            false,
             Some(n),
             &AtomicBool::new(false),
         ))

@@ -19,13 +19,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use funnelfold_core::sim::SimConfig;
+use funnelfold_core::sim::{LiveSimulator, SimConfig};
 use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
 use funnelfold_runtime::settings::{self, Flags, Settings};
 use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
@@ -679,7 +679,26 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
             args.funnel
         );
         rt.spawn(async move {
-            if let Err(e) = producer::produce(&kafka, &topics.raw, sim, true, None, &stop).await {
+            // Its warm-up draws the visitors already in a session (1.7 million at
+            // 20,000/s): off the workers that serve the API and the processor.
+            let warm_up = tokio::task::spawn_blocking(move || LiveSimulator::new(sim, rate));
+            let sim = match warm_up.await {
+                Ok(sim) => sim,
+                Err(e) => {
+                    tracing::error!(error = %e, "simulator did not start");
+                    return;
+                }
+            };
+            let sent = Arc::new(AtomicU64::new(0));
+            let reporter = tokio::spawn(report_rate(
+                Arc::clone(&sent),
+                rate,
+                Duration::from_secs(30),
+                Report::Log,
+            ));
+            let result = producer::produce_live(&kafka, &topics.raw, sim, &stop, &sent).await;
+            reporter.abort();
+            if let Err(e) = result {
                 tracing::error!(error = %e, "simulator stopped");
             }
         });
@@ -767,33 +786,89 @@ fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Resul
 async fn simulate(settings: Settings, args: SimulateArgs) -> Result<()> {
     let kafka = required_kafka(&settings)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (sim, paced, limit) = match (args.rate, args.count) {
-        (Some(rate), _) => (
-            producer::live_sim_config(&args.funnel, rate, args.seed),
-            true,
-            None,
-        ),
-        (None, Some(count)) => (
-            SimConfig {
-                seed: args.seed,
-                funnel_id: args.funnel.clone(),
-                visitors: args.visitors,
-                ..SimConfig::default()
-            },
-            false,
-            Some(count),
-        ),
-        (None, None) => bail!("give --rate EVENTS_PER_SECOND or --count EVENTS"),
-    };
     let set = Arc::clone(&stop);
     tokio::spawn(async move {
         wait_for_signal().await;
         set.store(true, Ordering::Relaxed);
     });
     let topic = &settings.topics.raw;
-    let sent = producer::produce(&kafka, topic, sim, paced, limit, &stop).await?;
-    println!("sent: {sent}");
+    match (args.rate, args.count) {
+        (Some(rate), _) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate takes a positive number of events per second, not {rate}");
+            }
+            let sim = LiveSimulator::new(
+                producer::live_sim_config(&args.funnel, rate, args.seed),
+                rate,
+            );
+            let sent = Arc::new(AtomicU64::new(0));
+            let meter = producer::RateMeter::new(rate);
+            let reporter = tokio::spawn(report_rate(
+                Arc::clone(&sent),
+                rate,
+                Duration::from_secs(5),
+                Report::Print,
+            ));
+            let result = producer::produce_live(&kafka, topic, sim, &stop, &sent).await;
+            reporter.abort();
+            let total = meter.total(sent.load(Ordering::Relaxed));
+            println!("in all: {}", total.line());
+            if total.short() {
+                eprintln!("warning: {}", total.warning());
+            }
+            result?;
+        }
+        (None, Some(count)) => {
+            let sim = SimConfig {
+                seed: args.seed,
+                funnel_id: args.funnel.clone(),
+                visitors: args.visitors,
+                ..SimConfig::default()
+            };
+            let sent = producer::produce(&kafka, topic, sim, Some(count), &stop).await?;
+            println!("sent: {sent}");
+        }
+        (None, None) => bail!("give --rate EVENTS_PER_SECOND or --count EVENTS"),
+    }
     Ok(())
+}
+
+/// Where the live simulator's rate reports go.
+#[derive(Clone, Copy)]
+enum Report {
+    /// `simulate`: lines on stdout, warnings on stderr.
+    Print,
+    /// `up`: the log, beside the processor's.
+    Log,
+}
+
+/// Reports the live simulator's achieved rate every `every` and warns when an interval
+/// falls under 90 % of the target, so that a shortfall is never silent. Runs until
+/// aborted.
+async fn report_rate(sent: Arc<AtomicU64>, target: f64, every: Duration, to: Report) {
+    let mut meter = producer::RateMeter::new(target);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let sample = meter.interval(sent.load(Ordering::Relaxed));
+        match to {
+            Report::Print => {
+                println!("{}", sample.line());
+                if sample.short() {
+                    eprintln!("warning: {}", sample.warning());
+                }
+            }
+            Report::Log => {
+                tracing::info!("simulator: {}", sample.line());
+                if sample.short() {
+                    tracing::warn!("simulator: {}", sample.warning());
+                }
+            }
+        }
+    }
 }
 
 /// Loads and validates the topology files, printing what is wrong.

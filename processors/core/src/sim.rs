@@ -184,43 +184,21 @@ impl Simulator {
         let last_in_session = v.left == 0;
         self.emitted += 1;
 
-        let path = PATHS[below(rng, PATHS.len() as u64) as usize];
-        let custom = !starting && below(rng, 100) < 20;
-        let conversion = last_in_session && v.converting;
-        let mut event = RawEvent {
-            event_id: format!("e-{:016x}-{}", rng.next_u64(), self.emitted),
-            funnel_id: cfg.funnel_id.clone(),
-            anonymous_id: v.id.clone(),
-            session_id: v.sdk_session.clone(),
-            event_name: PAGE_VIEW.into(),
-            timestamp: ts,
-            received_at: Some(ts + below(rng, 2_000) as i64),
-            url: Some(format!("{SITE}{path}")),
-            title: Some(format!("Example shop {path}")),
-            user_agent: Some(v.user_agent.into()),
-            country: Some(v.country.into()),
-            properties: BTreeMap::new(),
-            ..RawEvent::default()
-        };
-        if starting {
-            let (query, referrer) = v.arrival;
-            event.url = Some(format!("{SITE}{path}{query}"));
-            event.referrer = (!referrer.is_empty()).then(|| referrer.to_owned());
-        } else {
-            event.referrer = Some(format!("{SITE}/"));
-        }
-        if conversion {
-            event.event_name = "purchase".into();
-            event.is_conversion = true;
-            event.revenue_minor = Some(500 + below(rng, 20_000) as i64);
-            event.currency = Some(CURRENCIES[below(rng, CURRENCIES.len() as u64) as usize].into());
-            event
-                .properties
-                .insert("orderId".into(), format!("o-{}", self.emitted));
-        } else if custom {
-            event.event_name =
-                CUSTOM_EVENTS[below(rng, CUSTOM_EVENTS.len() as u64) as usize].into();
-        }
+        let event = build_event(
+            rng,
+            cfg,
+            self.emitted,
+            Session {
+                anonymous_id: v.id.clone(),
+                session_id: v.sdk_session.clone(),
+                user_agent: v.user_agent,
+                country: v.country,
+                arrival: v.arrival,
+                starting,
+                conversion: last_in_session && v.converting,
+            },
+            ts,
+        );
 
         let next = if last_in_session {
             // Exponential-looking gaps between sessions, always beyond the 30-minute gap.
@@ -240,6 +218,308 @@ impl Iterator for Simulator {
     fn next(&mut self) -> Option<RawEvent> {
         self.next_event()
     }
+}
+
+/// The pacing of live traffic: event `k` (from 0) is due `k / rate` seconds after the
+/// start, evenly spaced. A pure function of `k`, so that the rate is checked without a
+/// clock; a sender sends whatever is due, then sleeps until the next one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    rate: f64,
+}
+
+impl Schedule {
+    /// `rate` events per second; anything not a positive number is taken as 0.1/s.
+    pub fn new(rate: f64) -> Self {
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            0.1
+        };
+        Schedule { rate }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// When event `k` is due, in microseconds after the start.
+    pub fn due_us(&self, k: u64) -> u64 {
+        (k as f64 * 1e6 / self.rate) as u64
+    }
+
+    /// How many events are due `elapsed_us` after the start (events 0 ..= k with
+    /// `due_us(k) <= elapsed_us`).
+    pub fn due_by(&self, elapsed_us: u64) -> u64 {
+        let n = (elapsed_us as f64 * self.rate / 1e6).floor() as u64 + 1;
+        // Float rounding at the edge: settle on the exact definition.
+        if self.due_us(n) <= elapsed_us {
+            n + 1
+        } else if n > 0 && self.due_us(n - 1) > elapsed_us {
+            n - 1
+        } else {
+            n
+        }
+    }
+}
+
+/// A visitor of live traffic, small enough to keep a million of: the id and the
+/// session id are derived when an event is built, not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct LiveVisitor {
+    serial: u64,
+    session_seq: u16,
+    /// Events left in the current session; 0 between sessions.
+    left: u8,
+    user_agent: u8,
+    country: u8,
+    arrival: u8,
+    converting: bool,
+    sdk_session: bool,
+}
+
+/// Live traffic at a given rate, stamped by the [`Schedule`]: event `k` is at
+/// `start_ms + k / rate`. Each slot goes to the visitor in a session whose next event
+/// is due, else to a returning visitor whose next session is due, else to a new
+/// visitor. So the rate is the schedule's whatever the visitors do, and memory holds
+/// the visitors in a session (about `rate` × the mean gap between two events of a
+/// session, 95 s) plus at most `cfg.visitors` returning ones; visitors whose session
+/// ends while that pool is full do not come back.
+///
+/// Deterministic for a seed like [`Simulator`], but a different stream.
+pub struct LiveSimulator {
+    cfg: SimConfig,
+    schedule: Schedule,
+    rng: ChaCha8Rng,
+    /// (next event time, visitor) of visitors in a session, earliest first.
+    active: BinaryHeap<Reverse<(i64, LiveVisitor)>>,
+    /// (next session time, visitor) of visitors between sessions, earliest first.
+    returning: BinaryHeap<Reverse<(i64, LiveVisitor)>>,
+    next_serial: u64,
+    /// The schedule's next slot: `emitted` plus the slots given up by [`Self::skip_slots`].
+    slot: u64,
+    emitted: u64,
+}
+
+/// Mean gap between two events of a session (5 s + up to 180 s), in ms.
+const MEAN_EVENT_GAP_MS: u64 = 95_000;
+
+impl LiveSimulator {
+    pub fn new(cfg: SimConfig, rate: f64) -> Self {
+        let schedule = Schedule::new(rate);
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut sim = LiveSimulator {
+            cfg,
+            schedule,
+            rng,
+            active: BinaryHeap::new(),
+            returning: BinaryHeap::new(),
+            next_serial: 0,
+            slot: 0,
+            emitted: 0,
+        };
+        sim.warm_up();
+        sim
+    }
+
+    /// Starts with visitors already in a session, their next events spread over the
+    /// next two mean gaps, as traffic that was running before: without them every slot
+    /// of the first minutes would start a session, a burst of new visitors.
+    fn warm_up(&mut self) {
+        let in_session = self.schedule.rate() * (MEAN_EVENT_GAP_MS as f64 / 1000.0) * 0.9;
+        for _ in 0..in_session as u64 {
+            let mut v = self.new_visitor();
+            self.start_session(&mut v);
+            // Somewhere in the middle of its session.
+            v.left = 1 + below(&mut self.rng, u64::from(v.left)) as u8;
+            let next = self.cfg.start_ms + below(&mut self.rng, 2 * MEAN_EVENT_GAP_MS) as i64;
+            self.active.push(Reverse((next, v)));
+        }
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Gives up the next `slots` of the schedule without events, for a sender that fell
+    /// behind: the stream's time stays with the sender's clock, so that visitors keep
+    /// their gaps between events instead of stretching them.
+    pub fn skip_slots(&mut self, slots: u64) {
+        self.slot += slots;
+    }
+
+    /// Visitors held: (in a session, returning).
+    pub fn held(&self) -> (usize, usize) {
+        (self.active.len(), self.returning.len())
+    }
+
+    fn new_visitor(&mut self) -> LiveVisitor {
+        let rng = &mut self.rng;
+        let v = LiveVisitor {
+            serial: self.next_serial,
+            session_seq: 0,
+            left: 0,
+            user_agent: below(rng, USER_AGENTS.len() as u64) as u8,
+            country: below(rng, COUNTRIES.len() as u64) as u8,
+            arrival: 0,
+            converting: false,
+            sdk_session: false,
+        };
+        self.next_serial += 1;
+        v
+    }
+
+    fn start_session(&mut self, v: &mut LiveVisitor) {
+        let rng = &mut self.rng;
+        v.session_seq = v.session_seq.wrapping_add(1);
+        // Geometric-ish session length with the configured mean, at least 1.
+        let mean = u64::from(self.cfg.mean_events_per_session.clamp(1, 100));
+        v.left = 1 + below(rng, 2 * mean - 1) as u8;
+        v.arrival = below(rng, ARRIVALS.len() as u64) as u8;
+        v.converting = below(rng, 100) < 8;
+        v.sdk_session = below(rng, 1000) < u64::from(self.cfg.sdk_session_permille);
+    }
+
+    /// A visitor's id: the serial with a tag drawn from the seed, so that runs with
+    /// different seeds do not share visitors.
+    fn visitor_id(&self, serial: u64) -> String {
+        let tag = splitmix64(self.cfg.seed ^ serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32;
+        format!("v-{tag:08x}-{serial}")
+    }
+
+    fn next_event(&mut self) -> RawEvent {
+        let ts = self.cfg.start_ms + (self.schedule.due_us(self.slot) / 1000) as i64;
+        self.slot += 1;
+        let due = |heap: &BinaryHeap<Reverse<(i64, LiveVisitor)>>| {
+            heap.peek().is_some_and(|Reverse((t, _))| *t <= ts)
+        };
+        let (mut v, starting) = if due(&self.active) {
+            match self.active.pop() {
+                Some(Reverse((_, v))) => (v, false),
+                None => (self.new_visitor(), true),
+            }
+        } else if due(&self.returning) {
+            match self.returning.pop() {
+                Some(Reverse((_, v))) => (v, true),
+                None => (self.new_visitor(), true),
+            }
+        } else {
+            (self.new_visitor(), true)
+        };
+        if starting {
+            self.start_session(&mut v);
+        }
+        v.left = v.left.saturating_sub(1);
+        let last_in_session = v.left == 0;
+        self.emitted += 1;
+
+        let anonymous_id = self.visitor_id(v.serial);
+        let session_id = v
+            .sdk_session
+            .then(|| format!("{anonymous_id}-s{}", v.session_seq));
+        let event = build_event(
+            &mut self.rng,
+            &self.cfg,
+            self.emitted,
+            Session {
+                anonymous_id,
+                session_id,
+                user_agent: USER_AGENTS[usize::from(v.user_agent) % USER_AGENTS.len()],
+                country: COUNTRIES[usize::from(v.country) % COUNTRIES.len()],
+                arrival: ARRIVALS[usize::from(v.arrival) % ARRIVALS.len()],
+                starting,
+                conversion: last_in_session && v.converting,
+            },
+            ts,
+        );
+
+        if last_in_session {
+            // Beyond the 30-minute gap, as in the `--count` stream; a full pool
+            // forgets the visitor.
+            if self.returning.len() < self.cfg.visitors as usize {
+                let interval = self.cfg.mean_session_interval_ms.max(1) as u64;
+                let next = ts + 31 * 60_000 + below(&mut self.rng, 2 * interval) as i64;
+                self.returning.push(Reverse((next, v)));
+            }
+        } else {
+            let next = ts + 5_000 + below(&mut self.rng, 2 * MEAN_EVENT_GAP_MS - 10_000) as i64;
+            self.active.push(Reverse((next, v)));
+        }
+        event
+    }
+}
+
+impl Iterator for LiveSimulator {
+    type Item = RawEvent;
+
+    fn next(&mut self) -> Option<RawEvent> {
+        Some(self.next_event())
+    }
+}
+
+/// A bijective 64-bit mix (SplitMix64's finaliser).
+fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Who sends an event and where it stands in its session.
+struct Session {
+    anonymous_id: String,
+    session_id: Option<String>,
+    user_agent: &'static str,
+    country: &'static str,
+    arrival: (&'static str, &'static str),
+    starting: bool,
+    conversion: bool,
+}
+
+/// One event of a session at `ts`. Both modes draw through here in the same order, so
+/// that the `--count` stream stays what it always was.
+fn build_event(
+    rng: &mut ChaCha8Rng,
+    cfg: &SimConfig,
+    emitted: u64,
+    s: Session,
+    ts: i64,
+) -> RawEvent {
+    let path = PATHS[below(rng, PATHS.len() as u64) as usize];
+    let custom = !s.starting && below(rng, 100) < 20;
+    let mut event = RawEvent {
+        event_id: format!("e-{:016x}-{}", rng.next_u64(), emitted),
+        funnel_id: cfg.funnel_id.clone(),
+        anonymous_id: s.anonymous_id,
+        session_id: s.session_id,
+        event_name: PAGE_VIEW.into(),
+        timestamp: ts,
+        received_at: Some(ts + below(rng, 2_000) as i64),
+        url: Some(format!("{SITE}{path}")),
+        title: Some(format!("Example shop {path}")),
+        user_agent: Some(s.user_agent.into()),
+        country: Some(s.country.into()),
+        properties: BTreeMap::new(),
+        ..RawEvent::default()
+    };
+    if s.starting {
+        let (query, referrer) = s.arrival;
+        event.url = Some(format!("{SITE}{path}{query}"));
+        event.referrer = (!referrer.is_empty()).then(|| referrer.to_owned());
+    } else {
+        event.referrer = Some(format!("{SITE}/"));
+    }
+    if s.conversion {
+        event.event_name = "purchase".into();
+        event.is_conversion = true;
+        event.revenue_minor = Some(500 + below(rng, 20_000) as i64);
+        event.currency = Some(CURRENCIES[below(rng, CURRENCIES.len() as u64) as usize].into());
+        event
+            .properties
+            .insert("orderId".into(), format!("o-{emitted}"));
+    } else if custom {
+        event.event_name = CUSTOM_EVENTS[below(rng, CUSTOM_EVENTS.len() as u64) as usize].into();
+    }
+    event
 }
 
 /// A uniform integer in 0..n (n > 0), by multiply-shift over the RNG's raw output, so
@@ -277,5 +557,148 @@ mod tests {
         assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
         assert_eq!(ids.len(), events.len());
+    }
+
+    /// FNV-1a over the events' JSON: a digest of the stream.
+    fn digest(events: &[RawEvent]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for e in events {
+            for b in serde_json::to_vec(e).expect("json") {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// The `--count` stream is what golden data and pinned names were made from: the
+    /// live mode beside it must not change a single draw of it.
+    #[test]
+    fn batch_stream_is_pinned() {
+        let events = Simulator::new(SimConfig {
+            visitors: 300,
+            ..SimConfig::default()
+        })
+        .batch(3_000);
+        assert_eq!(digest(&events), 6_966_972_717_733_405_526);
+    }
+
+    fn live_cfg(returning: u32) -> SimConfig {
+        SimConfig {
+            seed: 7,
+            visitors: returning,
+            start_ms: 1_793_491_200_000,
+            mean_session_interval_ms: 35 * 60_000,
+            ..SimConfig::default()
+        }
+    }
+
+    /// The rate check: over a simulated minute (less for the fast rates, to keep the
+    /// test quick), the live stream's own event times hold `rate` events per second,
+    /// for a slow, a medium and a fast rate.
+    #[test]
+    fn live_stream_averages_the_requested_rate() {
+        for (rate, secs) in [(200.0, 60), (5_000.0, 20), (20_000.0, 6), (0.5, 600)] {
+            let cfg = live_cfg(50_000);
+            let end = cfg.start_ms + secs * 1000;
+            let mut sim = LiveSimulator::new(cfg, rate);
+            let mut n = 0u64;
+            let mut last = i64::MIN;
+            for e in sim.by_ref() {
+                if e.timestamp >= end {
+                    break;
+                }
+                assert!(e.timestamp >= last, "live stream out of order");
+                last = e.timestamp;
+                n += 1;
+            }
+            let expected = rate * secs as f64;
+            let off = (n as f64 - expected).abs() / expected;
+            assert!(
+                off < 0.02,
+                "rate {rate}: {n} events in {secs} s, expected {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn schedule_due_by_is_the_inverse_of_due_us() {
+        for rate in [0.5, 3.0, 200.0, 5_000.0, 20_000.0, 33_333.3] {
+            let s = Schedule::new(rate);
+            for k in [0u64, 1, 2, 999, 12_345, 1_000_000] {
+                let t = s.due_us(k);
+                assert!(s.due_by(t) > k, "rate {rate} k {k}");
+                if t > 0 {
+                    assert!(s.due_by(t - 1) <= k, "rate {rate} k {k}");
+                }
+            }
+            assert_eq!(s.due_by(0), 1);
+        }
+        assert_eq!(Schedule::new(f64::NAN).rate(), 0.1);
+        assert_eq!(Schedule::new(-3.0).rate(), 0.1);
+    }
+
+    #[test]
+    fn live_stream_is_seeded() {
+        let a: Vec<_> = LiveSimulator::new(live_cfg(1_000), 500.0)
+            .take(2_000)
+            .collect();
+        let b: Vec<_> = LiveSimulator::new(live_cfg(1_000), 500.0)
+            .take(2_000)
+            .collect();
+        assert_eq!(a, b);
+        let c: Vec<_> = LiveSimulator::new(
+            SimConfig {
+                seed: 8,
+                ..live_cfg(1_000)
+            },
+            500.0,
+        )
+        .take(2_000)
+        .collect();
+        assert_ne!(a[0].anonymous_id, c[0].anonymous_id);
+    }
+
+    /// Slots a late sender gives up move the stream's time on, as the wall clock did.
+    #[test]
+    fn skipped_slots_move_live_time_on() {
+        let cfg = live_cfg(1_000);
+        let start = cfg.start_ms;
+        let mut sim = LiveSimulator::new(cfg, 100.0);
+        assert_eq!(sim.next().map(|e| e.timestamp), Some(start));
+        sim.skip_slots(999);
+        assert_eq!(sim.next().map(|e| e.timestamp), Some(start + 10_000));
+    }
+
+    /// Memory is the visitors in a session plus the bounded returning pool, not a
+    /// multiple of the rate fixed up front; and visitors come back for more sessions.
+    #[test]
+    fn live_stream_holds_the_active_set_and_a_bounded_pool() {
+        let rate = 50.0;
+        let cap = 1_000;
+        let mut sim = LiveSimulator::new(live_cfg(cap), rate);
+        let mut last_seen: std::collections::HashMap<String, i64> = Default::default();
+        let mut returned = 0u64;
+        let mut peak_active = 0;
+        // Two simulated hours: sessions end, visitors return after 31 minutes or more.
+        for _ in 0..(rate as usize * 7_200) {
+            let e = sim.next().expect("endless");
+            if let Some(prev) = last_seen.insert(e.anonymous_id.clone(), e.timestamp) {
+                let gap = e.timestamp - prev;
+                // Within a session at least 5 s apart; a new session beyond 30 min.
+                assert!(gap >= 5_000, "gap {gap}");
+                if gap > 30 * 60_000 {
+                    returned += 1;
+                }
+            }
+            let (active, pool) = sim.held();
+            assert!(pool <= cap as usize);
+            peak_active = peak_active.max(active);
+        }
+        // About rate × 95 s × 0.9 in a session; far below rate × 300.
+        assert!(
+            peak_active < (rate * 150.0) as usize,
+            "{peak_active} in a session"
+        );
+        assert!(returned > 200, "only {returned} returning sessions");
     }
 }

@@ -1,11 +1,15 @@
 //! Produces simulated traffic (see `funnelfold_core::sim`) to `events.raw`, Avro
 //! single-object encoded and keyed by `anonymousId`, as an SDK fleet would.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funnelfold_core::codec::Codec;
-use funnelfold_core::sim::{SimConfig, Simulator};
+use funnelfold_core::sim::{LiveSimulator, SimConfig, Simulator};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
@@ -43,98 +47,322 @@ where
     }
 }
 
-/// A simulation whose event time runs with the wall clock at about `rate` events per
-/// second: enough visitors come back often enough, and each event is sent when its
-/// time comes, so sessions, gaps and day boundaries look like real traffic.
+/// The shape of live traffic for [`produce_live`]: sessions come back after 31 to
+/// 101 minutes, and `visitors` bounds the pool of visitors waiting to come back
+/// (about 150 seconds' worth of the rate's sessions, at most 250,000: 8 MB).
 pub fn live_sim_config(funnel_id: &str, rate: f64, seed: u64) -> SimConfig {
-    let rate = rate.max(0.1);
-    let mean_events = 10.0;
-    let visitors = (rate * 300.0).clamp(200.0, 2_000_000.0) as u32;
-    let interval_ms =
-        ((f64::from(visitors) * mean_events / rate) * 1000.0).max(35.0 * 60_000.0) as i64;
+    let visitors = (rate * 150.0).clamp(1_000.0, 250_000.0) as u32;
     SimConfig {
         seed,
         funnel_id: funnel_id.to_owned(),
         visitors,
-        start_ms: now_ms() - 30 * 60_000,
-        mean_events_per_session: mean_events as u32,
-        mean_session_interval_ms: interval_ms,
+        start_ms: now_ms(),
+        mean_events_per_session: 10,
+        mean_session_interval_ms: 35 * 60_000,
         ..SimConfig::default()
     }
 }
 
-/// Sends simulated events until `limit` events were sent or `stop` is set. With
-/// `paced`, each event waits for its event time (live traffic); without, events go as
-/// fast as the producer takes them (preloading). Returns the number sent, all
-/// acknowledged by the broker.
-pub async fn produce(
+/// Deliveries not yet acknowledged that live sending runs ahead of: enough for a
+/// second or more of a fast rate behind a 20 ms linger, few enough that a broker that
+/// stops answering stops the sender within a bounded memory.
+const LIVE_WINDOW: usize = 5_000;
+
+/// How far live sending may fall behind its schedule (in seconds of the rate) before
+/// it gives up the backlog: a sender that cannot keep up sends as fast as it can and
+/// reports the shortfall, rather than bursting later to catch up.
+const MAX_BACKLOG_SECS: f64 = 1.0;
+
+/// Sends live simulated traffic at the simulator's rate until `stop` is set: each
+/// event is sent when the schedule says it is due and stamped with the wall clock at
+/// that moment, so that a live dashboard shows now. Sending never waits for one
+/// record's delivery: up to [`LIVE_WINDOW`] deliveries are outstanding, collected in
+/// order as they complete. `sent` counts the records handed to the producer, for a
+/// rate report. Returns the number sent, all acknowledged by the broker.
+pub async fn produce_live(
     settings: &KafkaSettings,
     topic: &str,
-    sim: SimConfig,
-    paced: bool,
-    limit: Option<u64>,
+    mut sim: LiveSimulator,
     stop: &AtomicBool,
+    sent_counter: &AtomicU64,
 ) -> Result<u64, KafkaError> {
     let mut cfg = settings.producer_config();
     cfg.set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000");
-    if !paced {
-        // Preloading: large batches, as a busy SDK fleet's producers make. They matter
-        // with the embedded broker (librdkafka's mock cluster), which answers a fetch
-        // with at most one producer batch per partition, so that small batches make
-        // consumers wait on fetch round trips rather than on their own work.
-        cfg.set("linger.ms", "200").set("batch.size", "8000000");
+    let producer: FutureProducer = cfg.create()?;
+    let codec = Codec::new();
+    let schedule = sim.schedule();
+    let max_backlog = (schedule.rate() * MAX_BACKLOG_SECS).max(1.0) as u64;
+    let mut inflight: VecDeque<DeliveryFuture> = VecDeque::with_capacity(LIVE_WINDOW + 1);
+    let mut sent = 0u64;
+    // Slots of the schedule given up after falling behind.
+    let mut skipped = 0u64;
+    let mut last_ts = i64::MIN;
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let mut due = schedule.due_by(elapsed_us).saturating_sub(skipped);
+        if due > sent + max_backlog {
+            let give_up = due - sent - max_backlog;
+            skipped += give_up;
+            sim.skip_slots(give_up);
+            due = sent + max_backlog;
+        }
+        while sent < due && !stop.load(Ordering::Relaxed) {
+            let Some(mut event) = sim.next() else { break };
+            // Stamped now, not at the slot: the schedule decides when, the clock what
+            // time it is. Never backwards, should the system clock step back.
+            let now = now_ms().max(last_ts);
+            last_ts = now;
+            let edge_delay = event.received_at.map(|r| r - event.timestamp);
+            event.timestamp = now;
+            event.received_at = edge_delay.map(|d| now + d);
+            let payload = codec.encode_single_object(&event);
+            let record = FutureRecord::to(topic)
+                .key(event.anonymous_id.as_bytes())
+                .payload(&payload);
+            inflight.push_back(enqueue(&producer, record).await?);
+            sent += 1;
+            while inflight.len() > LIVE_WINDOW {
+                if let Some(d) = inflight.pop_front() {
+                    acknowledged(d.await)?;
+                }
+            }
+        }
+        sent_counter.store(sent, Ordering::Relaxed);
+        // Collect what has completed, so that an error surfaces now and not a window
+        // later; stop at the first delivery still on its way.
+        while let Some(front) = inflight.front_mut() {
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(front).poll(&mut cx) {
+                Poll::Ready(result) => {
+                    inflight.pop_front();
+                    acknowledged(result)?;
+                }
+                Poll::Pending => break,
+            }
+        }
+        // Sleep until the next event is due, but in steps of at least a millisecond:
+        // at thousands of events a second a batch goes out per wake-up, not one.
+        let next_us = schedule.due_us(sent + skipped);
+        let wait_us = next_us
+            .saturating_sub(started.elapsed().as_micros() as u64)
+            .clamp(1_000, 100_000);
+        tokio::time::sleep(Duration::from_micros(wait_us)).await;
     }
+    producer.flush(Duration::from_secs(30))?;
+    for d in inflight {
+        acknowledged(d.await)?;
+    }
+    sent_counter.store(sent, Ordering::Relaxed);
+    Ok(sent)
+}
+
+/// A delivery's outcome: the broker's error, or `Canceled` if the producer went away.
+fn acknowledged<E>(
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
+) -> Result<(), KafkaError> {
+    result
+        .map_err(|_| KafkaError::Canceled)?
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}
+
+/// Sends simulated events as fast as the producer takes them (preloading, event time
+/// from `sim.start_ms`) until `limit` events were sent or `stop` is set. Returns the
+/// number sent, all acknowledged by the broker.
+pub async fn produce(
+    settings: &KafkaSettings,
+    topic: &str,
+    sim: SimConfig,
+    limit: Option<u64>,
+    stop: &AtomicBool,
+) -> Result<u64, KafkaError> {
+    let mut cfg = settings.producer_config();
+    // Large batches, as a busy SDK fleet's producers make. They matter with the
+    // embedded broker (librdkafka's mock cluster), which answers a fetch with at most
+    // one producer batch per partition, so that small batches make consumers wait on
+    // fetch round trips rather than on their own work.
+    cfg.set("linger.ms", "200")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("batch.size", "8000000");
     let producer: FutureProducer = cfg.create()?;
     let codec = Codec::new();
     let mut sent = 0u64;
-    let window = if paced { 0 } else { 200_000 };
-    let mut inflight = std::collections::VecDeque::with_capacity(window + 1);
+    let window = 200_000;
+    let mut inflight = VecDeque::with_capacity(window + 1);
     for event in Simulator::new(sim) {
         if stop.load(Ordering::Relaxed) || limit.is_some_and(|l| sent >= l) {
             break;
         }
-        if paced {
-            let wait = event.timestamp - now_ms();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-            }
-        }
         let payload = codec.encode_single_object(&event);
-        let mut record = FutureRecord::to(topic)
+        let record = FutureRecord::to(topic)
             .key(event.anonymous_id.as_bytes())
             .payload(&payload);
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(d) => break d,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    returned,
-                )) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        };
-        inflight.push_back(delivery);
+        inflight.push_back(enqueue(&producer, record).await?);
         sent += 1;
         // A sliding window of unacknowledged records: waiting for all of them at once
         // would cut every partition's batches at the window's size.
         while inflight.len() > window {
             if let Some(d) = inflight.pop_front() {
-                d.await
-                    .map_err(|_| KafkaError::Canceled)?
-                    .map_err(|(e, _)| e)?;
+                acknowledged(d.await)?;
             }
         }
     }
     for d in inflight {
-        d.await
-            .map_err(|_| KafkaError::Canceled)?
-            .map_err(|(e, _)| e)?;
+        acknowledged(d.await)?;
     }
     producer.flush(Duration::from_secs(30))?;
     Ok(sent)
+}
+
+/// The achieved rate over one interval of a live run, for its reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSample {
+    pub events: u64,
+    pub secs: f64,
+    pub target: f64,
+}
+
+impl RateSample {
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.events as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Under 90 % of the target: the broker or this machine does not take the rate.
+    pub fn short(&self) -> bool {
+        self.rate() < 0.9 * self.target
+    }
+
+    /// `sent 25,013 events in 5.0 s: 5,002/s (target 5,000)`
+    pub fn line(&self) -> String {
+        format!(
+            "sent {} events in {:.1} s: {}/s (target {})",
+            thousands(self.events),
+            self.secs,
+            thousands(self.rate().round() as u64),
+            thousands(self.target.round() as u64),
+        )
+    }
+
+    pub fn warning(&self) -> String {
+        format!(
+            "achieved {}/s is {:.0} % of the target {}/s: the broker or this machine does not take more",
+            thousands(self.rate().round() as u64),
+            100.0 * self.rate() / self.target.max(f64::MIN_POSITIVE),
+            thousands(self.target.round() as u64),
+        )
+    }
+}
+
+/// Turns a running count of sent events into per-interval [`RateSample`]s.
+#[derive(Debug)]
+pub struct RateMeter {
+    target: f64,
+    started: Instant,
+    last_count: u64,
+    last_at: Instant,
+}
+
+impl RateMeter {
+    pub fn new(target: f64) -> Self {
+        let now = Instant::now();
+        RateMeter {
+            target,
+            started: now,
+            last_count: 0,
+            last_at: now,
+        }
+    }
+
+    /// The interval since the last call.
+    pub fn interval(&mut self, count: u64) -> RateSample {
+        let now = Instant::now();
+        let sample = RateSample {
+            events: count.saturating_sub(self.last_count),
+            secs: now.duration_since(self.last_at).as_secs_f64(),
+            target: self.target,
+        };
+        self.last_count = count;
+        self.last_at = now;
+        sample
+    }
+
+    /// The whole run so far.
+    pub fn total(&self, count: u64) -> RateSample {
+        RateSample {
+            events: count,
+            secs: self.started.elapsed().as_secs_f64(),
+            target: self.target,
+        }
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(25_013), "25,013");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn rate_sample_reads_and_warns_under_ninety_percent() {
+        let s = RateSample {
+            events: 25_013,
+            secs: 5.0,
+            target: 5_000.0,
+        };
+        assert_eq!(
+            s.line(),
+            "sent 25,013 events in 5.0 s: 5,003/s (target 5,000)"
+        );
+        assert!(!s.short());
+        // 92 % of the target is within the noise, 88 % is a shortfall.
+        let near = RateSample {
+            events: 4_600,
+            secs: 5.0,
+            target: 1_000.0,
+        };
+        assert!(!near.short());
+        let under = RateSample {
+            events: 4_400,
+            secs: 5.0,
+            target: 1_000.0,
+        };
+        assert!(under.short());
+        let short = RateSample {
+            events: 969,
+            secs: 20.0,
+            target: 1_000.0,
+        };
+        assert!(short.short());
+        assert!(short
+            .warning()
+            .starts_with("achieved 48/s is 5 % of the target 1,000/s"));
+    }
 }
