@@ -206,6 +206,15 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
 
     // Overview: the tiles say what the API says.
     browser.open(&format!("{base}/funnels/fixed"));
+    // Printed for the README, never asserted (machines here are shared and noisy).
+    let filled = browser.wait_for(
+        "the first tiles",
+        "return document.querySelectorAll('.tile').length ? performance.now() : 0;",
+    );
+    let paint = browser.eval(
+        "const p = performance.getEntriesByName('first-contentful-paint')[0]; return p ? p.startTime : null;",
+    );
+    println!("first contentful paint {paint} ms; overview tiles filled by {filled} ms");
     let overview = get(&api, "/v1/funnels/fixed/overview?range=30d");
     browser.click("#range button[data-range='30d']");
     browser.wait_for(
