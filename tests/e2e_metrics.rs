@@ -32,6 +32,8 @@ const PARTITIONS: i32 = 2;
 const NEEDS_A_FAULT: &[&str] = &[
     // A transient store error, retried.
     "funnelfold_store_retries_total",
+    // A live stream whose client reads too slowly.
+    "funnelfold_live_dropped_total",
 ];
 
 /// At most this many distinct values per label in this run: 200 visitors and 3,000

@@ -19,6 +19,6 @@ pub mod validate;
 
 pub use event::{Channel, Device, Event, Money, RawEvent, ReferrerClass, Touch};
 pub use projection::{
-    EventRow, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+    EventRow, FoldedEvent, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
 };
 pub use reject::RejectReason;

@@ -156,6 +156,30 @@ pub struct EventRow {
     pub currency: Option<String>,
 }
 
+/// An event a fold processor has just folded, as the live feed (`events.changelog`,
+/// `schemas/folded_event.avsc`) carries it: the event row plus what a live view shows
+/// without a store read (the visitor's display name, the session's attribution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoldedEvent {
+    pub funnel_id: String,
+    pub event_id: String,
+    pub anonymous_id: String,
+    pub display_name: String,
+    /// The session the event was folded into, when its flush wrote that session (the
+    /// event row's own session id otherwise).
+    pub session_id: Option<String>,
+    pub event_name: String,
+    pub timestamp: i64,
+    pub path: Option<String>,
+    /// Attribution of the event's session, when its flush wrote that session.
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub is_conversion: bool,
+    pub revenue_minor: Option<i64>,
+    pub currency: Option<String>,
+}
+
 /// Days since the Unix epoch (UTC) of an epoch-millisecond instant.
 pub fn utc_day(epoch_ms: i64) -> i32 {
     epoch_ms.div_euclid(86_400_000) as i32

@@ -40,10 +40,16 @@ pub struct Access {
     entries: Option<Vec<Entry>>,
 }
 
-/// What a presented key grants: (funnel, scope) pairs.
-pub struct Grant(Vec<(String, Scope)>);
+/// What a presented key grants: (funnel, scope) pairs, and the key's digest (what
+/// per-key limits count by, so that the key itself is never kept).
+pub struct Grant(Vec<(String, Scope)>, [u8; 32]);
 
 impl Grant {
+    /// The SHA-256 digest of the presented key: an identity for per-key limits.
+    pub fn key_digest(&self) -> [u8; 32] {
+        self.1
+    }
+
     /// Whether the key may do `need` on `funnel`; a 403 that says why when not.
     pub fn check(&self, funnel: &str, need: Need) -> Result<(), ApiError> {
         let mut track_only = false;
@@ -133,7 +139,7 @@ impl Access {
         if grants.is_empty() {
             return Err(unauthorized("invalid_key", "the API key is not valid"));
         }
-        Ok(Some(Grant(grants)))
+        Ok(Some(Grant(grants, presented)))
     }
 
     /// Authenticates and checks one funnel in one go.

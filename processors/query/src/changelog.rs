@@ -73,18 +73,7 @@ pub(crate) fn spawn(
     cache: Arc<ProfileCache>,
     stop: watch::Receiver<bool>,
 ) -> Result<(ChangelogProgress, tokio::task::JoinHandle<()>), KafkaError> {
-    let mut cfg = settings.client_config();
-    // A group id is required by librdkafka, but with manual assignment and no commits
-    // it never joins a group: a random one keeps instances from ever meeting there.
-    cfg.set(
-        "group.id",
-        format!("funnelfold-query-{:016x}", rand::random::<u64>()),
-    )
-    .set("enable.auto.commit", "false")
-    .set("enable.auto.offset.store", "false")
-    .set("enable.partition.eof", "false");
-    settings.apply_overrides(&mut cfg, "consumer");
-    let consumer: Arc<StreamConsumer> = Arc::new(cfg.create()?);
+    let consumer = Arc::new(manual_consumer(settings)?);
     let (ready_tx, ready_rx) = watch::channel(false);
     let applied = Arc::new(AtomicU64::new(0));
     let progress = ChangelogProgress {
@@ -246,9 +235,38 @@ async fn report_lag(
     }
 }
 
+/// A consumer for manual assignment: no group membership, no commits.
+pub(crate) fn manual_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaError> {
+    let mut cfg = settings.client_config();
+    // A group id is required by librdkafka, but with manual assignment and no commits
+    // it never joins a group: a random one keeps instances from ever meeting there.
+    cfg.set(
+        "group.id",
+        format!("funnelfold-query-{:016x}", rand::random::<u64>()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "false");
+    settings.apply_overrides(&mut cfg, "consumer");
+    cfg.create()
+}
+
 /// Assigns every partition of `topic` at its current end; returns each partition with
 /// its start offset. Blocking.
 fn position(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    let start = ends(consumer, topic, &mut assignment)?;
+    consumer.assign(&assignment)?;
+    Ok(start)
+}
+
+/// Adds every partition of `topic` to `assignment` at its current end; returns each
+/// partition with that offset. Blocking.
+pub(crate) fn ends(
+    consumer: &StreamConsumer,
+    topic: &str,
+    assignment: &mut TopicPartitionList,
+) -> Result<Vec<(i32, i64)>, KafkaError> {
     let timeout = Duration::from_secs(5);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
@@ -262,14 +280,12 @@ fn position(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, K
             rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
         ));
     }
-    let mut assignment = TopicPartitionList::new();
     let mut start = Vec::with_capacity(partitions.len());
     for &p in &partitions {
         let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         assignment.add_partition_offset(topic, p, Offset::Offset(high))?;
         start.push((p, high));
     }
-    consumer.assign(&assignment)?;
     Ok(start)
 }
 

@@ -64,6 +64,17 @@ pub struct QueryConfig {
     /// cannot write), `/healthz` answers 503 with the reason and `/v1/track` refuses
     /// events with 503 `store_unavailable`. `None`: neither looks.
     pub health: Option<Arc<Health>>,
+    /// Live streams (`GET /v1/funnels/{funnelId}/live`) one API key may hold open at
+    /// once (every caller counts as one key when access checks are off); one more
+    /// is answered 429.
+    pub live_streams_per_key: usize,
+    /// How often a live stream sends a comment line when nothing else happened, so
+    /// that proxies do not close an idle connection.
+    pub live_heartbeat: Duration,
+    /// Items a funnel's live channel keeps for its slowest stream: a stream further
+    /// behind loses the oldest and gets a `notice` with how many. Bounds the memory
+    /// of live streams to this many items per watched funnel.
+    pub live_buffer: usize,
 }
 
 impl Default for QueryConfig {
@@ -82,6 +93,9 @@ impl Default for QueryConfig {
             validation: ValidationConfig::default(),
             inbox: None,
             health: None,
+            live_streams_per_key: 4,
+            live_heartbeat: Duration::from_secs(15),
+            live_buffer: 1024,
         }
     }
 }
@@ -104,6 +118,9 @@ impl std::fmt::Debug for QueryConfig {
             .field("track_timeout", &self.track_timeout)
             .field("inbox", &self.inbox.is_some())
             .field("health", &self.health)
+            .field("live_streams_per_key", &self.live_streams_per_key)
+            .field("live_heartbeat", &self.live_heartbeat)
+            .field("live_buffer", &self.live_buffer)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +159,9 @@ impl QueryConfig {
             validation: ValidationConfig::default(),
             inbox: None,
             health: None,
+            live_streams_per_key: usize::try_from(q.live_streams_per_key).unwrap_or(usize::MAX),
+            live_heartbeat: Duration::from_millis(q.live_heartbeat_ms),
+            live_buffer: QueryConfig::default().live_buffer,
         })
     }
 }
@@ -389,6 +409,8 @@ mod tests {
         assert_eq!(from_file.cache_ttl, d.cache_ttl);
         assert_eq!(from_file.traffic_cache_ttl, d.traffic_cache_ttl);
         assert_eq!(from_file.track_timeout, d.track_timeout);
+        assert_eq!(from_file.live_streams_per_key, d.live_streams_per_key);
+        assert_eq!(from_file.live_heartbeat, d.live_heartbeat);
         assert_eq!(from_file.topics, d.topics);
         assert!(from_file.kafka.is_none() && from_file.cursor_secret.is_none());
     }

@@ -29,6 +29,7 @@ pub mod cursor;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod money;
 pub mod openapi;
 pub mod overview;
@@ -38,6 +39,7 @@ pub mod views;
 
 pub use changelog::ChangelogProgress;
 pub use config::{ApiKeys, FunnelKeys, KeysError, QueryConfig, API_KEYS_ENV};
+pub use live::LiveProgress;
 pub use openapi::openapi;
 
 /// Why the query processor cannot start or stopped.
@@ -59,6 +61,7 @@ pub struct QueryHandle {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     changelog: Option<(ChangelogProgress, tokio::task::JoinHandle<()>)>,
+    live: Option<(Arc<routes::AppState>, tokio::task::JoinHandle<()>)>,
 }
 
 impl QueryHandle {
@@ -72,8 +75,24 @@ impl QueryHandle {
         self.changelog.as_ref().map(|(p, _)| p)
     }
 
-    /// Stops accepting connections, lets requests in flight finish, stops the
-    /// changelog consumer.
+    /// The live consumer's progress, when it runs (with Kafka).
+    pub fn live(&self) -> Option<&LiveProgress> {
+        self.live
+            .as_ref()
+            .and_then(|(s, _)| s.live.as_ref())
+            .map(live::Live::progress)
+    }
+
+    /// The live streams' channels (tests check their bounds).
+    pub fn live_hub(&self) -> Option<Arc<live::Hub>> {
+        self.live
+            .as_ref()
+            .and_then(|(s, _)| s.live.as_ref())
+            .map(|l| Arc::clone(&l.hub))
+    }
+
+    /// Stops accepting connections, ends the live streams, lets requests in flight
+    /// finish, stops the changelog and live consumers.
     pub async fn shutdown(self) -> Result<(), QueryError> {
         self.stop.send_replace(true);
         self.join().await
@@ -85,8 +104,11 @@ impl QueryHandle {
             .server
             .await
             .map_err(|e| QueryError::Task(e.to_string()))?;
-        if let Some((_, task)) = self.changelog {
-            self.stop.send_replace(true);
+        self.stop.send_replace(true);
+        for task in [self.changelog.map(|(_, t)| t), self.live.map(|(_, t)| t)]
+            .into_iter()
+            .flatten()
+        {
             task.await.map_err(|e| QueryError::Task(e.to_string()))?;
         }
         served.map_err(QueryError::from)
@@ -142,6 +164,27 @@ pub async fn spawn(
         )?),
         _ => None,
     };
+    let live = match &cfg.kafka {
+        Some(kafka) => Some(live::spawn(
+            live::LiveSettings {
+                kafka,
+                events_topic: &cfg.topics.events_changelog,
+                sessions_topic: &cfg.topics.sessions_changelog,
+                buffer: cfg.live_buffer,
+                per_key: cfg.live_streams_per_key,
+                heartbeat: cfg.live_heartbeat,
+            },
+            stop_rx.clone(),
+        )?),
+        None => {
+            tracing::warn!("no Kafka configured: live streams answer 503");
+            None
+        }
+    };
+    let (live, live_task) = match live {
+        Some((l, t)) => (Some(l), Some(t)),
+        None => (None, None),
+    };
     let state = Arc::new(routes::AppState {
         store,
         cache,
@@ -153,7 +196,9 @@ pub async fn spawn(
         collector,
         validation: cfg.validation.clone(),
         health: cfg.health.clone(),
+        live,
     });
+    let live = live_task.map(|t| (Arc::clone(&state), t));
     let app = routes::router(state);
     let addr = listener.local_addr()?;
     let mut stop = stop_rx;
@@ -170,6 +215,7 @@ pub async fn spawn(
         stop: stop_tx,
         server,
         changelog,
+        live,
     })
 }
 
@@ -190,7 +236,13 @@ pub async fn serve(
         None => handle.shutdown().await,
         Some(served) => {
             handle.stop.send_replace(true);
-            if let Some((_, task)) = handle.changelog {
+            for task in [
+                handle.changelog.map(|(_, t)| t),
+                handle.live.map(|(_, t)| t),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 task.await.map_err(|e| QueryError::Task(e.to_string()))?;
             }
             served

@@ -230,6 +230,7 @@ fn paths() -> Value {
     paths.insert("/v1/funnels/{funnelId}/overview".into(), overview_op());
     paths.insert("/v1/funnels/{funnelId}/sessions".into(), sessions_op());
     paths.insert("/v1/funnels/{funnelId}/events".into(), events_op());
+    paths.insert("/v1/funnels/{funnelId}/live".into(), live_op());
     paths.insert("/v1/track".into(), track_op());
     Value::Object(paths)
 }
@@ -404,6 +405,27 @@ fn events_op() -> Value {
                 "responses": with_ok(read_errors(&[]), ok("A page.", json!({ "type": "object", "required": ["events", "nextCursor"], "properties": {
                     "events": { "type": "array", "items": schema_ref("Event") },
                     "nextCursor": { "type": ["string", "null"], "description": "null on the last page" } } })))
+            } })
+}
+
+fn live_op() -> Value {
+    let mut responses = read_errors(&[(
+        "429",
+        "too_many_streams: the key holds as many live streams as it may (query.live_streams_per_key); close one first.",
+    )]);
+    responses.insert(
+        "503".into(),
+        error_response("live_unavailable: no Kafka configured, so there is no feed to stream."),
+    );
+    let stream = json!({ "description": "A Server-Sent Events stream, open until the client closes it or the server stops. Each message is `event: <type>` and one `data:` line of JSON: `event` (a folded event: funnelId, eventId, anonymousId, displayName, sessionId, eventName, timestamp, path, source, medium, isConversion, revenue), `session` (a session written, the Session schema, or deleted: {funnelId, anonymousId, sessionId, deleted: true}), `notice` ({dropped, message}: the client read too slowly and this many items were dropped). Comment lines (`: keep-alive`) are heartbeats, sent when nothing else was (every query.live_heartbeat_ms).",
+        "content": { "text/event-stream": { "schema": { "type": "string" } } } });
+    json!({ "get": {
+                "summary": "What the fold processors just did for the funnel, as Server-Sent Events.",
+                "description": "Streams the funnel's folded events and session changes from now on (read from events.changelog and sessions.changelog; nothing from before the request). A client that reads too slowly loses the oldest items, announced by a notice event. Each key holds at most query.live_streams_per_key streams at once.",
+                "operationId": "live",
+                "security": security(),
+                "parameters": [funnel_param()],
+                "responses": with_ok(responses, stream)
             } })
 }
 

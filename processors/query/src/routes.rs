@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
@@ -25,6 +26,7 @@ use crate::collector::{self, Collector};
 use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
+use crate::live::Live;
 use crate::money::compare_revenue;
 use crate::overview::overview;
 use crate::views::{EventJson, FunnelJson, SessionJson, TrafficSourceJson};
@@ -62,6 +64,8 @@ pub struct AppState {
     pub validation: ValidationConfig,
     /// The fold processor's health, when it runs in this process.
     pub health: Option<Arc<Health>>,
+    /// The live streams' feed; `None` without Kafka.
+    pub live: Option<Live>,
 }
 
 type Shared = Arc<AppState>;
@@ -110,6 +114,7 @@ pub fn table() -> Vec<RouteDef> {
         route(Method::GET, "/v1/funnels/{funnelId}/overview", overview),
         route(Method::GET, "/v1/funnels/{funnelId}/sessions", sessions),
         route(Method::GET, "/v1/funnels/{funnelId}/events", events),
+        route(Method::GET, "/v1/funnels/{funnelId}/live", live),
         route(Method::POST, "/v1/track", track),
         route(Method::OPTIONS, "/v1/track", track_preflight),
     ]
@@ -628,6 +633,42 @@ async fn timeline(
         sessions: rows.iter().map(SessionJson::from).collect(),
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Who counts as one key for the live streams' cap when access checks are off: every
+/// caller together (there is no key to tell them apart).
+const OPEN_ACCESS_KEY: [u8; 32] = [0; 32];
+
+/// `GET /v1/funnels/{funnelId}/live`: Server-Sent Events of the funnel's folded events
+/// and session changes (see [`crate::live`]).
+async fn live(
+    State(s): State<Shared>,
+    FunnelPath(funnel): FunnelPath,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let grant = s.access.authenticate(&headers)?;
+    if let Some(grant) = &grant {
+        grant.check(&funnel, Need::Read)?;
+    }
+    Params::parse(uri.query(), &[])?;
+    let Some(live) = &s.live else {
+        return Err(ApiError::unavailable(
+            "live_unavailable",
+            "live streams need Kafka, and this server has none configured",
+        ));
+    };
+    let key = grant.map_or(OPEN_ACCESS_KEY, |g| g.key_digest());
+    let slot = live.slots.acquire(key)?;
+    let stream = live.stream(&funnel, slot);
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(live.heartbeat).text("keep-alive"))
+        .into_response();
+    // Proxies that buffer responses (nginx does by default) would hold events back.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 /// Browsers call the collector across origins; the answer must say they may read it.

@@ -22,6 +22,8 @@ pub const PROFILE_CACHE: &str = "funnelfold_query_profile_cache_total";
 pub const TRACK_EVENTS: &str = "funnelfold_track_events_total";
 pub const CHANGELOG_RECORDS: &str = "funnelfold_query_changelog_records_total";
 pub const CHANGELOG_LAG: &str = "funnelfold_query_changelog_lag";
+pub const LIVE_STREAMS: &str = "funnelfold_live_streams";
+pub const LIVE_DROPPED: &str = "funnelfold_live_dropped_total";
 
 /// Bucket bounds of [`REQUEST_SECONDS`]: from 100 µs (a cached lookup) to 10 s.
 pub const REQUEST_SECONDS_BUCKETS: &[f64] = &[
@@ -158,4 +160,24 @@ pub fn changelog_record(kind: &'static str) {
 /// minus the next offset to apply.
 pub fn changelog_lag(partition: i32, lag: i64) {
     metrics::gauge!(CHANGELOG_LAG, "partition" => partition.to_string()).set(lag.max(0) as f64);
+}
+
+/// Shows `funnelfold_live_streams` from the start (at 0), without changing it: the
+/// exporter shows a metric only once it was recorded.
+pub fn live_streams_exposed() {
+    metrics::gauge!(LIVE_STREAMS).increment(0.0);
+}
+
+/// A live stream opened (`funnelfold_live_streams` counts the open ones).
+pub fn live_stream_opened() {
+    metrics::gauge!(LIVE_STREAMS).increment(1.0);
+}
+
+pub fn live_stream_closed() {
+    metrics::gauge!(LIVE_STREAMS).decrement(1.0);
+}
+
+/// Items a live stream lost because it fell more than its channel's capacity behind.
+pub fn live_dropped(n: u64) {
+    metrics::counter!(LIVE_DROPPED).increment(n);
 }

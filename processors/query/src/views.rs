@@ -3,7 +3,7 @@
 //! milliseconds, as in the event contract.
 
 use funnelfold_core::names::display_name;
-use funnelfold_core::{Channel, EventRow, ProfileRow, SessionRow, Touch, TrafficRow};
+use funnelfold_core::{Channel, EventRow, FoldedEvent, ProfileRow, SessionRow, Touch, TrafficRow};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::money::{format_minor, RevenueJson};
@@ -209,6 +209,48 @@ impl<'a> From<&'a funnelfold_store::FunnelSummary> for FunnelJson<'a> {
             last_event_at: f.totals.last_event_at,
             events: f.totals.events,
             visitors: f.totals.visitors,
+        }
+    }
+}
+
+/// A just-folded event on a live stream: the events listing's fields plus the
+/// visitor's display name and the session's attribution.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveEventJson<'a> {
+    pub funnel_id: &'a str,
+    pub event_id: &'a str,
+    pub anonymous_id: &'a str,
+    pub display_name: &'a str,
+    pub session_id: Option<&'a str>,
+    pub event_name: &'a str,
+    pub timestamp: i64,
+    pub path: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub medium: Option<&'a str>,
+    pub is_conversion: bool,
+    pub revenue: EventRevenue<'a>,
+}
+
+impl<'a> From<&'a FoldedEvent> for LiveEventJson<'a> {
+    fn from(e: &'a FoldedEvent) -> Self {
+        let revenue = match (e.revenue_minor, e.currency.as_deref()) {
+            (Some(minor), Some(currency)) => Some((currency, minor)),
+            _ => None,
+        };
+        LiveEventJson {
+            funnel_id: &e.funnel_id,
+            event_id: &e.event_id,
+            anonymous_id: &e.anonymous_id,
+            display_name: &e.display_name,
+            session_id: e.session_id.as_deref(),
+            event_name: &e.event_name,
+            timestamp: e.timestamp,
+            path: e.path.as_deref(),
+            source: e.source.as_deref(),
+            medium: e.medium.as_deref(),
+            is_conversion: e.is_conversion,
+            revenue: EventRevenue(revenue),
         }
     }
 }

@@ -117,7 +117,9 @@ async fn every_documented_operation_and_parameter_is_served() -> anyhow::Result<
                         "{m} {target}: a documented parameter is refused"
                     );
                 }
-                if m == "GET" && query.is_empty() {
+                // This server has no Kafka: the live stream answers 503 here (its
+                // 200 is tested in tests/live.rs, against the embedded broker).
+                if m == "GET" && query.is_empty() && !template.ends_with("/live") {
                     assert_eq!(answer.status, 200, "{m} {target}");
                 }
                 checked += 1;

@@ -64,6 +64,7 @@ impl EmbeddedBroker {
             &topics.dlq,
             &topics.profiles_changelog,
             &topics.sessions_changelog,
+            &topics.events_changelog,
         ] {
             cluster.create_topic(topic, partitions, 1)?;
         }
@@ -153,6 +154,14 @@ pub async fn ensure_topics(
             TopicReplication::Fixed(replication),
         )
         .set(compacted[0].0, compacted[0].1),
+        // A feed, not state: what a live view missed a day ago is of no use to it.
+        NewTopic::new(
+            &topics.events_changelog,
+            partitions,
+            TopicReplication::Fixed(replication),
+        )
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", "86400000"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new_topics, &opts).await? {

@@ -11,6 +11,9 @@ pub struct Topics {
     pub dlq: String,
     pub profiles_changelog: String,
     pub sessions_changelog: String,
+    /// Every event the fold processors fold, as it is flushed, keyed by funnel: the
+    /// feed of the live view (short retention, not compacted: it is not state).
+    pub events_changelog: String,
     /// The fold processors' consumer group.
     pub group: String,
 }
@@ -22,6 +25,7 @@ impl Default for Topics {
             dlq: "events.dlq".into(),
             profiles_changelog: "profiles.changelog".into(),
             sessions_changelog: "sessions.changelog".into(),
+            events_changelog: "events.changelog".into(),
             group: "funnelfold-fold".into(),
         }
     }

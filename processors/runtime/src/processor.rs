@@ -15,9 +15,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use funnelfold_core::codec::{Codec, ProjectionCodec};
-use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
+use funnelfold_core::{FoldedEvent, RejectReason, SessionRow, TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    Checkpoint, Flush, FunnelShare, PartitionFlush, Store, StoreError, VisitorKey,
+    Checkpoint, EventRowRef, Flush, FunnelShare, PartitionFlush, Store, StoreError, VisitorKey,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -524,13 +524,15 @@ impl Core {
 
     /// Changed profiles and sessions, Avro-encoded, keyed by their id; a deleted
     /// session is a tombstone. Published before the store write: a crash in between
-    /// replays the same records, which compaction makes harmless.
+    /// replays the same records, which compaction makes harmless. The flush's folded
+    /// events go to the events changelog, keyed by funnel (a feed for live views: a
+    /// replay after a crash may repeat some, which a live view can live with).
     fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
         let parts = &plan.flush.partitions;
         let mut deliveries = Vec::with_capacity(
             parts
                 .iter()
-                .map(|p| p.profiles.len() + p.sessions.len())
+                .map(|p| p.profiles.len() + p.sessions.len() + p.events.len())
                 .sum(),
         );
         let mut send =
@@ -571,6 +573,18 @@ impl Core {
             let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
             send(&self.producer, &self.topics.sessions_changelog, key, None);
         }
+        for p in parts {
+            let sessions = VisitorSessions::of(p);
+            for (e, _) in p.events.iter() {
+                let folded = sessions.folded_event(&e);
+                send(
+                    &self.producer,
+                    &self.topics.events_changelog,
+                    e.funnel_id.to_owned(),
+                    Some(self.projection_codec.encode_folded_event(&folded)),
+                );
+            }
+        }
         self.rt.block_on(delivered(deliveries))
     }
 
@@ -605,6 +619,61 @@ impl Core {
         telemetry::cache_lookups(hits, misses);
         let (visitors, dirty) = self.engine.cache_size();
         telemetry::cache_size(visitors, dirty);
+    }
+}
+
+/// The sessions one partition flush writes, per visitor: what an event of the flush
+/// takes its session and attribution from. Event rows carry neither (a row's session
+/// id is the SDK's, absent for server-side sessions), and every folded event changes
+/// its session, so the session is in the same flush; looking it up here costs no
+/// store read. An event whose session is not found goes out without attribution.
+struct VisitorSessions<'a> {
+    by_visitor: HashMap<(&'a str, &'a str), Vec<&'a SessionRow>>,
+}
+
+impl<'a> VisitorSessions<'a> {
+    fn of(flush: &'a PartitionFlush) -> Self {
+        let mut by_visitor: HashMap<(&str, &str), Vec<&SessionRow>> = HashMap::new();
+        for s in flush.sessions.iter().map(|w| &w.row) {
+            by_visitor
+                .entry((s.funnel_id.as_str(), s.anonymous_id.as_str()))
+                .or_default()
+                .push(s);
+        }
+        VisitorSessions { by_visitor }
+    }
+
+    /// The event's session: the one it names, else the one whose span covers its time.
+    fn session_of(&self, e: &EventRowRef<'_>) -> Option<&'a SessionRow> {
+        let sessions = self.by_visitor.get(&(e.funnel_id, e.anonymous_id))?;
+        match e.session_id {
+            Some(id) => sessions.iter().find(|s| s.session_id == id).copied(),
+            None => sessions
+                .iter()
+                .find(|s| (s.started_at..=s.last_event_at).contains(&e.timestamp))
+                .copied(),
+        }
+    }
+
+    fn folded_event(&self, e: &EventRowRef<'_>) -> FoldedEvent {
+        let session = self.session_of(e);
+        FoldedEvent {
+            funnel_id: e.funnel_id.to_owned(),
+            event_id: e.event_id.to_owned(),
+            anonymous_id: e.anonymous_id.to_owned(),
+            display_name: funnelfold_core::names::display_name(e.anonymous_id),
+            session_id: session
+                .map(|s| s.session_id.clone())
+                .or_else(|| e.session_id.map(str::to_owned)),
+            event_name: e.event_name.to_owned(),
+            timestamp: e.timestamp,
+            path: e.path.map(str::to_owned),
+            source: session.map(|s| s.source.clone()),
+            medium: session.map(|s| s.medium.clone()),
+            is_conversion: e.is_conversion,
+            revenue_minor: e.revenue_minor,
+            currency: e.currency.map(str::to_owned),
+        }
     }
 }
 
@@ -1190,4 +1259,90 @@ fn run(
     drop(c);
     consumer.unsubscribe();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnelfold_core::{Channel, EventRow, Revenue};
+    use funnelfold_store::SessionWrite;
+
+    fn session(anon: &str, sid: &str, span: (i64, i64), source: &str) -> SessionWrite {
+        SessionWrite {
+            row: SessionRow {
+                funnel_id: "shop".into(),
+                anonymous_id: anon.into(),
+                session_id: sid.into(),
+                started_at: span.0,
+                last_event_at: span.1,
+                duration_ms: span.1 - span.0,
+                landing_page: None,
+                exit_page: None,
+                events: 1,
+                pageviews: 1,
+                bounce: true,
+                converted: false,
+                conversions: 0,
+                revenue: Revenue::new(),
+                source: source.into(),
+                medium: "cpc".into(),
+                campaign: "(not set)".into(),
+                channel: Channel::PaidSearch,
+                device_type: "desktop".into(),
+                browser: "Firefox".into(),
+                os: "Linux".into(),
+                country: None,
+            },
+            previous_started_at: None,
+        }
+    }
+
+    fn event(anon: &str, sid: Option<&str>, timestamp: i64) -> EventRow {
+        EventRow {
+            funnel_id: "shop".into(),
+            event_id: format!("{anon}-{timestamp}"),
+            anonymous_id: anon.into(),
+            session_id: sid.map(str::to_owned),
+            event_name: "page_view".into(),
+            timestamp,
+            path: Some("/".into()),
+            is_conversion: false,
+            revenue_minor: None,
+            currency: None,
+        }
+    }
+
+    #[test]
+    fn folded_events_take_their_session_and_attribution_from_the_flush() {
+        let mut flush = PartitionFlush {
+            sessions: vec![
+                session("a", "auto-1", (100, 200), "google"),
+                session("a", "auto-2", (1_000, 2_000), "bing"),
+                session("b", "sdk-1", (100, 200), "newsletter"),
+            ],
+            ..PartitionFlush::default()
+        };
+        flush.events.push(&event("a", None, 1_500));
+        flush.events.push(&event("b", Some("sdk-1"), 150));
+        flush.events.push(&event("c", Some("sdk-9"), 150));
+        let sessions = VisitorSessions::of(&flush);
+        let folded: Vec<FoldedEvent> = flush
+            .events
+            .iter()
+            .map(|(e, _)| sessions.folded_event(&e))
+            .collect();
+        // No session id on the row: the session whose span covers the event's time.
+        assert_eq!(folded[0].session_id.as_deref(), Some("auto-2"));
+        assert_eq!(folded[0].source.as_deref(), Some("bing"));
+        assert_eq!(
+            folded[0].display_name,
+            funnelfold_core::names::display_name("a")
+        );
+        assert_eq!(folded[1].session_id.as_deref(), Some("sdk-1"));
+        assert_eq!(folded[1].source.as_deref(), Some("newsletter"));
+        assert_eq!(folded[1].medium.as_deref(), Some("cpc"));
+        // Its session not in the flush: the row's own session id, no attribution.
+        assert_eq!(folded[2].session_id.as_deref(), Some("sdk-9"));
+        assert_eq!(folded[2].source, None);
+    }
 }

@@ -73,6 +73,7 @@ pub struct TopicsSection {
     pub dlq: String,
     pub profiles_changelog: String,
     pub sessions_changelog: String,
+    pub events_changelog: String,
 }
 
 impl Default for TopicsSection {
@@ -83,6 +84,7 @@ impl Default for TopicsSection {
             dlq: t.dlq,
             profiles_changelog: t.profiles_changelog,
             sessions_changelog: t.sessions_changelog,
+            events_changelog: t.events_changelog,
         }
     }
 }
@@ -205,6 +207,12 @@ pub struct QuerySection {
     pub track_timeout_ms: u64,
     /// Follow `profiles.changelog` to keep the profile cache coherent (needs Kafka).
     pub follow_changelog: bool,
+    /// Live streams (`GET /v1/funnels/{funnelId}/live`) one API key may hold open at
+    /// once; one more is refused with 429.
+    pub live_streams_per_key: u32,
+    /// How often a live stream sends a comment line when nothing else happens, so
+    /// that proxies keep the connection (ms).
+    pub live_heartbeat_ms: u64,
 }
 
 impl Default for QuerySection {
@@ -218,6 +226,8 @@ impl Default for QuerySection {
             traffic_cache_ttl_ms: 1_000,
             track_timeout_ms: 5_000,
             follow_changelog: true,
+            live_streams_per_key: 4,
+            live_heartbeat_ms: 15_000,
         }
     }
 }
@@ -252,6 +262,7 @@ impl Settings {
             dlq: self.topics.dlq.clone(),
             profiles_changelog: self.topics.profiles_changelog.clone(),
             sessions_changelog: self.topics.sessions_changelog.clone(),
+            events_changelog: self.topics.events_changelog.clone(),
             group: self.fold.group.clone(),
         }
     }
@@ -349,6 +360,7 @@ impl Settings {
             ("dlq", &t.dlq),
             ("profiles_changelog", &t.profiles_changelog),
             ("sessions_changelog", &t.sessions_changelog),
+            ("events_changelog", &t.events_changelog),
         ] {
             check(
                 !name.trim().is_empty(),
@@ -382,6 +394,18 @@ impl Settings {
             self.query.track_timeout_ms >= 1,
             "query",
             "track_timeout_ms",
+            "must be at least 1",
+        );
+        check(
+            self.query.live_streams_per_key >= 1,
+            "query",
+            "live_streams_per_key",
+            "must be at least 1",
+        );
+        check(
+            self.query.live_heartbeat_ms >= 1,
+            "query",
+            "live_heartbeat_ms",
             "must be at least 1",
         );
         out
@@ -1253,6 +1277,8 @@ mod tests {
                     "shop.example.com, blog.example.com",
                 ),
                 ("FUNNELFOLD_QUERY_FOLLOW_CHANGELOG", "false"),
+                ("FUNNELFOLD_QUERY_LIVE_STREAMS_PER_KEY", "2"),
+                ("FUNNELFOLD_TOPICS_EVENTS_CHANGELOG", "feed.events"),
                 ("FUNNELFOLD_METRICS_LISTEN", "127.0.0.1:9100"),
                 ("FUNNELFOLD_BROKERS", "k1:9092,k2:9092"),
                 ("FUNNELFOLD_KAFKA_SASL_MECHANISM", "PLAIN"),
@@ -1270,6 +1296,9 @@ mod tests {
             ["shop.example.com", "blog.example.com"]
         );
         assert!(!s.query.follow_changelog);
+        assert_eq!(s.query.live_streams_per_key, 2);
+        assert_eq!(s.topics.events_changelog, "feed.events");
+        assert_eq!(s.topics().events_changelog, "feed.events");
         assert_eq!(
             s.metrics.listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 9100)))

@@ -447,13 +447,14 @@ fn convert_topic(
                 }
             }
         }
-        Role::Source | Role::DeadLetter => {
+        Role::Source | Role::DeadLetter | Role::Feed => {
             if policy.compacts() {
                 diags.push(Diagnostic::error(
                     src.at(&raw.cleanup_policy),
                     format!(
-                        "{} topic `{name}` must not be compacted: compaction keeps only the latest record of each key, that is one event per visitor",
-                        role.as_str()
+                        "{} topic `{name}` must not be compacted: compaction keeps only the latest record of each key, that is one event per {}",
+                        role.as_str(),
+                        if role == Role::Feed { "funnel" } else { "visitor" }
                     ),
                     "set cleanup_policy = \"delete\"",
                 ));

@@ -31,6 +31,10 @@ pub enum Role {
     DeadLetter,
     /// Latest state per key, published by the fold processors (`*.changelog`).
     Changelog,
+    /// What the fold processors just did, for live views (`events.changelog`): a
+    /// stream of records, not state, so deleted after a short retention, never
+    /// compacted.
+    Feed,
 }
 
 impl Role {
@@ -39,6 +43,7 @@ impl Role {
             Role::Source => "source",
             Role::DeadLetter => "dead-letter",
             Role::Changelog => "changelog",
+            Role::Feed => "feed",
         }
     }
 }

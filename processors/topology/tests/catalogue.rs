@@ -58,6 +58,8 @@ fn defined() -> Vec<(&'static str, &'static str)> {
             query::TRACK_EVENTS,
             query::CHANGELOG_RECORDS,
             query::CHANGELOG_LAG,
+            query::LIVE_STREAMS,
+            query::LIVE_DROPPED,
         ]
         .into_iter()
         .map(|n| (n, "query")),

@@ -82,7 +82,8 @@ fn the_repository_topology_is_valid_and_warning_free() {
             "events.raw",
             "events.dlq",
             "profiles.changelog",
-            "sessions.changelog"
+            "sessions.changelog",
+            "events.changelog"
         ]
     );
 }
@@ -96,6 +97,7 @@ fn the_files_name_the_topics_and_group_the_runtime_uses() {
     assert_eq!(role_of(&runtime.dlq), Some(Role::DeadLetter));
     assert_eq!(role_of(&runtime.profiles_changelog), Some(Role::Changelog));
     assert_eq!(role_of(&runtime.sessions_changelog), Some(Role::Changelog));
+    assert_eq!(role_of(&runtime.events_changelog), Some(Role::Feed));
     assert_eq!(
         topology.groups_reading(&runtime.raw),
         [runtime.group.as_str()]
@@ -109,6 +111,8 @@ fn the_files_name_the_topics_and_group_the_runtime_uses() {
         .expect("query processor");
     assert_eq!(query.consumption, Consumption::Manual);
     assert!(query.reads.contains(&runtime.profiles_changelog));
+    assert!(query.reads.contains(&runtime.events_changelog));
+    assert!(query.reads.contains(&runtime.sessions_changelog));
 }
 
 #[test]
@@ -447,7 +451,7 @@ fn replication_beyond_the_brokers_is_an_error_against_a_cluster() {
     let topology = check(&repo_topology()).expect("valid");
     assert!(topology.check_against(3).is_empty());
     let errors = topology.check_against(1);
-    assert_eq!(errors.len(), 4, "every topic has replication_factor 3");
+    assert_eq!(errors.len(), 5, "every topic has replication_factor 3");
     assert_eq!(
         errors[0].location.line,
         line_of(&text, "replication_factor = 3", 0)
