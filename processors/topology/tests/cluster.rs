@@ -251,7 +251,7 @@ async fn apply_reports_unanswered_creations_and_refuses_refused_plans() {
 
     // Replication factor 3 on one broker: refused, and apply changes nothing.
     let p = plan(&topology, &state, &PlanOptions::default());
-    assert_eq!(p.refusals.len(), 4, "{p}");
+    assert_eq!(p.refusals.len(), 5, "{p}");
     let err = apply(&p, &settings, &ApplyOptions::default())
         .await
         .expect_err("refused");
@@ -270,7 +270,7 @@ async fn apply_reports_unanswered_creations_and_refuses_refused_plans() {
     )
     .await
     .expect("apply ran");
-    assert_eq!(report.outcomes.len(), 4);
+    assert_eq!(report.outcomes.len(), 5);
     assert!(
         report.outcomes.iter().all(|o| o.result.is_err()),
         "{report}"

@@ -88,7 +88,7 @@ fn an_empty_cluster_gets_every_topic_with_every_setting() {
     };
     let p = plan(&t, &empty, &PlanOptions::default());
     assert!(p.refusals.is_empty(), "{p}");
-    assert_eq!(p.actions.len(), 4);
+    assert_eq!(p.actions.len(), 5);
     let Action::CreateTopic {
         topic,
         partitions,
@@ -334,7 +334,7 @@ fn replication_beyond_the_brokers_is_refused() {
         ..ClusterState::default()
     };
     let p = plan(&t, &one, &PlanOptions::default());
-    assert_eq!(p.refusals.len(), 4, "{p}");
+    assert_eq!(p.refusals.len(), 5, "{p}");
     assert!(
         p.refusals[0]
             .problem
