@@ -11,72 +11,30 @@
 //! each tab's screenshot to `docs/screenshots/` for the README.
 
 mod common;
+mod up;
 mod webdriver;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use up::Up;
 use webdriver::Browser;
 
 const DAY: i64 = 86_400_000;
 
-struct Up {
-    child: Child,
-    api: String,
+/// `funnelfold up` simulating the `demo` funnel, on a data directory of its own.
+struct Demo {
+    up: Up,
     _data: tempfile::TempDir,
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_up(extra: &[&str]) -> Up {
+fn start_up(extra: &[&str]) -> Demo {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
-        .args([
-            "up",
-            "--simulate",
-            "200",
-            "--listen",
-            "127.0.0.1:0",
-            "--partitions",
-            "2",
-        ])
-        .args(["--flush-interval-ms", "200"])
-        .arg("--data")
-        .arg(data.path())
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start funnelfold up");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("api: http://") {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let api = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("up prints where its API listens");
-    Up {
-        child,
-        api,
+    let mut args = vec!["--simulate", "200"];
+    args.extend_from_slice(extra);
+    Demo {
+        up: Up::start(data.path(), &args),
         _data: data,
     }
 }
@@ -177,7 +135,7 @@ fn integer(n: i64) -> String {
 #[test]
 fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     let up = start_up(&[]);
-    let api = up.api.clone();
+    let api = up.up.api.clone();
     let batch = json!({ "events": fixed_events() }).to_string();
     let (status, body) = common::http(&api, "POST", "/v1/track", &batch);
     assert_eq!(status, 200, "{body}");
@@ -380,7 +338,7 @@ fn a_wrong_key_shows_the_error_not_a_blank_page() {
     .expect("write keys");
     let up = start_up(&["--api-keys", keys.path().to_str().expect("path")]);
     let browser = Browser::start();
-    browser.open(&format!("http://{}/funnels/demo", up.api));
+    browser.open(&format!("http://{}/funnels/demo", up.up.api));
     browser.wait_for(
         "the key form",
         "return !document.querySelector('#key-form').hidden;",

@@ -10,14 +10,14 @@
 //! fails saying so, rather than passing without testing anything.
 
 mod common;
+mod up;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use up::Up;
 
 /// A tmpfs mounted on a fresh directory, unmounted when the test ends however it ends.
 struct Tmpfs {
@@ -67,61 +67,7 @@ impl Drop for Tmpfs {
 }
 
 /// `funnelfold up`, killed when the test ends however it ends.
-struct Up {
-    child: Child,
-    api: String,
-}
-
 impl Up {
-    fn start(data: &Path) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
-            .arg("up")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--partitions", "2"])
-            .args(["--flush-interval-ms", "200"])
-            .env_clear()
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start funnelfold up");
-        let stdout = child.stdout.take();
-        // Killed on drop from here on, however the start goes.
-        let mut up = Up {
-            child,
-            api: String::new(),
-        };
-        let stdout = stdout.expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = lines.recv_timeout(left) else {
-                break;
-            };
-            if let Some(rest) = line.strip_prefix("api: http://") {
-                up.api = rest
-                    .split_whitespace()
-                    .next()
-                    .expect("an address")
-                    .to_owned();
-                return up;
-            }
-        }
-        panic!("funnelfold up never printed its API address");
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
     fn get(&self, path: &str) -> (u16, Value) {
         http(&self.api, "GET", path, "")
     }
@@ -169,31 +115,7 @@ impl Up {
 
     /// Every event id of funnel `demo` in the store, through the cursor-paged API.
     fn stored_ids(&self) -> std::collections::HashSet<String> {
-        let mut ids = std::collections::HashSet::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/v1/funnels/demo/events?limit=1000&cursor={c}"),
-                None => "/v1/funnels/demo/events?limit=1000".to_owned(),
-            };
-            let (status, body) = self.get(&path);
-            assert_eq!(status, 200, "{body}");
-            for e in body["events"].as_array().expect("events") {
-                ids.insert(e["eventId"].as_str().expect("eventId").to_owned());
-            }
-            match body["nextCursor"].as_str() {
-                // Cursors are URL-safe base64 (see the query crate's cursor module).
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return ids,
-            }
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.event_ids("demo").into_iter().collect()
     }
 }
 
@@ -214,7 +136,7 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 #[test]
 fn a_full_disk_pauses_up_with_503s_and_loses_nothing_once_space_returns() {
     let disk = Tmpfs::mount("12m");
-    let mut up = Up::start(disk.path());
+    let mut up = Up::start(disk.path(), &[]);
     assert_eq!(up.get("/healthz").0, 200);
 
     // Feed it until the collector refuses: the store's writes failed.

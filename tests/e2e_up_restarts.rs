@@ -10,10 +10,9 @@
 //! broker's in-memory log.
 
 mod common;
+mod up;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,60 +21,20 @@ use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_core::RawEvent;
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::{EventCursor, EventFilter, PageRequest, Store};
+use up::Up;
 
 const FUNNEL: &str = "restarts";
 
-struct Up {
-    child: Child,
-    api: String,
-}
-
 fn start(data: &std::path::Path) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
-        .args(["up", "--listen", "127.0.0.1:0", "--partitions", "2"])
-        .args(["--flush-interval-ms", "200"])
-        .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start funnelfold up");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("up: {line}");
-            if let Some(rest) = line.strip_prefix("api: http://") {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let api = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("up prints where its API listens");
-    Up { child, api }
+    Up::start(data, &[])
 }
 
-fn stop(mut up: Up) {
-    let pid = i32::try_from(up.child.id()).expect("pid");
-    #[allow(unsafe_code)]
-    // SAFETY: sends SIGINT to our own child process; no memory is involved.
-    unsafe {
-        libc::kill(pid, libc::SIGINT);
-    }
-    let status = up.child.wait().expect("reaped");
-    assert!(status.success(), "a clean stop exits 0: {status}");
+fn stop(up: Up) {
+    up.stop();
 }
 
-fn kill(mut up: Up) {
-    up.child.kill().expect("SIGKILL");
-    up.child.wait().expect("reaped");
+fn kill(up: Up) {
+    up.kill();
 }
 
 fn now_ms() -> i64 {
@@ -103,26 +62,10 @@ fn post(api: &str, batch: &[RawEvent]) -> Vec<String> {
 }
 
 /// Waits until the API lists at least `n` events of the funnel (all pages).
-fn wait_folded(api: &str, n: usize) {
+fn wait_folded(up: &Up, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut seen = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path =
-                format!("/v1/funnels/{FUNNEL}/events?from=0&to=2100000000000&limit=1000");
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let (status, body) = common::http(api, "GET", &path, "");
-            assert_eq!(status, 200, "{body}");
-            let page: serde_json::Value = serde_json::from_str(&body).expect("json");
-            seen += page["events"].as_array().map_or(0, Vec::len);
-            match page["nextCursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
-            }
-        }
+        let seen = up.event_ids(FUNNEL).len();
         if seen >= n {
             return;
         }
@@ -187,7 +130,7 @@ fn every_event_accepted_across_restarts_and_kills_is_folded_exactly_once() {
     for _ in 0..4 {
         assert_eq!(send(&up.api, next(), &mut accepted), 100);
     }
-    wait_folded(&up.api, 400);
+    wait_folded(&up, 400);
     stop(up);
     // 2. Restarted: new events are folded on top of the kept state (they were dropped
     //    before); then SIGKILL right after a batch was accepted, before it is folded.
@@ -195,13 +138,13 @@ fn every_event_accepted_across_restarts_and_kills_is_folded_exactly_once() {
     for _ in 0..2 {
         assert_eq!(send(&up.api, next(), &mut accepted), 100);
     }
-    wait_folded(&up.api, 600);
+    wait_folded(&up, 600);
     assert_eq!(send(&up.api, next(), &mut accepted), 100);
     kill(up);
     // 3. The killed batch comes back from the inbox; SIGKILL while more batches are
     //    being posted.
     let up = start(dir.path());
-    wait_folded(&up.api, 700);
+    wait_folded(&up, 700);
     let api = up.api.clone();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(150));
@@ -216,7 +159,7 @@ fn every_event_accepted_across_restarts_and_kills_is_folded_exactly_once() {
     for _ in 0..3 {
         assert_eq!(send(&up.api, next(), &mut accepted), 100);
     }
-    wait_folded(&up.api, accepted.len());
+    wait_folded(&up, accepted.len());
     stop(up);
 
     let store: Arc<dyn Store> =
