@@ -262,7 +262,7 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     // Events: rows equal the API's; picking a visitor filters to them and opens the
     // timeline.
     browser.click(".tabs button[data-tab='events']");
-    let events = get(&api, "/v1/funnels/fixed/events?limit=50");
+    let events = get(&api, "/v1/funnels/fixed/events?limit=50&include=session");
     let ids: Vec<&str> = events["events"]
         .as_array()
         .expect("events")
@@ -275,6 +275,29 @@ fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     );
     let shown = browser.eval("return [...document.querySelectorAll('#events-table tbody tr')].map(r => r.dataset.eventId);");
     assert_eq!(shown, json!(ids));
+    let sources: Vec<String> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} / {}",
+                e["source"].as_str().unwrap_or("?"),
+                e["medium"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        column(&browser, "#events-table", 4),
+        sources,
+        "each event's source, from its session"
+    );
+    assert!(
+        column(&browser, "#events-table", 5)
+            .iter()
+            .all(|d| d != "—"),
+        "each event's device"
+    );
     let visitor = events["events"][0]["anonymousId"]
         .as_str()
         .expect("a visitor")

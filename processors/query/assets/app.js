@@ -281,6 +281,7 @@ async function loadEvents(more) {
   const f = state.events.filter;
   const page = await api(funnelPath('/events') + query({
     limit: 50,
+    include: 'session',
     cursor: more ? state.events.cursor : null,
     eventName: f.eventName,
     anonymousId: f.anonymousId,

@@ -171,7 +171,10 @@ fn schemas() -> Value {
                         "displayName": { "type": "string", "description": "the visitor's name, as on its profile", "example": "Fluffy Panda" },
                         "sessionId": { "type": ["string", "null"] }, "eventName": { "type": "string" },
                         "timestamp": { "type": "integer" }, "path": { "type": ["string", "null"] },
-                        "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue")
+                        "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue"),
+                        "source": { "type": "string", "description": "with include=session: the session's source" },
+                        "medium": { "type": "string", "description": "with include=session: the session's medium" },
+                        "deviceType": { "type": "string", "description": "with include=session: the session's device" }
                     }
                 }));
     schemas.insert("TrafficSource".into(), json!({
@@ -400,7 +403,8 @@ fn events_op() -> Value {
                     limit_param(DEFAULT_PAGE, MAX_PAGE),
                     cursor_param(),
                     query_param("anonymousId", "Only this visitor's events.", json!({ "type": "string", "minLength": 1 }), json!("v-1")),
-                    query_param("eventName", "Only events of this name.", json!({ "type": "string", "minLength": 1 }), json!("page_view"))
+                    query_param("eventName", "Only events of this name.", json!({ "type": "string", "minLength": 1 }), json!("page_view")),
+                    query_param("include", "session: add each event's source, medium and deviceType, from its session.", json!({ "type": "string", "enum": ["session"] }), json!("session"))
                 ],
                 "responses": with_ok(read_errors(&[]), ok("A page.", json!({ "type": "object", "required": ["events", "nextCursor"], "properties": {
                     "events": { "type": "array", "items": schema_ref("Event") },

@@ -42,6 +42,9 @@ pub const MAX_PAGE: usize = 1000;
 /// Rows of the traffic-sources report: default and maximum.
 pub const DEFAULT_TRAFFIC_ROWS: usize = 50;
 pub const MAX_TRAFFIC_ROWS: usize = 1000;
+/// A visitor's sessions read to find the session of each of its events on a page of
+/// the events listing (`include=session`): its newest ones.
+const MAX_VISITOR_SESSIONS: usize = 1000;
 /// Longest traffic-sources range, in days.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
@@ -537,8 +540,29 @@ async fn events(
     s.access.authorize(&headers, &funnel, Need::Read)?;
     let mut p = Params::parse(
         uri.query(),
-        &["from", "to", "limit", "cursor", "anonymousId", "eventName"],
+        &[
+            "from",
+            "to",
+            "limit",
+            "cursor",
+            "anonymousId",
+            "eventName",
+            "include",
+        ],
     )?;
+    let with_sessions = match p.take("include").as_deref() {
+        None => false,
+        Some("session") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_include",
+                format!(
+                    "include may only be \"session\" (each event's source, medium and device, from its session), not {:?}",
+                    quote(other)
+                ),
+            ))
+        }
+    };
     let (from, to) = (p.time("from")?, p.time("to")?);
     let limit = p.limit(DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = p.take_non_empty("cursor")?;
@@ -590,8 +614,40 @@ async fn events(
         };
         s.cursors.seal_events(&scope, &Page { from, to, after })
     });
+    // Event rows do not carry their attribution or device: their session does. One
+    // read of each visitor's sessions on the page (a page holds few visitors).
+    let mut sessions: HashMap<&str, Vec<SessionRow>> = HashMap::new();
+    if with_sessions {
+        let visitors: HashSet<&str> = rows.iter().map(|r| r.anonymous_id.as_str()).collect();
+        let reads = visitors.into_iter().map(|anon| {
+            let store = &s.store;
+            let funnel = &funnel;
+            async move {
+                let rows = store
+                    .visitor_sessions(funnel, anon, MAX_VISITOR_SESSIONS)
+                    .await?;
+                Ok::<_, funnelfold_store::StoreError>((anon, rows))
+            }
+        });
+        for (anon, rows) in futures::future::try_join_all(reads).await? {
+            sessions.insert(anon, rows);
+        }
+    }
+    let events = rows
+        .iter()
+        .map(|row| {
+            let json = EventJson::from(row);
+            let session = sessions
+                .get(row.anonymous_id.as_str())
+                .and_then(|of| crate::views::session_of(row, of));
+            match session {
+                Some(session) => json.with_session(session),
+                None => json,
+            }
+        })
+        .collect();
     let page = EventsPage {
-        events: rows.iter().map(EventJson::from).collect(),
+        events,
         next_cursor,
     };
     Ok(json_response(StatusCode::OK, &page))

@@ -140,6 +140,38 @@ pub struct EventJson<'a> {
     pub path: Option<&'a str>,
     pub is_conversion: bool,
     pub revenue: EventRevenue<'a>,
+    /// The event's session's attribution and device, with `include=session`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub medium: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<&'a str>,
+}
+
+impl<'a> EventJson<'a> {
+    /// Adds what the event's session says of it: where the visit came from, on what.
+    pub fn with_session(mut self, session: &'a SessionRow) -> Self {
+        self.source = Some(&session.source);
+        self.medium = Some(&session.medium);
+        self.device_type = Some(&session.device_type);
+        self
+    }
+}
+
+/// The session an event belongs to among its visitor's sessions: the one it names
+/// (an SDK session, or one of its `<sessionId>@<time>` continuations) that spans it,
+/// else the server-side session whose time span holds it.
+pub fn session_of<'s>(event: &EventRow, sessions: &'s [SessionRow]) -> Option<&'s SessionRow> {
+    let spans =
+        |s: &&SessionRow| s.started_at <= event.timestamp && event.timestamp <= s.last_event_at;
+    let named = event.session_id.as_deref().and_then(|id| {
+        sessions
+            .iter()
+            .filter(|s| s.session_id == id || s.session_id.starts_with(&format!("{id}@")))
+            .find(spans)
+    });
+    named.or_else(|| sessions.iter().find(spans))
 }
 
 impl<'a> From<&'a EventRow> for EventJson<'a> {
@@ -159,6 +191,9 @@ impl<'a> From<&'a EventRow> for EventJson<'a> {
             path: e.path.as_deref(),
             is_conversion: e.is_conversion,
             revenue: EventRevenue(revenue),
+            source: None,
+            medium: None,
+            device_type: None,
         }
     }
 }

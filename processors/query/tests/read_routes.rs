@@ -911,3 +911,50 @@ async fn funnels_list_only_what_the_key_may_read() -> anyhow::Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+/// `include=session` adds each event's session's source, medium and device (the
+/// dashboard's Events tab shows them); without it the rows are as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_can_carry_their_sessions_attribution_and_device() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let plain = get(addr, "/v1/funnels/shop/events?limit=1000", None)
+        .await?
+        .json();
+    assert!(plain["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .all(|e| e.get("source").is_none() && e.get("deviceType").is_none()));
+    let with = get(
+        addr,
+        "/v1/funnels/shop/events?limit=1000&include=session",
+        None,
+    )
+    .await?
+    .json();
+    let sessions = page_all(addr, "/v1/funnels/shop/sessions?limit=1000", "sessions").await?;
+    let events = with["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    for e in events {
+        let ts = e["timestamp"].as_i64().expect("ts");
+        // The session of the same visitor whose span holds the event.
+        let session = sessions
+            .iter()
+            .find(|s| {
+                s["anonymousId"] == e["anonymousId"]
+                    && s["startedAt"].as_i64().expect("start") <= ts
+                    && ts <= s["lastEventAt"].as_i64().expect("last")
+            })
+            .unwrap_or_else(|| panic!("no session holds {e}"));
+        assert_eq!(e["source"], session["source"], "{e}");
+        assert_eq!(e["medium"], session["medium"], "{e}");
+        assert_eq!(e["deviceType"], session["deviceType"], "{e}");
+    }
+    let bad = get(addr, "/v1/funnels/shop/events?include=everything", None).await?;
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "bad_include")
+    );
+    Ok(())
+}
