@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use funnelfold_core::sim::{LiveSimulator, SimConfig};
-use funnelfold_runtime::broker::{ensure_topics, EmbeddedBroker};
+use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_runtime::settings::{self, Flags, Settings};
 use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
 use funnelfold_store::Store;
@@ -132,7 +132,7 @@ struct KafkaArgs {
     #[arg(long)]
     brokers: Option<String>,
     /// librdkafka settings passed through (KEY=VALUE, repeatable; `consumer.` and
-    /// `producer.` prefixes apply to one client only), e.g. `security.protocol=SASL_SSL`
+    /// `producer.` prefixes apply to one client only), e.g. `security.protocol=SASL_PLAINTEXT` (this build has no TLS)
     /// [kafka.settings].
     #[arg(long = "kafka", value_parser = parse_key_value)]
     kafka: Vec<(String, String)>,
@@ -388,9 +388,6 @@ struct RunArgs {
     /// [store.url, FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
     #[arg(long)]
     store: Option<String>,
-    /// Create missing topics with this many partitions (never changes existing ones).
-    #[arg(long)]
-    create_topics: Option<i32>,
     /// Stop once every assigned partition is read to its end (replays, backfills).
     #[arg(long)]
     until_caught_up: bool,
@@ -773,10 +770,6 @@ fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Resul
     } else {
         OnMismatch::Refuse
     };
-    if let Some(partitions) = args.create_topics {
-        rt.block_on(ensure_topics(&kafka, &cfg.topics, partitions, 1))
-            .context("cannot create topics")?;
-    }
     let store = rt.block_on(store_url::open(&settings.store))?;
     println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);

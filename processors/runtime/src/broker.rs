@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
 
-use crate::config::{KafkaSettings, Topics};
+use crate::config::Topics;
 use crate::log_identity::{embedded_log, EMBEDDED_MARKER};
 
 /// An id for an embedded broker instance: the time, the process and a counter, so
@@ -117,61 +115,6 @@ fn initial_rebalance_delay(host: &BaseProducer, delay: Duration) -> Result<(), K
             return Err(KafkaError::MockCluster(RDKafkaErrorCode::Fail));
         }
         rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, delay_ms);
-    }
-    Ok(())
-}
-
-/// Creates any missing topic on a real cluster (existing ones are left as they are;
-/// `topology apply` is the tool for changing them).
-pub async fn ensure_topics(
-    settings: &KafkaSettings,
-    topics: &Topics,
-    partitions: i32,
-    replication: i32,
-) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
-    let compacted = [("cleanup.policy", "compact")];
-    let new_topics = [
-        NewTopic::new(
-            &topics.raw,
-            partitions,
-            TopicReplication::Fixed(replication),
-        ),
-        NewTopic::new(
-            &topics.dlq,
-            partitions,
-            TopicReplication::Fixed(replication),
-        ),
-        NewTopic::new(
-            &topics.profiles_changelog,
-            partitions,
-            TopicReplication::Fixed(replication),
-        )
-        .set(compacted[0].0, compacted[0].1),
-        NewTopic::new(
-            &topics.sessions_changelog,
-            partitions,
-            TopicReplication::Fixed(replication),
-        )
-        .set(compacted[0].0, compacted[0].1),
-        // A feed, not state: what a live view missed a day ago is of no use to it.
-        NewTopic::new(
-            &topics.events_changelog,
-            partitions,
-            TopicReplication::Fixed(replication),
-        )
-        .set("cleanup.policy", "delete")
-        .set("retention.ms", "86400000"),
-    ];
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(&new_topics, &opts).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                tracing::error!(%topic, ?code, "cannot create topic");
-                return Err(KafkaError::AdminOp(code));
-            }
-        }
     }
     Ok(())
 }
