@@ -3,10 +3,13 @@
 //! store, publishes the changelogs and commits offsets after durability.
 //!
 //! One thread owns the consumer and the engine, so records of a partition are applied
-//! in offset order. Flushes run on that thread too: while one runs, nothing is folded,
-//! which keeps "flushed state" and "folded state" from ever interleaving. The rebalance
-//! callback runs on the same thread (inside `poll`), so revoked partitions are flushed
-//! and committed before they are given up.
+//! in offset order. That thread plans each flush (a snapshot of what was folded, with
+//! the offsets it covers) and hands the store write to the runtime; folding goes on
+//! while it is written, up to twice the flush bounds, and the offsets are committed
+//! only once the write is durable. The rebalance callback runs on the same thread
+//! (inside `poll`): it checks and places assigned partitions before they are read
+//! (`crate::assignment`), and flushes and commits revoked ones before they are given
+//! up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

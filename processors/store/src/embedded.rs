@@ -3,14 +3,17 @@
 //! Every table maps a composite byte key to a value. Keys are built by [`Key`] so that
 //! byte order equals the order of their parts (strings, then numbers), which turns
 //! every query into a range scan: newest-first listings iterate a range backwards.
-//! Values are JSON: rows are small, and a readable encoding keeps the file debuggable.
+//! Values are postcard-encoded rows (compact and fast on the flush path), and events
+//! are LZ4-compressed blocks of them (see "Why redb" in the README for the layout).
 //!
 //! A flush is one write transaction: the rows of every partition flush and their
 //! checkpoints commit together, durably (redb's default `Durability::Immediate`
 //! fsyncs on commit), or not at all. That is the whole effectively-once argument here.
 //!
-//! redb is synchronous, so every call runs on tokio's blocking pool. Readers use read
-//! transactions, which see a snapshot and never wait for the writer.
+//! redb is synchronous: the async [`Store`] calls run on tokio's blocking pool, and the
+//! fold processor's reads ([`BlockingReads`]) run on its own thread, where a read of a
+//! local file costs less than a hop to another thread. Readers use read transactions,
+//! which see a snapshot and never wait for the writer.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
