@@ -131,12 +131,21 @@ impl QueryConfig {
     /// together. `metrics_listen` is left unset: the caller serves `/metrics` for the
     /// whole process.
     pub fn from_settings(settings: &Settings) -> Result<QueryConfig, KeysError> {
+        Self::from_settings_and_keys(settings, ApiKeys::from_env()?)
+    }
+
+    /// [`QueryConfig::from_settings`] with the keys of [`API_KEYS_ENV`] given, not read
+    /// from this process's environment (tests must not see the machine's).
+    pub fn from_settings_and_keys(
+        settings: &Settings,
+        env_keys: Option<ApiKeys>,
+    ) -> Result<QueryConfig, KeysError> {
         let q = &settings.query;
         let mut api_keys = match &q.api_keys_file {
             Some(path) => Some(ApiKeys::from_file(path)?),
             None => None,
         };
-        if let Some(from_env) = ApiKeys::from_env()? {
+        if let Some(from_env) = env_keys {
             match &mut api_keys {
                 Some(keys) => keys.merge(from_env),
                 None => api_keys = Some(from_env),
@@ -402,7 +411,8 @@ mod tests {
 
     #[test]
     fn the_config_files_defaults_are_the_query_processors() {
-        let from_file = QueryConfig::from_settings(&Settings::default()).expect("no keys");
+        let from_file =
+            QueryConfig::from_settings_and_keys(&Settings::default(), None).expect("no keys");
         let d = QueryConfig::default();
         assert_eq!(from_file.follow_changelog, d.follow_changelog);
         assert_eq!(from_file.cache_capacity, d.cache_capacity);
