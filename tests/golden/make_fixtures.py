@@ -2,7 +2,7 @@
 """Writes the golden fixtures' events (tests/golden/<case>/events.jsonl).
 
 The expected projections beside them are written by the golden test with
-FUNNELFOLD_BLESS=1 and then reviewed by hand against DESIGN.md: a change to an
+FUNNELFOLD_BLESS=1 and then reviewed by hand against docs/design.md: a change to an
 expected file is a change to the semantics and must be explained in its commit.
 """
 import datetime, json, os

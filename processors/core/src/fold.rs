@@ -47,7 +47,7 @@ pub type Order = (i64, u64);
 /// Knobs of the fold. All durations are in event time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoldConfig {
-    /// Inactivity that ends a server-side session (DESIGN: 30 minutes).
+    /// Inactivity that ends a server-side session (docs/design.md: 30 minutes).
     pub session_gap_ms: i64,
     /// How far behind a visitor's newest event an event may arrive and still be folded.
     pub lateness_ms: i64,

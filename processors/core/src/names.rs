@@ -1,6 +1,6 @@
 //! Friendly display names ("Fluffy Panda") for anonymous visitors.
 //!
-//! A name is a pure function of the anonymous id (as DESIGN.md asks: the same visitor
+//! A name is a pure function of the anonymous id (as docs/design.md says: the same visitor
 //! id reads the same in every funnel and on every node): FNV-1a (see [`crate::hash`])
 //! seeds ChaCha8, whose output stream is fixed by its specification, and the words are
 //! picked with our own multiply-shift reduction rather than `rand`'s range sampling,
@@ -242,7 +242,7 @@ const ANIMALS: [&str; 100] = [
 /// Number of distinct names.
 pub const COMBINATIONS: usize = ADJECTIVES.len() * ANIMALS.len();
 
-// DESIGN.md promises at least 10,000 combinations.
+// The design promises at least 10,000 combinations (docs/design.md).
 const _: () = assert!(COMBINATIONS >= 10_000);
 
 /// The display name of a visitor. Stable forever for the same inputs.

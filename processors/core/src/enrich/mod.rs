@@ -194,8 +194,8 @@ impl Enricher {
     }
 }
 
-/// The attribution an event gives a session it starts (DESIGN.md, "Attribution of a
-/// session"): UTM parameters, else a click id, else an external referrer, else direct.
+/// The attribution an event gives a session it starts (docs/design.md,
+/// "Attribution"): UTM parameters, else a click id, else an external referrer, else direct.
 fn touch(
     raw: &RawEvent,
     params: &url::QueryParams<'_>,

@@ -35,7 +35,7 @@ pub enum SiteKind {
     Search,
     Social,
     /// Video platforms. As referrers they count as social networks (YouTube is where
-    /// people share links, and DESIGN.md lists it with the networks), but GA4's channel
+    /// people share links, and the design lists it with the networks), but GA4's channel
     /// rules keep them apart: `youtube / cpc` is Paid Video, not Paid Social.
     Video,
     /// Shopping sites. As referrers they are plain referrals (source = host), which

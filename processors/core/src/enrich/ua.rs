@@ -42,7 +42,7 @@ pub fn parse_user_agent(ua: &str) -> Device {
     }
     // woothee unwraps regex captures internally. Those unwraps look sound, but it is
     // third-party code fed attacker-controlled strings, and a panic here would take the
-    // partition down with it (DESIGN.md: bad input never panics a processor). The
+    // partition down with it (docs/design.md: bad input never panics a processor). The
     // closure only reads `ua`, so unwinding cannot leave state half-updated.
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         Parser::new().parse(ua).map(|r| (r.category, r.name, r.os))
