@@ -359,6 +359,29 @@ impl Engine {
 }
 
 impl Partition {
+    /// Applies the traffic deltas that wait for a share to be read (see
+    /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
+    fn settle_traffic(
+        &mut self,
+        store: &dyn StoreReader,
+        partition: i32,
+    ) -> Result<(), StoreError> {
+        while let Some((key, _)) = self.traffic_deferred.first() {
+            if !self.traffic.contains_key(key) {
+                let share = store
+                    .load_traffic_share(&self.topic, partition, key)?
+                    .unwrap_or_default();
+                self.traffic.insert(key.clone(), share);
+            }
+            let (key, delta) = self.traffic_deferred.remove(0);
+            if let Some(share) = self.traffic.get_mut(&key) {
+                share.add(&delta, 1);
+            }
+            self.traffic_dirty.insert(key);
+        }
+        Ok(())
+    }
+
     fn new(topic: &str, checkpoint: Checkpoint, generation: i64) -> Self {
         Partition {
             topic: topic.to_owned(),
@@ -389,10 +412,9 @@ impl Engine {
         store: &dyn StoreReader,
         rec: Record<'_>,
     ) -> Result<Outcome, StoreError> {
-        self.partition(store, rec.topic, rec.partition)?;
-        // Before this record changes anything: an error here retries it cleanly.
-        self.settle_traffic(store, rec.partition)?;
         let part = self.partition(store, rec.topic, rec.partition)?;
+        // Before this record changes anything: an error here retries it cleanly.
+        part.settle_traffic(store, rec.partition)?;
         if rec.offset < part.checkpoint || part.pending.is_some_and(|p| rec.offset <= p) {
             part.counters.already_applied += 1;
             return Ok(Outcome::AlreadyApplied);
@@ -612,38 +634,11 @@ impl Engine {
         part.traffic_dirty.insert(key);
     }
 
-    /// Applies the traffic deltas that wait for a share to be read (see
-    /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
-    fn settle_traffic(
-        &mut self,
-        store: &dyn StoreReader,
-        partition: i32,
-    ) -> Result<(), StoreError> {
-        let Some(part) = self.partitions.get_mut(&partition) else {
-            return Ok(());
-        };
-        while let Some((key, _)) = part.traffic_deferred.first() {
-            if !part.traffic.contains_key(key) {
-                let share = store
-                    .load_traffic_share(&part.topic, partition, key)?
-                    .unwrap_or_default();
-                part.traffic.insert(key.clone(), share);
-            }
-            let (key, delta) = part.traffic_deferred.remove(0);
-            if let Some(share) = part.traffic.get_mut(&key) {
-                share.add(&delta, 1);
-            }
-            part.traffic_dirty.insert(key);
-        }
-        Ok(())
-    }
-
     /// Settles every partition's waiting traffic deltas: a flush must not be planned
     /// without them.
     pub fn settle_all_traffic(&mut self, store: &dyn StoreReader) -> Result<(), StoreError> {
-        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        for partition in partitions {
-            self.settle_traffic(store, partition)?;
+        for (partition, part) in &mut self.partitions {
+            part.settle_traffic(store, *partition)?;
         }
         Ok(())
     }
