@@ -180,6 +180,30 @@ pub struct FoldedEvent {
     pub currency: Option<String>,
 }
 
+/// The session an event of a visitor belongs to, among that visitor's sessions: the
+/// one it names (an SDK session, or one of its `<sessionId>@<time>` continuations)
+/// whose span holds it, else the one whose span holds it. Event rows carry no
+/// attribution or device: their session does.
+pub fn session_of<'s>(
+    session_id: Option<&str>,
+    timestamp: i64,
+    sessions: impl Iterator<Item = &'s SessionRow> + Clone,
+) -> Option<&'s SessionRow> {
+    let spans = |s: &&SessionRow| (s.started_at..=s.last_event_at).contains(&timestamp);
+    let named = session_id.and_then(|id| {
+        sessions
+            .clone()
+            .filter(|s| {
+                s.session_id == id
+                    || s.session_id
+                        .strip_prefix(id)
+                        .is_some_and(|rest| rest.starts_with('@'))
+            })
+            .find(spans)
+    });
+    named.or_else(|| sessions.clone().find(spans))
+}
+
 /// Days since the Unix epoch (UTC) of an epoch-millisecond instant.
 pub fn utc_day(epoch_ms: i64) -> i32 {
     epoch_ms.div_euclid(86_400_000) as i32

@@ -637,9 +637,13 @@ async fn events(
         .iter()
         .map(|row| {
             let json = EventJson::from(row);
-            let session = sessions
-                .get(row.anonymous_id.as_str())
-                .and_then(|of| crate::views::session_of(row, of));
+            let session = sessions.get(row.anonymous_id.as_str()).and_then(|of| {
+                funnelfold_core::projection::session_of(
+                    row.session_id.as_deref(),
+                    row.timestamp,
+                    of.iter(),
+                )
+            });
             match session {
                 Some(session) => json.with_session(session),
                 None => json,

@@ -116,6 +116,13 @@ impl<'a> From<&'a SessionRow> for SessionJson<'a> {
 #[derive(Debug)]
 pub struct EventRevenue<'a>(Option<(&'a str, i64)>);
 
+impl<'a> EventRevenue<'a> {
+    /// An event's revenue: an amount only with both its minor units and its currency.
+    pub fn of(minor: Option<i64>, currency: Option<&'a str>) -> Self {
+        EventRevenue(minor.zip(currency).map(|(m, c)| (c, m)))
+    }
+}
+
 impl Serialize for EventRevenue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
@@ -159,27 +166,8 @@ impl<'a> EventJson<'a> {
     }
 }
 
-/// The session an event belongs to among its visitor's sessions: the one it names
-/// (an SDK session, or one of its `<sessionId>@<time>` continuations) that spans it,
-/// else the server-side session whose time span holds it.
-pub fn session_of<'s>(event: &EventRow, sessions: &'s [SessionRow]) -> Option<&'s SessionRow> {
-    let spans =
-        |s: &&SessionRow| s.started_at <= event.timestamp && event.timestamp <= s.last_event_at;
-    let named = event.session_id.as_deref().and_then(|id| {
-        sessions
-            .iter()
-            .filter(|s| s.session_id == id || s.session_id.starts_with(&format!("{id}@")))
-            .find(spans)
-    });
-    named.or_else(|| sessions.iter().find(spans))
-}
-
 impl<'a> From<&'a EventRow> for EventJson<'a> {
     fn from(e: &'a EventRow) -> Self {
-        let revenue = match (e.revenue_minor, e.currency.as_deref()) {
-            (Some(minor), Some(currency)) => Some((currency, minor)),
-            _ => None,
-        };
         EventJson {
             funnel_id: &e.funnel_id,
             event_id: &e.event_id,
@@ -190,7 +178,7 @@ impl<'a> From<&'a EventRow> for EventJson<'a> {
             timestamp: e.timestamp,
             path: e.path.as_deref(),
             is_conversion: e.is_conversion,
-            revenue: EventRevenue(revenue),
+            revenue: EventRevenue::of(e.revenue_minor, e.currency.as_deref()),
             source: None,
             medium: None,
             device_type: None,
@@ -269,10 +257,6 @@ pub struct LiveEventJson<'a> {
 
 impl<'a> From<&'a FoldedEvent> for LiveEventJson<'a> {
     fn from(e: &'a FoldedEvent) -> Self {
-        let revenue = match (e.revenue_minor, e.currency.as_deref()) {
-            (Some(minor), Some(currency)) => Some((currency, minor)),
-            _ => None,
-        };
         LiveEventJson {
             funnel_id: &e.funnel_id,
             event_id: &e.event_id,
@@ -285,7 +269,7 @@ impl<'a> From<&'a FoldedEvent> for LiveEventJson<'a> {
             source: e.source.as_deref(),
             medium: e.medium.as_deref(),
             is_conversion: e.is_conversion,
-            revenue: EventRevenue(revenue),
+            revenue: EventRevenue::of(e.revenue_minor, e.currency.as_deref()),
         }
     }
 }

@@ -646,16 +646,10 @@ impl<'a> VisitorSessions<'a> {
         VisitorSessions { by_visitor }
     }
 
-    /// The event's session: the one it names, else the one whose span covers its time.
+    /// The event's session (see `funnelfold_core::projection::session_of`).
     fn session_of(&self, e: &EventRowRef<'_>) -> Option<&'a SessionRow> {
         let sessions = self.by_visitor.get(&(e.funnel_id, e.anonymous_id))?;
-        match e.session_id {
-            Some(id) => sessions.iter().find(|s| s.session_id == id).copied(),
-            None => sessions
-                .iter()
-                .find(|s| (s.started_at..=s.last_event_at).contains(&e.timestamp))
-                .copied(),
-        }
+        funnelfold_core::projection::session_of(e.session_id, e.timestamp, sessions.iter().copied())
     }
 
     fn folded_event(&self, e: &EventRowRef<'_>) -> FoldedEvent {
