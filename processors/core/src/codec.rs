@@ -85,6 +85,10 @@ pub enum DecodeError {
     UnknownFingerprint { fingerprint: u64 },
     #[error("unknown Confluent schema id {id}")]
     UnknownSchemaId { id: u32 },
+    /// The schema registry knows the id, but its schema cannot be read as the current
+    /// RawEvent schema (or is not an Avro schema).
+    #[error("Confluent schema id {id} cannot be read as the current RawEvent schema: {detail}")]
+    UnresolvableSchema { id: u32, detail: String },
     #[error("invalid Avro body: {0}")]
     Avro(String),
     #[error("invalid UTF-8 in a string")]
@@ -102,6 +106,7 @@ impl DecodeError {
             DecodeError::TruncatedHeader { .. } => "truncated_header",
             DecodeError::UnknownFingerprint { .. } => "unknown_schema",
             DecodeError::UnknownSchemaId { .. } => "unknown_schema",
+            DecodeError::UnresolvableSchema { .. } => "unresolvable_schema",
             DecodeError::Avro(_) => "invalid_avro",
             DecodeError::InvalidUtf8 => "invalid_utf8",
             DecodeError::Json(_) => "invalid_json",
@@ -118,6 +123,25 @@ pub enum SchemaError {
     Incompatible(String),
     #[error("Confluent schema id {id} is already registered for a different schema")]
     IdConflict { id: u32 },
+}
+
+/// A released `raw_event` version that cannot be registered: the processor refuses to
+/// start rather than dead-letter every record an SDK on that version writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {source}")]
+pub struct HistoryError {
+    pub file: &'static str,
+    #[source]
+    pub source: SchemaError,
+}
+
+/// The schema id of a record in the Confluent wire format (`00` + 4-byte big-endian
+/// id), or `None` for any other format or a truncated header.
+pub fn confluent_schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 /// The encodings [`Codec::decode`] recognizes, by their first bytes.
@@ -205,6 +229,9 @@ pub struct Codec {
     current: Arc<KnownSchema>,
     by_fingerprint: HashMap<u64, Arc<KnownSchema>>,
     by_confluent_id: HashMap<u32, Arc<KnownSchema>>,
+    /// Ids a schema registry answered with a schema that does not resolve, and why:
+    /// their records are dead-lettered without asking again.
+    refused_ids: HashMap<u32, Arc<str>>,
     max_record_bytes: usize,
 }
 
@@ -224,9 +251,45 @@ impl Codec {
         Codec {
             by_fingerprint: HashMap::from([(current.fingerprint, current.clone())]),
             by_confluent_id: HashMap::from([(BUILTIN_CONFLUENT_ID, current.clone())]),
+            refused_ids: HashMap::new(),
             current,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
+    }
+
+    /// [`Codec::new`] plus every released version of the RawEvent schema
+    /// (`schemas/history/raw_event/`), registered by fingerprint: what a processor
+    /// starts with, so that records from SDKs still on an older version fold.
+    pub fn with_history() -> Result<Codec, HistoryError> {
+        let mut codec = Codec::new();
+        codec.register_history(crate::schema_history::versions_of("raw_event"))?;
+        Ok(codec)
+    }
+
+    fn register_history<'a>(
+        &mut self,
+        versions: impl Iterator<Item = &'a crate::schema_history::HistoricalSchema>,
+    ) -> Result<(), HistoryError> {
+        for version in versions {
+            self.register_writer_schema(None, version.json)
+                .map_err(|source| HistoryError {
+                    file: version.file,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Whether records with this Confluent schema id have an answer already: a
+    /// registered schema, or a refusal ([`Codec::refuse_schema_id`]).
+    pub fn knows_schema_id(&self, id: u32) -> bool {
+        self.by_confluent_id.contains_key(&id) || self.refused_ids.contains_key(&id)
+    }
+
+    /// Remembers that a schema registry's schema for `id` cannot be read as the current
+    /// schema: records with that id then fail with [`DecodeError::UnresolvableSchema`].
+    pub fn refuse_schema_id(&mut self, id: u32, detail: &str) {
+        self.refused_ids.insert(id, Arc::from(detail));
     }
 
     /// Sets the largest record [`Codec::decode`] accepts.
@@ -318,6 +381,12 @@ impl Codec {
                         format: "Confluent",
                     });
                 };
+                if let Some(detail) = self.refused_ids.get(&id) {
+                    return Err(DecodeError::UnresolvableSchema {
+                        id,
+                        detail: detail.to_string(),
+                    });
+                }
                 let writer = self
                     .by_confluent_id
                     .get(&id)
@@ -1157,5 +1226,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_released_version_that_does_not_resolve_stops_start_up_naming_its_file() {
+        // `eventId` as an int cannot be read as the current schema's string.
+        let bad = RAW_EVENT_SCHEMA.replacen(
+            r#""name": "eventId", "type": "string","#,
+            r#""name": "eventId", "type": "int","#,
+            1,
+        );
+        assert_ne!(bad, RAW_EVENT_SCHEMA, "the test must change the schema");
+        let bad: &'static str = Box::leak(bad.into_boxed_str());
+        let version = crate::schema_history::HistoricalSchema {
+            schema: "raw_event",
+            version: 9,
+            file: "schemas/history/raw_event/v9.avsc",
+            json: bad,
+        };
+        let err = Codec::new()
+            .register_history([version].iter())
+            .expect_err("an unreadable version is refused");
+        assert_eq!(err.file, "schemas/history/raw_event/v9.avsc");
+        assert!(matches!(err.source, SchemaError::Incompatible(_)), "{err}");
+        assert!(err.to_string().starts_with("schemas/history/raw_event/v9.avsc: "));
+    }
+
+    #[test]
+    fn every_released_raw_event_version_registers() {
+        let codec = Codec::with_history().expect("the released history resolves");
+        for version in crate::schema_history::versions_of("raw_event") {
+            let schema = Schema::parse_str(version.json).expect("parses");
+            assert!(
+                codec.by_fingerprint.contains_key(&rabin_fingerprint(&schema)),
+                "{}",
+                version.file
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_schema_id_is_dead_lettered_with_the_reason() {
+        let mut codec = Codec::new();
+        assert!(!codec.knows_schema_id(42));
+        codec.refuse_schema_id(42, "field eventId: int is not string");
+        assert!(codec.knows_schema_id(42));
+        let record = [0x00, 0, 0, 0, 42, 0x02];
+        assert_eq!(confluent_schema_id(&record), Some(42));
+        let err = codec.decode(&record).expect_err("refused");
+        assert_eq!(err.code(), "unresolvable_schema");
+        assert!(err.to_string().contains("field eventId: int is not string"), "{err}");
+        assert_eq!(confluent_schema_id(&[0x00, 0, 0]), None);
+        assert_eq!(confluent_schema_id(b"{}"), None);
     }
 }

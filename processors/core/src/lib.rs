@@ -14,6 +14,7 @@ pub mod memory;
 pub mod names;
 pub mod projection;
 pub mod reject;
+pub mod schema_history;
 pub mod sim;
 pub mod validate;
 

@@ -174,3 +174,34 @@ fn registration_refuses_bad_schemas() {
         Err(SchemaError::IdConflict { id: 1 })
     );
 }
+
+/// Every released RawEvent version (`schemas/history/raw_event/`): a record an SDK on
+/// that version writes, in single-object encoding, decodes with the codec a processor
+/// starts with, fields added since taking their defaults.
+#[test]
+fn a_record_written_with_each_released_version_decodes() {
+    use funnelfold_core::schema_history::versions_of;
+    let codec = Codec::with_history().expect("the released history resolves");
+    let event = expected();
+    let current = apache_avro::to_value(&event).expect("to value");
+    let mut seen = 0;
+    for version in versions_of("raw_event") {
+        let schema = Schema::parse_str(version.json).expect("parses");
+        // The event as that version's writer has it: its fields only.
+        let value = current
+            .clone()
+            .resolve(&schema)
+            .unwrap_or_else(|e| panic!("{}: {e}", version.file));
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()
+            .expect("writer")
+            .write_value_to_vec(value)
+            .expect("datum");
+        let mut record = vec![0xC3, 0x01];
+        record.extend_from_slice(&rabin_fingerprint(&schema).to_le_bytes());
+        record.extend_from_slice(&datum);
+        assert_eq!(codec.decode(&record), Ok(event.clone()), "{}", version.file);
+        seen += 1;
+    }
+    assert!(seen >= 1, "no released version found");
+}
