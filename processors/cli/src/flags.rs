@@ -20,8 +20,8 @@ pub(crate) struct KafkaArgs {
     #[arg(long)]
     brokers: Option<String>,
     /// librdkafka settings passed through (KEY=VALUE, repeatable; `consumer.` and
-    /// `producer.` prefixes apply to one client only), e.g. `security.protocol=SASL_PLAINTEXT` (this build has no TLS)
-    /// [kafka.settings].
+    /// `producer.` prefixes apply to one client only), e.g.
+    /// `security.protocol=SASL_PLAINTEXT` (this build has no TLS) [kafka.settings].
     #[arg(long = "kafka", value_parser = parse_key_value)]
     kafka: Vec<(String, String)>,
 }

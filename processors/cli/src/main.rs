@@ -9,8 +9,12 @@
 //! - `run`: a fold processor against any Kafka and the embedded store or ScyllaDB;
 //!   it refuses a partition whose store checkpoint and log disagree unless told to
 //!   `--rebuild` or `--rebase`;
+//! - `query`: the query processor alone: the HTTP API, the `/v1/track` collector and
+//!   the dashboard;
 //! - `simulate`: realistic traffic to any Kafka;
 //! - `migrate`: applies the CQL schema to ScyllaDB;
+//! - `topology`: topics and consumer groups as files (`topology/`): check, plan,
+//!   apply, describe;
 //! - `broker`: the embedded broker alone (tests, benchmarks, trying Kafka clients);
 //! - `config check`: the effective configuration, secrets masked.
 //!
