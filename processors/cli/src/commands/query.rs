@@ -1,6 +1,7 @@
-//! `funnelfold query`: the query processor alone: the HTTP API, the `/v1/track`
-//! collector (which produces to Kafka when brokers are configured) and the dashboard,
-//! over the embedded store or ScyllaDB. `up` starts the same API beside its processor.
+//! `funnelfold query`: the query processor alone: the HTTP API and the dashboard over
+//! the embedded store or ScyllaDB, and, when Kafka brokers are configured, the
+//! `/v1/track` collector and the live feed. `up` starts the same API beside its
+//! processor.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
