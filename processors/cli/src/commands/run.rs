@@ -1,0 +1,96 @@
+//! `funnelfold run`: a fold processor against any Kafka and the embedded store or
+//! ScyllaDB, until a shutdown signal (or, with `--until-caught-up`, the end of the
+//! log). It refuses a partition whose store checkpoint and log disagree unless told to
+//! `--rebuild` or `--rebase`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use funnelfold_runtime::settings::{Flags, Settings};
+use funnelfold_runtime::{Health, OnMismatch, ProcessorConfig};
+use funnelfold_store::Store;
+
+use crate::flags::{required_kafka, KafkaArgs, ProcessorArgs};
+use crate::process::{install_metrics, on_shutdown_signal};
+use crate::store_url;
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// `embedded:PATH` (redb file) or `scylla://HOST:PORT[,HOST:PORT]/KEYSPACE`
+    /// [store.url, FUNNELFOLD_STORE; default embedded:data/funnelfold.redb].
+    #[arg(long)]
+    store: Option<String>,
+    /// Stop once every assigned partition is read to its end (replays, backfills).
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Where a partition's store checkpoint and log disagree (a new or restored store,
+    /// a topic created again; see the README, "Store and log"), fold what this store
+    /// has not folded: from its checkpoint in this log, else from the log's earliest
+    /// retained offset. Without this flag or --rebase, the processor refuses to fold.
+    #[arg(long, conflicts_with = "rebase")]
+    rebuild: bool,
+    /// Where a partition's store checkpoint and log disagree, keep this store's state
+    /// and go on with the log as it is: from the group's committed offset, else from
+    /// the log's earliest retained offset. Records in between are never folded here.
+    #[arg(long)]
+    rebase: bool,
+    #[command(flatten)]
+    processor: ProcessorArgs,
+}
+
+impl RunArgs {
+    pub(crate) fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("store.url", self.store.as_ref(), "--store");
+        self.processor.flags(f);
+    }
+}
+
+/// Runs a processor until a shutdown signal (or a fatal error).
+pub(crate) fn run_processor(
+    rt: &tokio::runtime::Runtime,
+    cfg: ProcessorConfig,
+    store: Arc<dyn Store>,
+    shutdown: &AtomicBool,
+    health: Arc<Health>,
+) -> Result<()> {
+    let handle = funnelfold_runtime::spawn_with_health(cfg, store, rt.handle().clone(), health)?;
+    let stop = handle.shutdown_flag();
+    while !shutdown.load(Ordering::Relaxed) && !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let t = handle.join()?;
+    println!(
+        "summary: {} flushes, {} projection rows, {} event rows; waited {:.1} s for the store, {:.1} s planning and publishing",
+        t.flushes,
+        t.projection_rows,
+        t.event_rows,
+        t.waited_for_store.as_secs_f64(),
+        t.flush_work.as_secs_f64()
+    );
+    Ok(())
+}
+
+pub(crate) fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Result<()> {
+    let kafka = required_kafka(&settings)?;
+    install_metrics(rt, settings.metrics.listen)?;
+    let mut cfg = settings.processor_config(kafka.clone());
+    cfg.stop_when_caught_up = args.until_caught_up;
+    cfg.on_log_mismatch = if args.rebuild {
+        OnMismatch::Rebuild
+    } else if args.rebase {
+        OnMismatch::Rebase
+    } else {
+        OnMismatch::Refuse
+    };
+    let store = rt.block_on(store_url::open(&settings.store))?;
+    println!("store: {} ({})", settings.store.url, store.engine());
+    let shutdown = on_shutdown_signal(rt);
+    run_processor(rt, cfg, store, &shutdown, Arc::new(Health::new()))
+}
