@@ -9,7 +9,7 @@ use crate::plan::Refusal;
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     /// The client could not be created or the cluster did not answer.
-    #[error("{what} at {brokers}: {source}; check --brokers and the --kafka settings (security.protocol, SASL, TLS)")]
+    #[error("{what} at {brokers}: {source}; check --brokers and the --kafka settings (security.protocol, SASL)")]
     Kafka {
         what: String,
         brokers: String,
