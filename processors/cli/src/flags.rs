@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use funnelfold_runtime::settings::{self, Flags, Settings};
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_runtime::{KafkaSettings, OnMismatch};
 
 /// How to reach Kafka, over the config file's `[kafka]`.
 #[derive(Args)]
@@ -27,10 +27,49 @@ pub(crate) struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// Whether `--brokers` was given on the command line (not from the file or the
+    /// environment).
+    pub(crate) fn brokers_given(&self) -> bool {
+        self.brokers.is_some()
+    }
+
     pub(crate) fn flags(&self, f: &mut Flags) {
         f.set("kafka.brokers", self.brokers.as_ref(), "--brokers");
         for (k, v) in &self.kafka {
             f.kafka_setting(k, v, "--kafka");
+        }
+    }
+}
+
+/// What a fold processor does where a partition's store checkpoint and log disagree.
+#[derive(Args)]
+pub(crate) struct LogMismatchArgs {
+    /// Where a partition's store checkpoint and log disagree (a new or restored store,
+    /// a topic created again; see the README, "Store and log"), fold what this store
+    /// has not folded: from its checkpoint in this log, else from the log's earliest
+    /// retained offset. Without this flag or --rebase, the processor refuses to fold.
+    #[arg(long, conflicts_with = "rebase")]
+    rebuild: bool,
+    /// Where a partition's store checkpoint and log disagree, keep this store's state
+    /// and go on with the log as it is: from the group's committed offset, else from
+    /// the log's earliest retained offset. Records in between are never folded here.
+    #[arg(long)]
+    rebase: bool,
+}
+
+impl LogMismatchArgs {
+    pub(crate) fn given(&self) -> bool {
+        self.rebuild || self.rebase
+    }
+
+    /// The flags' choice; refusing when neither is given.
+    pub(crate) fn on_mismatch(&self) -> OnMismatch {
+        if self.rebuild {
+            OnMismatch::Rebuild
+        } else if self.rebase {
+            OnMismatch::Rebase
+        } else {
+            OnMismatch::Refuse
         }
     }
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use funnelfold_runtime::settings::{Flags, Settings};
-use funnelfold_runtime::{Health, OnMismatch, ProcessorConfig};
+use funnelfold_runtime::{Health, ProcessorConfig};
 use funnelfold_store::Store;
 
-use crate::flags::{required_kafka, KafkaArgs, ProcessorArgs};
+use crate::flags::{required_kafka, KafkaArgs, LogMismatchArgs, ProcessorArgs};
 use crate::process::{install_metrics, on_shutdown_signal};
 use crate::store_url;
 
@@ -28,17 +28,8 @@ pub(crate) struct RunArgs {
     /// Stop once every assigned partition is read to its end (replays, backfills).
     #[arg(long)]
     until_caught_up: bool,
-    /// Where a partition's store checkpoint and log disagree (a new or restored store,
-    /// a topic created again; see the README, "Store and log"), fold what this store
-    /// has not folded: from its checkpoint in this log, else from the log's earliest
-    /// retained offset. Without this flag or --rebase, the processor refuses to fold.
-    #[arg(long, conflicts_with = "rebase")]
-    rebuild: bool,
-    /// Where a partition's store checkpoint and log disagree, keep this store's state
-    /// and go on with the log as it is: from the group's committed offset, else from
-    /// the log's earliest retained offset. Records in between are never folded here.
-    #[arg(long)]
-    rebase: bool,
+    #[command(flatten)]
+    mismatch: LogMismatchArgs,
     #[command(flatten)]
     processor: ProcessorArgs,
 }
@@ -82,13 +73,7 @@ pub(crate) fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArg
     install_metrics(rt, settings.metrics.listen)?;
     let mut cfg = settings.processor_config(kafka.clone());
     cfg.stop_when_caught_up = args.until_caught_up;
-    cfg.on_log_mismatch = if args.rebuild {
-        OnMismatch::Rebuild
-    } else if args.rebase {
-        OnMismatch::Rebase
-    } else {
-        OnMismatch::Refuse
-    };
+    cfg.on_log_mismatch = args.mismatch.on_mismatch();
     let store = rt.block_on(store_url::open(&settings.store))?;
     println!("store: {} ({})", settings.store.url, store.engine());
     let shutdown = on_shutdown_signal(rt);

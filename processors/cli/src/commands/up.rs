@@ -3,6 +3,14 @@
 //! collector and dashboard, and optionally the live simulator. Accepted events wait in
 //! an inbox on local disk until folded (`inbox.rs`), and each start folds its new
 //! broker's log on top of the store's state.
+//!
+//! With `--brokers`, the same process folds from an existing Kafka cluster instead of
+//! its own broker: one node for a team with a managed Kafka and no ScyllaDB (the
+//! embedded store admits one process, so the processor and the API must share it).
+//! The cluster's log outlives the process, so there is no inbox (`accepted` then means
+//! written with `acks=all`), a disagreeing checkpoint is refused as by `run` unless
+//! `--rebuild` or `--rebase` says otherwise, and the topics must exist already: they
+//! are the SRE's, created by `funnelfold topology apply`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,17 +18,18 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use funnelfold_core::sim::LiveSimulator;
 use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_runtime::settings::{Flags, Settings};
-use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch};
+use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::query::{query_config, start_api};
 use super::run::run_processor;
 use super::simulate::{report_rate, Report};
-use crate::flags::{AccessArgs, ProcessorArgs};
+use crate::flags::{required_kafka, AccessArgs, KafkaArgs, LogMismatchArgs, ProcessorArgs};
 use crate::process::{install_metrics, on_shutdown_signal};
 use crate::{inbox, store_url};
 
@@ -45,6 +54,15 @@ pub(crate) struct UpArgs {
     /// partition in memory).
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// With --brokers: fold from that Kafka cluster instead of an embedded broker
+    /// (its topics must exist: `funnelfold topology apply`).
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// With --brokers only: what to do where the store's checkpoint and the cluster's
+    /// log disagree (the embedded broker's log is new at every start, and `up` always
+    /// folds it on top of the store).
+    #[command(flatten)]
+    mismatch: LogMismatchArgs,
     #[command(flatten)]
     processor: ProcessorArgs,
     #[command(flatten)]
@@ -59,6 +77,7 @@ impl UpArgs {
             .as_ref()
             .map(|d| format!("embedded:{}", d.join("funnelfold.redb").display()));
         f.set("store.url", store, "--data");
+        self.kafka.flags(f);
         self.processor.flags(f);
         self.access.flags(f);
     }
@@ -66,36 +85,54 @@ impl UpArgs {
 
 pub(crate) fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<()> {
     install_metrics(rt, settings.metrics.listen)?;
-    // `up` runs its own broker: the file's [kafka] is for real clusters.
     let topics = settings.topics();
-    let broker = EmbeddedBroker::start(1, &topics, args.partitions)
-        .context("cannot start the embedded broker")?;
-    let kafka = KafkaSettings::new(broker.bootstrap_servers());
+    let external = args.kafka.brokers_given();
+    if !external && args.mismatch.given() {
+        bail!(
+            "--rebuild and --rebase go with --brokers: the embedded broker's log is new at \
+             every start, and `up` always folds it on top of the store"
+        );
+    }
+    // Without --brokers, `up` runs its own broker: the file's [kafka] is for `run` and
+    // the other commands that talk to a real cluster.
+    let (broker, kafka) = if external {
+        let kafka = required_kafka(&settings)?;
+        require_topics(&kafka, &topics)?;
+        println!("kafka: {} (topics checked)", kafka.brokers);
+        (None, kafka)
+    } else {
+        let broker = EmbeddedBroker::start(1, &topics, args.partitions)
+            .context("cannot start the embedded broker")?;
+        let kafka = KafkaSettings::new(broker.bootstrap_servers());
+        println!("broker: {}", broker.bootstrap_servers());
+        (Some(broker), kafka)
+    };
     let store = rt.block_on(store_url::open(&settings.store))?;
-    println!("broker: {}", broker.bootstrap_servers());
     println!("store: {} ({})", settings.store.url, store.engine());
     // The embedded broker keeps its log in memory: accepted events wait on local disk,
     // beside the store, until they are folded, and whatever a stop left there is
-    // produced to this new broker before anything else is accepted.
-    let inbox = match store_url::embedded_path(&settings.store.url) {
-        Some(file) => {
+    // produced to this new broker before anything else is accepted. A real cluster
+    // keeps its log itself.
+    let inbox = match (&broker, store_url::embedded_path(&settings.store.url)) {
+        (Some(_), Some(file)) => {
             let inbox = inbox::open(file)?;
             let replayed = rt.block_on(inbox::replay(&kafka, &topics.raw, &inbox))?;
             println!("inbox: {replayed} accepted events not yet folded, produced again");
             Some(inbox)
         }
-        None => None,
+        _ => None,
     };
-    let trimmer = inbox.as_ref().map(|inbox| {
-        inbox::Trimmer::spawn(
+    let trimmer = match (&inbox, &broker) {
+        (Some(inbox), Some(broker)) => Some(inbox::Trimmer::spawn(
             rt,
             Arc::clone(inbox),
             Arc::clone(&store),
             &settings.fold.group,
             &topics.raw,
             broker.log(&topics.raw),
-        )
-    });
+        )),
+        _ => None,
+    };
     let shutdown = on_shutdown_signal(rt);
     if let Some(rate) = args.simulate {
         let kafka = kafka.clone();
@@ -155,8 +192,13 @@ pub(crate) fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs)
     let mut cfg = settings.processor_config(kafka);
     // The embedded broker's log is new at every start (its offsets begin at 0 again),
     // while the store keeps everything folded before: fold the new log from its start
-    // on top of the store's state.
-    cfg.on_log_mismatch = OnMismatch::Rebase;
+    // on top of the store's state. A real cluster's log is the same log as before, so
+    // a disagreement there is a fault the user decides about, as with `run`.
+    cfg.on_log_mismatch = if external {
+        args.mismatch.on_mismatch()
+    } else {
+        OnMismatch::Rebase
+    };
     let result = run_processor(rt, cfg, store, &shutdown, health);
     rt.block_on(api.shutdown()).context("stopping the API")?;
     if let Some(trimmer) = trimmer {
@@ -164,4 +206,44 @@ pub(crate) fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs)
     }
     drop(broker);
     result
+}
+
+/// Refuses to start on a cluster that lacks one of the processor's topics: creating
+/// them here would skip the partition counts, retention and compaction the SRE set in
+/// `topology/`.
+fn require_topics(kafka: &KafkaSettings, topics: &Topics) -> Result<()> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .create()
+        .with_context(|| format!("cannot create a Kafka client for {}", kafka.brokers))?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(15))
+        .with_context(|| format!("cannot read the topics of the Kafka cluster at {}", kafka.brokers))?;
+    let present: std::collections::HashSet<&str> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name())
+        .collect();
+    let missing: Vec<&str> = [
+        &topics.raw,
+        &topics.dlq,
+        &topics.profiles_changelog,
+        &topics.sessions_changelog,
+        &topics.events_changelog,
+    ]
+    .into_iter()
+    .map(String::as_str)
+    .filter(|t| !present.contains(t))
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the Kafka cluster at {} has no topic {}: create them with `funnelfold topology \
+             apply --brokers {}` (topology/ holds their partitions and settings)",
+            kafka.brokers,
+            missing.join(", "),
+            kafka.brokers
+        );
+    }
+    Ok(())
 }
