@@ -8,7 +8,6 @@
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,6 +18,7 @@ mod event_rows;
 pub mod inbox;
 mod plan;
 pub mod scylla_store;
+mod shares;
 
 /// The store's errors, classified as the runtime needs them.
 #[derive(Debug, thiserror::Error)]
@@ -153,22 +153,6 @@ impl FunnelShare {
 pub struct FunnelSummary {
     pub funnel_id: String,
     pub totals: FunnelShare,
-}
-
-/// Sums funnel shares per funnel, sorted by funnel id (by UTF-8 bytes, as ScyllaDB
-/// orders its clustering column): what both engines answer [`Store::funnels`] with.
-pub(crate) fn sum_funnel_shares(
-    shares: impl IntoIterator<Item = (String, FunnelShare)>,
-) -> Vec<FunnelSummary> {
-    let mut sums: BTreeMap<String, FunnelShare> = BTreeMap::new();
-    for (funnel_id, share) in shares {
-        sums.entry(funnel_id)
-            .and_modify(|sum| sum.merge(&share))
-            .or_insert(share);
-    }
-    sums.into_iter()
-        .map(|(funnel_id, totals)| FunnelSummary { funnel_id, totals })
-        .collect()
 }
 
 /// Everything one flush makes durable for one source partition.

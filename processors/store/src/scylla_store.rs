@@ -68,12 +68,11 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 use scylla::{DeserializeRow, SerializeRow};
 
-use crate::embedded::sum_shares;
 use crate::plan::Plan;
+use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
-    sum_funnel_shares, Checkpoint, EventCursor, EventFilter, EventRowRef, Flush, FunnelShare,
-    FunnelSummary, PageRequest, PartitionFlush, Result, SessionCursor, Store, StoreError,
-    VisitorKey,
+    Checkpoint, EventCursor, EventFilter, EventRowRef, Flush, FunnelShare, FunnelSummary,
+    PageRequest, PartitionFlush, Result, SessionCursor, Store, StoreError, VisitorKey,
 };
 
 /// The keyspace used when none is configured.
@@ -1766,7 +1765,7 @@ impl Store for ScyllaStore {
             .boxed()
         });
         let per_month = in_order(reads.collect()).await?;
-        Ok(sum_shares(
+        Ok(sum_traffic_shares(
             funnel_id,
             from_day,
             per_month.into_iter().flatten(),
