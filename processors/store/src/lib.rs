@@ -1,6 +1,6 @@
 //! Where funnelfold's projections live. One [`Store`] trait, two engines:
 //! - [`embedded::EmbeddedStore`]: redb on local disk, the default (one node);
-//! - [`scylla_store::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
+//! - [`scylla::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
 //!
 //! Both pass the same conformance suite (`tests/conformance.rs`). Beside them,
 //! [`inbox::Inbox`] keeps the events `funnelfold up`'s collector accepted on local
@@ -17,7 +17,9 @@ pub mod embedded;
 mod event_rows;
 pub mod inbox;
 mod plan;
-pub mod scylla_store;
+pub mod scylla;
+/// The ScyllaDB engine under the name it had when it was one file.
+pub use scylla as scylla_store;
 mod shares;
 
 /// The store's errors, classified as the runtime needs them.
