@@ -17,6 +17,7 @@ pub mod embedded;
 mod event_rows;
 pub mod inbox;
 mod plan;
+mod queries;
 pub mod scylla;
 /// The ScyllaDB engine under the name it had when it was one file.
 pub use scylla as scylla_store;

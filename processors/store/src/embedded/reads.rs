@@ -2,7 +2,6 @@
 //! transactions on the caller's thread ([`BlockingReads`]) or on the blocking pool;
 //! `apply` and `set_checkpoint` hand over to the `writes` module.
 
-use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::queries::distinct;
 use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
     BlockingReads, Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary,
@@ -251,10 +251,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn profiles(&self, funnel_id: &str, anonymous_ids: &[String]) -> Result<Vec<ProfileRow>> {
-        let mut seen = HashSet::new();
-        let keys: Vec<Key> = anonymous_ids
-            .iter()
-            .filter(|id| seen.insert(id.as_str()))
+        let keys: Vec<Key> = distinct(anonymous_ids)
+            .into_iter()
             .map(|id| visitor_key(funnel_id, id))
             .collect();
         self.read(move |txn| {
@@ -351,32 +349,21 @@ impl Store for EmbeddedStore {
         filter: &EventFilter,
         page: &PageRequest<EventCursor>,
     ) -> Result<Vec<EventRow>> {
-        let (from, to) = (page.from, page.to);
-        if to <= from || page.limit == 0 {
+        if page.is_void() {
             return Ok(Vec::new());
         }
-        // A cursor moves the upper end down to its own bucket: later pages start where
-        // the previous one stopped instead of reading everything newer again.
-        let top = page
-            .after
-            .as_ref()
-            .map_or(to, |c| to.min(c.timestamp.saturating_add(1)));
-        if top <= from {
-            return Ok(Vec::new());
-        }
-        let after = page.after.clone().map(|c| (c.timestamp, c.event_id));
+        // A cursor moves the upper end down to its own bucket.
+        let (from, top) = (page.from, page.upper());
         let limit = page.limit;
-        let event_name = filter.event_name.clone();
+        let (page, filter) = (page.clone(), filter.clone());
         let anonymous_id = filter.anonymous_id.clone();
         let funnel_id = funnel_id.to_owned();
         self.read(move |txn| {
             let keep = |e: &EventRow| {
-                e.timestamp >= from
-                    && e.timestamp < to
-                    && after
-                        .as_ref()
-                        .is_none_or(|(ts, id)| (e.timestamp, &e.event_id) < (*ts, id))
-                    && event_name.as_ref().is_none_or(|name| *name == e.event_name)
+                e.timestamp >= page.from
+                    && e.timestamp < page.to
+                    && page.follows_cursor(e.timestamp, &e.event_id)
+                    && filter.admits_name(&e.event_name)
             };
             // One visitor's events: its hour blocks, through VISITOR_HOURS; the
             // funnel's: its minute blocks, through EVENT_MINUTES.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::plan::Plan;
+use crate::plan::{checkpoint_of, Plan};
 use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
 
 use super::db::storage_error;
@@ -91,15 +91,6 @@ fn write_checkpoint(
     )?;
     logs.insert(key.bytes(), of.as_slice()).map_err(w)?;
     Ok(())
-}
-
-/// The checkpoint a partition flush leaves.
-fn checkpoint_of(pf: &PartitionFlush) -> Checkpoint {
-    Checkpoint {
-        next_offset: pf.next_offset,
-        log: pf.log.clone(),
-        generation: pf.generation,
-    }
 }
 
 /// Applies one flush inside one write transaction (see [`Store::apply`]).

@@ -2,7 +2,6 @@
 //! partition key (a point read, or a range within one partition, bucket by bucket);
 //! `apply` and `set_checkpoint` hand over to the `writes` module.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,6 +11,7 @@ use funnelfold_core::{
 use futures::FutureExt;
 use scylla::value::CqlTimestamp;
 
+use crate::queries::distinct;
 use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
     Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary, PageRequest, Result,
@@ -181,12 +181,7 @@ impl Store for ScyllaStore {
     /// partition, whereas `IN` makes one coordinator fan out to every owner and
     /// wait for the slowest.
     async fn profiles(&self, funnel_id: &str, anonymous_ids: &[String]) -> Result<Vec<ProfileRow>> {
-        let mut seen = BTreeSet::new();
-        let distinct: Vec<&String> = anonymous_ids
-            .iter()
-            .filter(|id| seen.insert(id.as_str()))
-            .collect();
-        let reads = distinct.into_iter().map(|id| {
+        let reads = distinct(anonymous_ids).into_iter().map(|id| {
             self.get_one::<ProfileDbRow>(&self.st.profile_get, (funnel_id, id), "reading a profile")
                 .boxed()
         });
@@ -204,15 +199,10 @@ impl Store for ScyllaStore {
         page: &PageRequest<SessionCursor>,
     ) -> Result<Vec<SessionRow>> {
         let mut out = Vec::new();
-        // The exclusive upper bound in time; with a cursor, its own millisecond stays
-        // in range because rows tied with the cursor may follow it.
-        let upper = match &page.after {
-            Some(c) => page.to.min(c.started_at.saturating_add(1)),
-            None => page.to,
-        };
-        if page.limit == 0 || page.from >= upper {
+        if page.is_void() {
             return Ok(out);
         }
+        let upper = page.upper();
         let mut days = self.buckets(
             funnel_id,
             Kind::SessionDay,
@@ -280,13 +270,10 @@ impl Store for ScyllaStore {
         page: &PageRequest<EventCursor>,
     ) -> Result<Vec<EventRow>> {
         let mut out = Vec::new();
-        let upper = match &page.after {
-            Some(c) => page.to.min(c.timestamp.saturating_add(1)),
-            None => page.to,
-        };
-        if page.limit == 0 || page.from >= upper {
+        if page.is_void() {
             return Ok(out);
         }
+        let upper = page.upper();
         // With an event-name filter, rows are dropped while scanning, so fetch big pages.
         let wanted = |out: &Vec<EventRow>| {
             if filter.event_name.is_some() {
@@ -296,16 +283,10 @@ impl Store for ScyllaStore {
             }
         };
         let consume = |row: EventDbRow, out: &mut Vec<EventRow>| {
-            if let Some(c) = &page.after {
-                if (row.ts.0, row.event_id.as_str()) >= (c.timestamp, c.event_id.as_str()) {
-                    return true;
-                }
+            if !page.follows_cursor(row.ts.0, &row.event_id) {
+                return true;
             }
-            if filter
-                .event_name
-                .as_ref()
-                .is_none_or(|name| *name == row.event_name)
-            {
+            if filter.admits_name(&row.event_name) {
                 out.push(row.into_row());
             }
             out.len() < page.limit

@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use scylla::statement::bound::BoundStatement;
 use scylla::value::CqlTimestamp;
 
-use crate::plan::Plan;
+use crate::plan::{checkpoint_of, Plan};
 use crate::{Checkpoint, Flush, PartitionFlush, Result, Store};
 
 use super::buckets::{day_of, month_of_day, Kind};
@@ -146,11 +146,7 @@ impl ScyllaStore {
         }
         self.run_all(self.row_writes(pf)?).await?;
         // Only once every row is acknowledged (see the module documentation).
-        let checkpoint = Checkpoint {
-            next_offset: pf.next_offset,
-            log: pf.log.clone(),
-            generation: pf.generation,
-        };
+        let checkpoint = checkpoint_of(pf);
         self.put_checkpoint(
             group,
             &pf.topic,
