@@ -69,6 +69,9 @@ mod rows;
 mod statements;
 mod writes;
 
+#[cfg(test)]
+mod cql_check;
+
 pub use migrations::{migrate, migration_statements, MIGRATIONS};
 
 use errors::db_err;

@@ -9,15 +9,28 @@ use crate::{EventRowRef, Result};
 
 use super::buckets::{day_of, hour_of};
 use super::errors::corrupt;
+use super::statements::Bind::{self, *};
 
 pub(super) const PROFILE_COLUMNS: &str = "funnel_id, anonymous_id, display_name, user_id, first_seen, last_seen, \
     total_sessions, total_events, first_source, first_medium, first_campaign, first_channel, \
     last_source, last_medium, last_campaign, last_channel, conversions, revenue, device_type, browser, \
     os, country";
 
+/// The Rust type bound to each of [`PROFILE_COLUMNS`] ([`ProfileValues`]' fields).
+pub(super) const PROFILE_BINDS: &[Bind] = &[
+    Str, Str, Str, Str, Timestamp, Timestamp, I64, I64, Str, Str, Str, Str, Str, Str, Str, Str,
+    I64, RevenueMap, Str, Str, Str, Str,
+];
+
 pub(super) const SESSION_COLUMNS: &str = "funnel_id, anonymous_id, session_id, day_bucket, started_at, last_event_at, \
     duration_ms, landing_page, exit_page, events, pageviews, bounce, converted, conversions, revenue, \
     source, medium, campaign, channel, device_type, browser, os, country";
+
+/// The Rust type bound to each of [`SESSION_COLUMNS`] ([`SessionValues`]' fields).
+pub(super) const SESSION_BINDS: &[Bind] = &[
+    Str, Str, Str, I32, Timestamp, Timestamp, I64, Str, Str, I64, I64, Bool, Bool, I64, RevenueMap,
+    Str, Str, Str, Str, Str, Str, Str, Str,
+];
 
 /// What session reads select: the row, without the derived `day_bucket`.
 pub(super) const SESSION_SELECT: &str = "funnel_id, anonymous_id, session_id, started_at, last_event_at, \
@@ -28,6 +41,11 @@ pub(super) const EVENT_COLUMNS: &str =
     "funnel_id, event_id, anonymous_id, session_id, hour_bucket, day_bucket, ts, \
     event_name, path, is_conversion, revenue_minor, currency";
 
+/// The Rust type bound to each of [`EVENT_COLUMNS`] ([`EventValues`]' fields).
+pub(super) const EVENT_BINDS: &[Bind] = &[
+    Str, Str, Str, Str, I32, I32, Timestamp, Str, Str, Bool, I64, Str,
+];
+
 /// What event reads select: the row, without the derived buckets.
 pub(super) const EVENT_SELECT: &str =
     "funnel_id, event_id, anonymous_id, session_id, ts, event_name, path, \
@@ -36,6 +54,10 @@ pub(super) const EVENT_SELECT: &str =
 pub(super) const TRAFFIC_COLUMNS: &str =
     "funnel_id, month_bucket, day_bucket, source, medium, campaign, topic, \
     source_partition, sessions, conversions, revenue";
+
+/// The Rust type bound to each of [`TRAFFIC_COLUMNS`] ([`TrafficValues`]' fields).
+pub(super) const TRAFFIC_BINDS: &[Bind] =
+    &[Str, I32, I32, Str, Str, Str, Str, I32, I64, I64, RevenueMap];
 
 /// `INSERT INTO ks.table (columns) VALUES (?, ...) USING TIMESTAMP ?`.
 pub(super) fn insert_cql(keyspace: &str, table: &str, columns: &str) -> String {
@@ -384,6 +406,10 @@ pub(super) struct TrafficValues<'a> {
 pub(super) const FUNNEL_SHARE_COLUMNS: &str =
     "shard, funnel_id, topic, source_partition, events, visitors, \
     first_event_at, last_event_at";
+
+/// The Rust type bound to each of [`FUNNEL_SHARE_COLUMNS`] (a tuple, in `row_writes`).
+pub(super) const FUNNEL_SHARE_BINDS: &[Bind] =
+    &[I32, Str, Str, I32, I64, I64, Timestamp, Timestamp];
 
 /// The one partition of `funnel_shares` (see `004_funnel_shares.cql`).
 pub(super) const FUNNEL_SHARD: i32 = 0;
