@@ -34,7 +34,7 @@
 //!
 //! This needs `write_timestamp` to grow strictly from one flush of a partition to the
 //! next: on a timestamp tie ScyllaDB prefers a deletion, then the larger value. Within
-//! one flush, ties are avoided by [`crate::plan`], which reduces a flush to final row
+//! one flush, ties are avoided by `crate::plan`, which reduces a flush to final row
 //! states, so no cell is both written and deleted by one flush.
 //!
 //! # Writes: concurrent statements, not batches
