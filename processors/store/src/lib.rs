@@ -1,6 +1,6 @@
 //! Where funnelfold's projections live. One [`Store`] trait, two engines:
 //! - [`embedded::EmbeddedStore`]: redb on local disk, the default (one node);
-//! - [`scylla_store::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
+//! - [`scylla::ScyllaStore`]: a ScyllaDB (or Cassandra) cluster.
 //!
 //! Both pass the same conformance suite (`tests/conformance.rs`). Beside them,
 //! [`inbox::Inbox`] keeps the events `funnelfold up`'s collector accepted on local
@@ -8,7 +8,6 @@
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +17,11 @@ pub mod embedded;
 mod event_rows;
 pub mod inbox;
 mod plan;
-pub mod scylla_store;
+mod queries;
+pub mod scylla;
+/// The ScyllaDB engine under the name it had when it was one file.
+pub use scylla as scylla_store;
+mod shares;
 
 /// The store's errors, classified as the runtime needs them.
 #[derive(Debug, thiserror::Error)]
@@ -153,22 +156,6 @@ impl FunnelShare {
 pub struct FunnelSummary {
     pub funnel_id: String,
     pub totals: FunnelShare,
-}
-
-/// Sums funnel shares per funnel, sorted by funnel id (by UTF-8 bytes, as ScyllaDB
-/// orders its clustering column): what both engines answer [`Store::funnels`] with.
-pub(crate) fn sum_funnel_shares(
-    shares: impl IntoIterator<Item = (String, FunnelShare)>,
-) -> Vec<FunnelSummary> {
-    let mut sums: BTreeMap<String, FunnelShare> = BTreeMap::new();
-    for (funnel_id, share) in shares {
-        sums.entry(funnel_id)
-            .and_modify(|sum| sum.merge(&share))
-            .or_insert(share);
-    }
-    sums.into_iter()
-        .map(|(funnel_id, totals)| FunnelSummary { funnel_id, totals })
-        .collect()
 }
 
 /// Everything one flush makes durable for one source partition.

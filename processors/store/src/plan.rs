@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use funnelfold_core::{ProfileRow, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{EventRowRef, FunnelShare, PartitionFlush, VisitorKey};
+use crate::{Checkpoint, EventRowRef, FunnelShare, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -173,4 +173,13 @@ pub(crate) fn start_key(s: &SessionRow) -> StartKey<'_> {
         s.anonymous_id.as_str(),
         s.session_id.as_str(),
     )
+}
+
+/// The checkpoint a partition flush leaves.
+pub(crate) fn checkpoint_of(pf: &PartitionFlush) -> Checkpoint {
+    Checkpoint {
+        next_offset: pf.next_offset,
+        log: pf.log.clone(),
+        generation: pf.generation,
+    }
 }

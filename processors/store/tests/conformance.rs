@@ -7,7 +7,12 @@
 //!   migrates a fresh keyspace (`ff_test_<pid>_<time>`, replication factor 1) and every
 //!   scenario connects to it. Scenarios keep to their own funnel ids, consumer groups
 //!   and topics, so they can share the keyspace and run in parallel. Without
-//!   `SCYLLA_URI` each ScyllaDB scenario prints a skip line and passes.
+//!   `SCYLLA_URI` each ScyllaDB scenario is reported as ignored (never as passed), and
+//!   fails if run anyway (`--ignored`): nothing here passes without running.
+//!
+//! The built-in test harness decides what is ignored when the test is compiled; this
+//! suite runs under its own (`harness = false`, with `libtest-mimic`), which decides
+//! when it runs, from the environment, and prints and counts like `cargo test`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +21,8 @@ use funnelfold_core::fold::channel_of;
 use funnelfold_core::{
     Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch, TrafficCounts, TrafficKey,
 };
+use libtest_mimic::{Arguments, Failed, Trial};
+
 use funnelfold_store::{
     Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, PageRequest, PartitionFlush,
     SessionCursor, SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
@@ -1428,13 +1435,16 @@ mod engines {
     /// The keyspace this test process migrated, shared by every scenario.
     static KEYSPACE: OnceCell<String> = OnceCell::const_new();
 
-    /// A store on a freshly migrated keyspace, or `None` when `SCYLLA_URI` is unset.
-    pub async fn scylla(scenario: &str) -> Option<ScyllaStore> {
-        let Ok(uri) = std::env::var("SCYLLA_URI") else {
-            println!("skipping ScyllaDB conformance scenario {scenario}: SCYLLA_URI is not set");
-            return None;
-        };
-        let session = Arc::new(connect_session(&uri).await.expect("connect to SCYLLA_URI"));
+    /// The cluster to run the ScyllaDB scenarios on, if any.
+    pub fn scylla_uri() -> Option<String> {
+        std::env::var("SCYLLA_URI")
+            .ok()
+            .filter(|uri| !uri.trim().is_empty())
+    }
+
+    /// A store on a freshly migrated keyspace of the cluster at `uri`.
+    pub async fn scylla(uri: &str) -> ScyllaStore {
+        let session = Arc::new(connect_session(uri).await.expect("connect to SCYLLA_URI"));
         let keyspace = KEYSPACE
             .get_or_init(|| async {
                 let nanos = std::time::SystemTime::now()
@@ -1453,36 +1463,78 @@ mod engines {
                 keyspace
             })
             .await;
-        Some(
-            ScyllaStore::with_session(session, keyspace)
-                .await
-                .expect("prepare statements"),
-        )
+        ScyllaStore::with_session(session, keyspace)
+            .await
+            .expect("prepare statements")
     }
 }
 
+/// Runs one scenario on a runtime of its own, as `#[tokio::test]` would: a panic in it
+/// fails the trial.
+fn run(multi_thread: bool, scenario: impl std::future::Future<Output = ()>) -> Result<(), Failed> {
+    let runtime = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("starting a tokio runtime: {e}"))?;
+    runtime.block_on(scenario);
+    Ok(())
+}
+
+/// Why the ScyllaDB trials are ignored when they are: shown beside each.
+const NO_SCYLLA: &str = "SCYLLA_URI is not set";
+
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
-        mod embedded {
+        /// Every scenario on every engine: `embedded::NAME` always runs, `scylla::NAME`
+        /// runs when `SCYLLA_URI` is set and is ignored otherwise.
+        fn trials() -> Vec<Trial> {
+            let uri = engines::scylla_uri();
+            let mut trials = Vec::new();
             $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let (_dir, store) = super::engines::embedded();
-                    super::$scenario(&store, stringify!($scenario)).await;
-                }
+                trials.push(Trial::test(concat!("embedded::", stringify!($scenario)), || {
+                    run(false, async {
+                        let (_dir, store) = engines::embedded();
+                        $scenario(&store, stringify!($scenario)).await;
+                    })
+                }));
             )*
-        }
-        mod scylla {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(store) = super::engines::scylla(stringify!($scenario)).await {
-                        super::$scenario(&store, stringify!($scenario)).await;
-                    }
-                }
+                let on = uri.clone();
+                let trial = Trial::test(concat!("scylla::", stringify!($scenario)), move || {
+                    // Reached without a URI only when asked to run ignored trials: fail,
+                    // never pass, a scenario that did not run.
+                    let uri = on.ok_or(NO_SCYLLA)?;
+                    run(true, async move {
+                        let store = engines::scylla(&uri).await;
+                        $scenario(&store, stringify!($scenario)).await;
+                    })
+                });
+                trials.push(match uri {
+                    Some(_) => trial,
+                    None => trial.with_ignored_flag(true).with_kind(NO_SCYLLA),
+                });
             )*
+            trials
         }
     };
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    if engines::scylla_uri().is_none() {
+        eprintln!(
+            "The ScyllaDB conformance cases are ignored: SCYLLA_URI is not set. \
+             Run them against a cluster with SCYLLA_URI=host:9042 (see the README)."
+        );
+    }
+    libtest_mimic::run(&args, trials()).exit_code()
 }
 
 conformance!(

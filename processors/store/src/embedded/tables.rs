@@ -1,0 +1,133 @@
+//! What each table of the embedded engine holds, and how its values are encoded.
+
+use funnelfold_core::{TrafficCounts, TrafficKey};
+use redb::TableDefinition;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{FunnelShare, Result, StoreError};
+
+pub(super) type Bytes = &'static [u8];
+
+/// (group, topic, partition) → next offset to apply.
+pub(super) const CHECKPOINTS: TableDefinition<Bytes, i64> = TableDefinition::new("checkpoints");
+/// (group, topic, partition) → the log and write generation of its checkpoint (a
+/// [`LogOfCheckpoint`]). A table of its own, so that checkpoints written before logs
+/// were named read as they are (with no log) and need no conversion.
+pub(super) const CHECKPOINT_LOGS: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("checkpoint_logs");
+/// (funnel, anonymous id) → opaque fold state.
+pub(super) const VISITOR_STATE: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("visitor_state");
+/// (funnel, anonymous id) → ProfileRow.
+pub(super) const PROFILES: TableDefinition<Bytes, Bytes> = TableDefinition::new("profiles");
+/// (funnel, anonymous id, session id) → the session's start: where its row is in
+/// [`SESSIONS_BY_START`]. A pointer, not a copy of the row: a flush writes the sessions
+/// of most visitors, and these keys are spread over the whole table, so each flush
+/// rewrites most of its pages; with whole rows that was twice the pages of the rows
+/// themselves. A visitor's sessions are read with one lookup each.
+pub(super) const SESSIONS: TableDefinition<Bytes, i64> = TableDefinition::new("session_starts");
+/// The table of whole session rows by (funnel, anonymous id, session id) that stores
+/// written before [`SESSIONS`] have: [`EmbeddedStore::open`] rebuilds the pointers from
+/// [`SESSIONS_BY_START`] and drops it.
+pub(super) const OLD_SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions");
+/// (funnel, started at, anonymous id, session id) → SessionRow: the rows. A page of a
+/// funnel's sessions is one range scan.
+pub(super) const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("sessions_by_start");
+/// (funnel, flush sequence, minute, chunk) → the flush's events of that minute (a block
+/// of EventRows).
+///
+/// Events are the one row written per folded event: one B-tree insert each would cost
+/// most of a flush, so a flush writes a block per minute instead, of the events of all
+/// its partitions (blocks per source partition were small and many: a flush of 48
+/// partitions wrote a hundred thousand of them while catching up, most of its time).
+/// A block holds at most [`BLOCK_ROWS`] rows; a minute with more gets several chunks.
+/// Blocks are LZ4-compressed: they repeat funnels, names, paths and ids, and compressed
+/// they cost the B-tree (which writes every page it changes, twice the data at least)
+/// a fraction of the pages.
+///
+/// Flush first, then time: a flush's blocks go in at the end of the table, whatever
+/// their event times. Keyed by minute first, a replay (whose partitions are read at
+/// uneven speeds, days of event time apart) put blocks between those of earlier
+/// flushes, and rewrote the pages around each: 40% of what a replay wrote.
+/// [`EVENT_MINUTES`] says which flushes have blocks of which minute.
+///
+/// Blocks never duplicate an event: a flush is atomic, and only flushes that never
+/// committed are replayed. A read merges the blocks of a minute; minutes give the
+/// global order.
+pub(super) const EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_flush_minute_lz4");
+/// (funnel, minute, flush sequence) → nothing: the flushes that wrote events of each
+/// minute, newest-first listings scan it backwards. Its keys are small, so inserting
+/// them all over the table stays cheap.
+pub(super) const EVENT_MINUTES: TableDefinition<Bytes, ()> = TableDefinition::new("event_minutes");
+/// (funnel, flush sequence, hour, anonymous id, chunk) → the visitor's events of that
+/// hour in that flush (a block, as above; flush first for the same reason).
+pub(super) const EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_flush_hour_visitor_lz4");
+/// (funnel, anonymous id, hour, flush sequence) → nothing: where a visitor's event blocks
+/// are, so that a read of its events seeks only those.
+pub(super) const VISITOR_HOURS: TableDefinition<Bytes, ()> =
+    TableDefinition::new("visitor_event_flushes");
+/// The tables of events that stores written before [`EVENTS_BY_TIME`] have, keyed time
+/// first: (funnel, minute, flush sequence, chunk), (funnel, hour, anonymous id, flush
+/// sequence, chunk) and (funnel, anonymous id, hour). [`EmbeddedStore::open`] moves
+/// their blocks to the flush-first tables and drops them.
+pub(super) const OLD_EVENTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_minute_lz4");
+pub(super) const OLD_EVENTS_BY_VISITOR: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("events_by_hour_visitor_lz4");
+pub(super) const OLD_VISITOR_HOURS: TableDefinition<Bytes, ()> =
+    TableDefinition::new("visitor_event_hours");
+/// Store-wide counters: [`FLUSH_SEQUENCE`].
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The number of the last flush that wrote events: the next one takes the next number,
+/// which makes its blocks' keys its own.
+pub(super) const FLUSH_SEQUENCE: &str = "flush_sequence";
+/// Rows in one event block at most: a read of a page decodes whole blocks.
+pub(super) const BLOCK_ROWS: usize = 4096;
+
+pub(super) const MINUTE_MS: i64 = 60_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
+/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredShare`].
+pub(super) const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("traffic_shares");
+/// (funnel, topic, partition) → [`StoredFunnelShare`]. Small (funnels × partitions):
+/// the funnels listing reads all of it.
+pub(super) const FUNNEL_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("funnel_shares");
+
+/// A funnel share as stored, with its funnel id so that the listing needs no key
+/// decoding.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredFunnelShare {
+    pub(super) funnel_id: String,
+    pub(super) share: FunnelShare,
+}
+
+/// A traffic share as stored: the key travels with the counts so that a range scan
+/// needs no key decoding.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredShare {
+    pub(super) key: TrafficKey,
+    pub(super) counts: TrafficCounts,
+}
+
+/// What [`CHECKPOINT_LOGS`] holds of a checkpoint.
+#[derive(Serialize, Deserialize)]
+pub(super) struct LogOfCheckpoint {
+    pub(super) log: String,
+    pub(super) generation: i64,
+}
+
+// Rows are stored with postcard: compact and several times faster than JSON on the
+// flush path, which writes a row per folded event. The rows' types carry no serde
+// attributes that need a self-describing format.
+pub(super) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| StoreError::Fatal(format!("encoding {what}: {e}")))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| StoreError::Fatal(format!("corrupt {what} in the embedded store: {e}")))
+}

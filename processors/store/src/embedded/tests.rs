@@ -1,0 +1,383 @@
+//! Tests of the embedded engine that need its insides: stores written by older builds
+//! are migrated on open, and a full disk fails writes as transient until space returns.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use funnelfold_core::{Channel, EventRow, Revenue, SessionRow};
+use redb::{Database, ReadableDatabase, TableHandle};
+
+use super::db::REOPEN_INTERVAL;
+use super::keys::Key;
+use super::tables::*;
+use super::EmbeddedStore;
+use crate::{
+    encode_block, BlockingReads, EventFilter, Flush, PageRequest, PartitionFlush, Store, StoreError,
+};
+
+fn session(anon: &str, sid: &str, started_at: i64) -> SessionRow {
+    SessionRow {
+        funnel_id: "demo".into(),
+        anonymous_id: anon.into(),
+        session_id: sid.into(),
+        started_at,
+        last_event_at: started_at,
+        duration_ms: 0,
+        landing_page: None,
+        exit_page: None,
+        events: 1,
+        pageviews: 1,
+        bounce: true,
+        converted: false,
+        conversions: 0,
+        revenue: Revenue::new(),
+        source: "(direct)".into(),
+        medium: "(none)".into(),
+        campaign: "(not set)".into(),
+        channel: Channel::Direct,
+        device_type: "desktop".into(),
+        browser: "Firefox".into(),
+        os: "Linux".into(),
+        country: None,
+    }
+}
+
+fn table_names(store: &EmbeddedStore) -> Vec<String> {
+    store
+        .db
+        .with(|db| {
+            let txn = db.begin_read().expect("read");
+            let tables = txn.list_tables().expect("tables");
+            Ok(tables.map(|t| t.name().to_owned()).collect())
+        })
+        .expect("tables")
+}
+
+fn event(anon: &str, id: &str, timestamp: i64) -> EventRow {
+    EventRow {
+        funnel_id: "demo".into(),
+        event_id: id.into(),
+        anonymous_id: anon.into(),
+        session_id: None,
+        event_name: "page_view".into(),
+        timestamp,
+        path: Some("/".into()),
+        is_conversion: false,
+        revenue_minor: None,
+        currency: None,
+    }
+}
+
+fn block(rows: &[&EventRow]) -> Vec<u8> {
+    let encoded: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| postcard::to_stdvec(r).expect("encode"))
+        .collect();
+    lz4_flex::compress_prepend_size(&encode_block(encoded.iter().map(Vec::as_slice)))
+}
+
+#[tokio::test]
+async fn a_store_with_time_first_event_blocks_gets_flush_first_ones_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.redb");
+    const T: i64 = 1_700_000_040_000;
+    // Two flushes wrote events of the same minute; visitor "a\0b" has a zero byte.
+    let (e1, e2, e3) = (
+        event("a\0b", "e1", T),
+        event("c", "e2", T + 1),
+        event("a\0b", "e3", T + 2),
+    );
+    {
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut by_minute = txn.open_table(OLD_EVENTS_BY_TIME).expect("table");
+            let mut by_visitor = txn.open_table(OLD_EVENTS_BY_VISITOR).expect("table");
+            let mut hours = txn.open_table(OLD_VISITOR_HOURS).expect("table");
+            let minute = T.div_euclid(MINUTE_MS);
+            let hour = T.div_euclid(HOUR_MS);
+            for (sequence, rows) in [(1, vec![&e1, &e2]), (2, vec![&e3])] {
+                let key = Key::new().str("demo").i64(minute).i64(sequence).i32(0);
+                by_minute
+                    .insert(key.bytes(), block(&rows).as_slice())
+                    .expect("insert");
+                for anon in ["a\0b", "c"] {
+                    let mine: Vec<&EventRow> = rows
+                        .iter()
+                        .copied()
+                        .filter(|e| e.anonymous_id == anon)
+                        .collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    let key = Key::new()
+                        .str("demo")
+                        .i64(hour)
+                        .str(anon)
+                        .i64(sequence)
+                        .i32(0);
+                    by_visitor
+                        .insert(key.bytes(), block(&mine).as_slice())
+                        .expect("insert");
+                    let key = Key::new().str("demo").str(anon).i64(hour);
+                    hours.insert(key.bytes(), ()).expect("insert");
+                }
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(&path).expect("open and migrate");
+    let page = PageRequest {
+        from: T - HOUR_MS,
+        to: T + HOUR_MS,
+        after: None,
+        limit: 10,
+    };
+    let all = store
+        .events("demo", &EventFilter::default(), &page)
+        .await
+        .expect("events");
+    assert_eq!(
+        all,
+        vec![e3.clone(), e2.clone(), e1.clone()],
+        "newest first"
+    );
+    let filter = EventFilter {
+        anonymous_id: Some("a\0b".into()),
+        event_name: None,
+    };
+    let mine = store.events("demo", &filter, &page).await.expect("events");
+    assert_eq!(mine, vec![e3, e1]);
+    let names = table_names(&store);
+    for old in [
+        "events_by_minute_lz4",
+        "events_by_hour_visitor_lz4",
+        "visitor_event_hours",
+    ] {
+        assert!(!names.contains(&old.to_owned()), "{old} is gone: {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_with_copies_of_session_rows_gets_pointers_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.redb");
+    let rows = [
+        session("a", "s1", 1_000),
+        session("a", "s2", 5_000),
+        session("b", "s1", 3_000),
+    ];
+    {
+        // The layout before `session_starts`: whole rows by id and by start.
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut by_id = txn.open_table(OLD_SESSIONS).expect("sessions");
+            let mut by_start = txn.open_table(SESSIONS_BY_START).expect("by start");
+            for r in &rows {
+                let json = encode("session", r).expect("encode");
+                let id = Key::new()
+                    .str(&r.funnel_id)
+                    .str(&r.anonymous_id)
+                    .str(&r.session_id);
+                by_id.insert(id.bytes(), json.as_slice()).expect("insert");
+                let start = Key::new()
+                    .str(&r.funnel_id)
+                    .i64(r.started_at)
+                    .str(&r.anonymous_id)
+                    .str(&r.session_id);
+                by_start
+                    .insert(start.bytes(), json.as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(&path).expect("open and migrate");
+    let a = store.visitor_sessions("demo", "a", 10).await.expect("read");
+    assert_eq!(a, vec![rows[1].clone(), rows[0].clone()], "newest first");
+    let b = store.visitor_sessions("demo", "b", 10).await.expect("read");
+    assert_eq!(b, vec![rows[2].clone()]);
+    assert_eq!(
+        store.visitor_sessions("demo", "a", 1).await.expect("read"),
+        vec![rows[1].clone()]
+    );
+    let names = table_names(&store);
+    assert!(
+        !names.contains(&"sessions".to_owned()),
+        "the copies are gone: {names:?}"
+    );
+}
+
+/// A file whose writes fail with "no space left on device" while `full` is set: a
+/// disk filling up and emptied again.
+#[derive(Debug)]
+struct Fillable {
+    file: redb::backends::FileBackend,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Fillable {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl redb::StorageBackend for Fillable {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.file.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.file.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.file.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), redb::BackendError> {
+        self.file.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), redb::BackendError> {
+        self.file.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), redb::BackendError> {
+        self.file.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.file.query_lock_range(start, end)
+    }
+}
+
+fn fillable_store(path: &Path) -> (EmbeddedStore, Arc<std::sync::atomic::AtomicBool>) {
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (path, flag) = (path.to_path_buf(), Arc::clone(&full));
+    let open = move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let backend = Fillable {
+            file: redb::backends::FileBackend::new(file)?,
+            full: Arc::clone(&flag),
+        };
+        redb::Builder::new()
+            .set_cache_size(1 << 20)
+            .create_with_backend(backend)
+    };
+    let store = EmbeddedStore::open_with(Box::new(open), "opening").expect("open");
+    (store, full)
+}
+
+fn flush_of(events: &[EventRow], next_offset: i64) -> Arc<Flush> {
+    Arc::new(Flush {
+        group: "g".into(),
+        partitions: vec![PartitionFlush {
+            topic: "events.raw".into(),
+            partition: 0,
+            next_offset,
+            events: events.iter().cloned().collect(),
+            ..PartitionFlush::default()
+        }],
+    })
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_as_transient_and_they_succeed_once_space_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, full) = fillable_store(&dir.path().join("store.redb"));
+    const T: i64 = 1_700_000_040_000;
+    let first = vec![event("a", "e1", T)];
+    store.apply(flush_of(&first, 1)).await.expect("first flush");
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = vec![event("a", "e2", T + 1), event("b", "e3", T + 2)];
+    // Every try fails while the disk is full, as transient (never fatal, which
+    // would stop the processor), including those after redb poisoned its database.
+    for attempt in 0..3 {
+        match store.apply(flush_of(&second, 3)).await {
+            Err(StoreError::Transient(_)) => {}
+            other => panic!("attempt {attempt}: expected a transient error, got {other:?}"),
+        }
+        std::thread::sleep(REOPEN_INTERVAL);
+    }
+
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut applied = store.apply(flush_of(&second, 3)).await;
+    for _ in 0..3 {
+        // The first call after space returns may find the database closed by a
+        // failed reopen and reopen it, or fail once more on the poisoned one.
+        if applied.is_ok() {
+            break;
+        }
+        std::thread::sleep(REOPEN_INTERVAL);
+        applied = store.apply(flush_of(&second, 3)).await;
+    }
+    applied.expect("the flush is written once space returns");
+
+    assert_eq!(
+        BlockingReads::checkpoint(&store, "g", "events.raw", 0)
+            .expect("checkpoint")
+            .map(|c| c.next_offset),
+        Some(3)
+    );
+    let page = PageRequest {
+        from: T - HOUR_MS,
+        to: T + HOUR_MS,
+        after: None,
+        limit: 10,
+    };
+    let all = store
+        .events("demo", &EventFilter::default(), &page)
+        .await
+        .expect("events");
+    let ids: Vec<&str> = all.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["e3", "e2", "e1"], "nothing lost, nothing twice");
+}

@@ -1,0 +1,309 @@
+//! How the embedded engine writes: a flush is one write transaction, its rows and
+//! checkpoints together; stale partition flushes are skipped inside it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::plan::{checkpoint_of, Plan};
+use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
+
+use super::db::storage_error;
+use super::events::EventBlocks;
+use super::keys::{checkpoint_key, funnel_share_key, traffic_key, visitor_key, Key};
+use super::reads::read_checkpoint;
+use super::tables::*;
+use super::EmbeddedStore;
+
+impl EmbeddedStore {
+    /// [`Store::set_checkpoint`](crate::Store::set_checkpoint): a write transaction of
+    /// its own.
+    pub(super) async fn commit_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+    ) -> Result<()> {
+        let key = checkpoint_key(group, topic, partition);
+        let checkpoint = checkpoint.clone();
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            db.with(|db| {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| storage_error("begin write", e))?;
+                {
+                    let open = |e| storage_error("open checkpoints", e);
+                    let mut offsets = txn.open_table(CHECKPOINTS).map_err(open)?;
+                    let mut logs = txn.open_table(CHECKPOINT_LOGS).map_err(open)?;
+                    write_checkpoint(&mut offsets, &mut logs, &key, &checkpoint)?;
+                }
+                txn.commit()
+                    .map_err(|e| storage_error("committing a checkpoint", e))
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
+    }
+
+    /// [`Store::apply`](crate::Store::apply): the whole flush in one write transaction.
+    pub(super) async fn commit_flush(&self, flush: Arc<Flush>) -> Result<()> {
+        if flush.partitions.is_empty() {
+            return Ok(());
+        }
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            db.with(|db| {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| storage_error("begin write", e))?;
+                // On error the transaction is dropped, which aborts it: nothing of the
+                // flush becomes visible.
+                apply_in(&txn, &flush)?;
+                txn.commit()
+                    .map_err(|e| storage_error("committing a flush", e))
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Fatal(format!("embedded store write task failed: {e}")))?
+    }
+}
+
+/// Writes a checkpoint to its two tables.
+fn write_checkpoint(
+    offsets: &mut redb::Table<Bytes, i64>,
+    logs: &mut redb::Table<Bytes, Bytes>,
+    key: &Key,
+    checkpoint: &Checkpoint,
+) -> Result<()> {
+    let w = |e| storage_error("writing a checkpoint", e);
+    offsets
+        .insert(key.bytes(), checkpoint.next_offset)
+        .map_err(w)?;
+    let of = encode(
+        "checkpoint log",
+        &LogOfCheckpoint {
+            log: checkpoint.log.clone(),
+            generation: checkpoint.generation,
+        },
+    )?;
+    logs.insert(key.bytes(), of.as_slice()).map_err(w)?;
+    Ok(())
+}
+
+/// Applies one flush inside one write transaction (see [`Store::apply`]).
+fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
+    let err = |what: &'static str| move |e: redb::TableError| storage_error(what, e);
+    let mut checkpoints = txn
+        .open_table(CHECKPOINTS)
+        .map_err(err("open checkpoints"))?;
+    let mut logs = txn
+        .open_table(CHECKPOINT_LOGS)
+        .map_err(err("open checkpoint_logs"))?;
+    let mut visitors = txn
+        .open_table(VISITOR_STATE)
+        .map_err(err("open visitor_state"))?;
+    let mut profiles = txn.open_table(PROFILES).map_err(err("open profiles"))?;
+    let mut sessions = txn.open_table(SESSIONS).map_err(err("open sessions"))?;
+    let mut by_start = txn
+        .open_table(SESSIONS_BY_START)
+        .map_err(err("open sessions_by_start"))?;
+    let mut events = txn
+        .open_table(EVENTS_BY_TIME)
+        .map_err(err("open events_by_time"))?;
+    let mut by_visitor = txn
+        .open_table(EVENTS_BY_VISITOR)
+        .map_err(err("open events_by_visitor"))?;
+    let mut traffic = txn
+        .open_table(TRAFFIC_SHARES)
+        .map_err(err("open traffic_shares"))?;
+    let mut funnels = txn
+        .open_table(FUNNEL_SHARES)
+        .map_err(err("open funnel_shares"))?;
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+
+    // The partition flushes to write: not stale, and in order (a flush may list a
+    // partition twice; the checkpoint it left is what the next entry is checked against).
+    let mut live: Vec<(&PartitionFlush, Key)> = Vec::with_capacity(flush.partitions.len());
+    let mut written: HashMap<Vec<u8>, Checkpoint> = HashMap::new();
+    for pf in &flush.partitions {
+        let ck = checkpoint_key(&flush.group, &pf.topic, pf.partition);
+        let stored = match written.get(&ck.0) {
+            Some(checkpoint) => Some(checkpoint.clone()),
+            None => read_checkpoint(&checkpoints, &logs, &ck)?,
+        };
+        if stored.is_some_and(|stored| !stored.admits(pf)) {
+            // Stale: another owner made more of this partition durable, or the store
+            // has moved on to another log.
+            continue;
+        }
+        written.insert(ck.0.clone(), checkpoint_of(pf));
+        live.push((pf, ck));
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let has_events = live.iter().any(|(pf, _)| !pf.events.is_empty());
+    let sequence = if has_events {
+        let mut meta = txn.open_table(META).map_err(err("open meta"))?;
+        let next = meta
+            .get(FLUSH_SEQUENCE)
+            .map_err(w)?
+            .map_or(0, |g| g.value())
+            + 1;
+        meta.insert(FLUSH_SEQUENCE, next).map_err(w)?;
+        i64::try_from(next)
+            .map_err(|_| StoreError::Fatal("the flush sequence is exhausted".into()))?
+    } else {
+        0
+    };
+
+    std::thread::scope(|scope| {
+        // The event blocks (deduplication, grouping, encoding, compression: a fifth to
+        // a third of a large flush's work, by profile) are built on another core while
+        // this one writes the rows.
+        let flushes: Vec<&PartitionFlush> = live.iter().map(|(pf, _)| *pf).collect();
+        let blocks = has_events.then(|| scope.spawn(move || EventBlocks::of(&flushes, sequence)));
+        for (pf, ck) in &live {
+            write_rows(
+                pf,
+                &mut visitors,
+                &mut profiles,
+                &mut sessions,
+                &mut by_start,
+                &mut traffic,
+            )?;
+            // Absolute shares: a later entry for the same funnel overwrites an earlier.
+            for (funnel_id, share) in &pf.funnels {
+                let k = funnel_share_key(funnel_id, &pf.topic, pf.partition);
+                let stored = StoredFunnelShare {
+                    funnel_id: funnel_id.clone(),
+                    share: *share,
+                };
+                funnels
+                    .insert(k.bytes(), encode("funnel share", &stored)?.as_slice())
+                    .map_err(w)?;
+            }
+            // Same transaction as the rows: both become durable at commit, or neither.
+            write_checkpoint(&mut checkpoints, &mut logs, ck, &checkpoint_of(pf))?;
+        }
+        let Some(blocks) = blocks else { return Ok(()) };
+        let blocks = blocks
+            .join()
+            .map_err(|_| StoreError::Fatal("building event blocks panicked".into()))?;
+        // Keys come in order, so consecutive inserts land in pages this transaction
+        // has already copied.
+        for (key, block) in &blocks.by_minute {
+            events.insert(key.as_slice(), block.as_slice()).map_err(w)?;
+        }
+        for (key, block) in &blocks.by_visitor_hour {
+            by_visitor
+                .insert(key.as_slice(), block.as_slice())
+                .map_err(w)?;
+        }
+        let mut minutes = txn
+            .open_table(EVENT_MINUTES)
+            .map_err(err("open event_minutes"))?;
+        for key in &blocks.minutes {
+            minutes.insert(key.as_slice(), ()).map_err(w)?;
+        }
+        let mut hours = txn
+            .open_table(VISITOR_HOURS)
+            .map_err(err("open visitor_event_flushes"))?;
+        for key in &blocks.visitor_hours {
+            hours.insert(key.as_slice(), ()).map_err(w)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes one partition flush's rows: visitor states, profiles, sessions and their
+/// index, traffic shares (not its events, nor its checkpoint).
+fn write_rows(
+    pf: &PartitionFlush,
+    visitors: &mut redb::Table<'_, Bytes, Bytes>,
+    profiles: &mut redb::Table<'_, Bytes, Bytes>,
+    sessions: &mut redb::Table<'_, Bytes, i64>,
+    by_start: &mut redb::Table<'_, Bytes, Bytes>,
+    traffic: &mut redb::Table<'_, Bytes, Bytes>,
+) -> Result<()> {
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+    let plan = Plan::rows_of(pf);
+
+    for (key, state) in &plan.visitors {
+        let k = visitor_key(&key.funnel_id, &key.anonymous_id);
+        match state {
+            Some(state) => {
+                visitors.insert(k.bytes(), *state).map_err(w)?;
+            }
+            None => {
+                visitors.remove(k.bytes()).map_err(w)?;
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(plan.profiles.len());
+    for p in &plan.profiles {
+        rows.push((
+            visitor_key(&p.funnel_id, &p.anonymous_id).0,
+            encode("profile", p)?,
+        ));
+    }
+    insert_sorted(profiles, rows).map_err(w)?;
+    // Deletes before writes: the plan already removed from the deletes whatever
+    // this flush writes again, so the order only matters for clarity.
+    for (funnel, anon, sid) in &plan.session_deletes {
+        let k = Key::new().str(funnel).str(anon).str(sid);
+        sessions.remove(k.bytes()).map_err(w)?;
+    }
+    for (funnel, started_at, anon, sid) in &plan.start_deletes {
+        let k = Key::new().str(funnel).i64(*started_at).str(anon).str(sid);
+        by_start.remove(k.bytes()).map_err(w)?;
+    }
+    // Rows go in in key order: consecutive inserts then land in pages this
+    // transaction has already copied, instead of copying a new page each time.
+    let mut by_id = Vec::with_capacity(plan.sessions.len());
+    let mut by_started = Vec::with_capacity(plan.sessions.len());
+    for s in &plan.sessions {
+        let k = Key::new()
+            .str(&s.funnel_id)
+            .str(&s.anonymous_id)
+            .str(&s.session_id);
+        by_id.push((k.0, s.started_at));
+        let k = Key::new()
+            .str(&s.funnel_id)
+            .i64(s.started_at)
+            .str(&s.anonymous_id)
+            .str(&s.session_id);
+        by_started.push((k.0, encode("session", s)?));
+    }
+    by_id.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, started_at) in &by_id {
+        sessions.insert(k.as_slice(), started_at).map_err(w)?;
+    }
+    insert_sorted(by_start, by_started).map_err(w)?;
+    for (key, counts) in &plan.traffic {
+        let share = StoredShare {
+            key: (*key).clone(),
+            counts: (*counts).clone(),
+        };
+        let k = traffic_key(&pf.topic, pf.partition, key);
+        traffic
+            .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
+            .map_err(w)?;
+    }
+    Ok(())
+}
+
+/// Inserts (key, value) pairs in key order.
+fn insert_sorted(
+    table: &mut redb::Table<'_, Bytes, Bytes>,
+    mut rows: Vec<(Vec<u8>, Vec<u8>)>,
+) -> std::result::Result<(), redb::StorageError> {
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in &rows {
+        table.insert(k.as_slice(), v.as_slice())?;
+    }
+    Ok(())
+}
