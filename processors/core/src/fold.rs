@@ -1032,7 +1032,9 @@ mod tests {
             }
         };
         let e = event(&mut enricher, "h1", T0, "/", CHROME);
-        state.fold(&e, &FoldConfig::default(), &mut sink).expect("fold");
+        state
+            .fold(&e, &FoldConfig::default(), &mut sink)
+            .expect("fold");
         assert_eq!(traffic, 1);
     }
 
@@ -1042,7 +1044,11 @@ mod tests {
         let cfg = FoldConfig::default();
         let mut state = VisitorState::default();
         let mut sink = Recorder::default();
-        for (id, at, path) in [("a", T0, "/"), ("b", T0 + 5_000, "/a"), ("c", T0 + 9_000, "/b")] {
+        for (id, at, path) in [
+            ("a", T0, "/"),
+            ("b", T0 + 5_000, "/a"),
+            ("c", T0 + 9_000, "/b"),
+        ] {
             let e = event(&mut enricher, id, at, path, CHROME);
             state.fold(&e, &cfg, &mut sink).expect("fold");
         }
@@ -1056,9 +1062,15 @@ mod tests {
         let mut enricher = Enricher::new(EnrichConfig::default());
         let cfg = FoldConfig::default();
         let mut state = VisitorState::default();
-        for (id, at, path) in [("a", T0, "/"), ("b", T0 + 60_000, "/a"), ("c", T0 + 120_000, "/a")] {
+        for (id, at, path) in [
+            ("a", T0, "/"),
+            ("b", T0 + 60_000, "/a"),
+            ("c", T0 + 120_000, "/a"),
+        ] {
             let e = event(&mut enricher, id, at, path, CHROME);
-            state.fold(&e, &cfg, &mut Recorder::default()).expect("fold");
+            state
+                .fold(&e, &cfg, &mut Recorder::default())
+                .expect("fold");
         }
         state
     }
@@ -1068,9 +1080,15 @@ mod tests {
         let state = folded_state();
         assert!(!state.open[0].pages.live.is_empty());
         let bytes = postcard::to_stdvec(&state).expect("encode");
-        assert_eq!(postcard::from_bytes::<VisitorState>(&bytes).expect("decode"), state);
+        assert_eq!(
+            postcard::from_bytes::<VisitorState>(&bytes).expect("decode"),
+            state
+        );
         let json = serde_json::to_string(&state).expect("json");
-        assert_eq!(serde_json::from_str::<VisitorState>(&json).expect("json"), state);
+        assert_eq!(
+            serde_json::from_str::<VisitorState>(&json).expect("json"),
+            state
+        );
     }
 
     /// A state written before the journeys is this one's bytes without the journey
@@ -1100,7 +1118,8 @@ mod tests {
         let mut enricher = Enricher::new(EnrichConfig::default());
         let mut sink = Recorder::default();
         let e = event(&mut enricher, "d", T0 + 180_000, "/b", CHROME);
-        read.fold(&e, &FoldConfig::default(), &mut sink).expect("fold");
+        read.fold(&e, &FoldConfig::default(), &mut sink)
+            .expect("fold");
         assert_eq!((sink.engaged, sink.flows, sink.retention), (0, 0, 0));
         assert_eq!(read.total_events, 4);
 

@@ -119,7 +119,10 @@ impl Pages {
         if self.more && self.last_kept().is_none_or(|last| at > last) {
             return;
         }
-        let position = self.live.iter().position(|r| at < *r.at.last().expect("runs are not empty"));
+        let position = self
+            .live
+            .iter()
+            .position(|r| at < *r.at.last().expect("runs are not empty"));
         match position {
             Some(i) if at > self.live[i].at[0] => {
                 // Inside run i.
@@ -298,7 +301,12 @@ impl Activity {
     }
 
     /// Counts a non-bot event at `timestamp`, reporting the cells that change.
-    pub fn add(&mut self, funnel_id: &str, timestamp: i64, emit: &mut impl FnMut(RetentionKey, i64)) {
+    pub fn add(
+        &mut self,
+        funnel_id: &str,
+        timestamp: i64,
+        emit: &mut impl FnMut(RetentionKey, i64),
+    ) {
         if !self.tracked {
             return;
         }
@@ -384,7 +392,10 @@ mod tests {
     #[test]
     fn repeats_collapse_and_a_split_run_counts_twice() {
         let mut p = pages(&[(1, "/"), (2, "/a"), (3, "/a"), (5, "/a"), (6, "/b")]);
-        assert_eq!(owned(&p), (vec!["/".into(), "/a".into(), "/b".into()], false));
+        assert_eq!(
+            owned(&p),
+            (vec!["/".into(), "/a".into(), "/b".into()], false)
+        );
         // A late /c between two /a pageviews splits the run.
         p.insert((4, 99), "/c");
         let steps: Vec<&str> = p.steps().0;
@@ -434,7 +445,8 @@ mod tests {
         let monday = 20_766 * day;
         let mut a = Activity::default();
         let mut cells = std::collections::BTreeMap::new();
-        let mut emit = |k: RetentionKey, d: i64| *cells.entry((k.cohort, k.offset)).or_insert(0) += d;
+        let mut emit =
+            |k: RetentionKey, d: i64| *cells.entry((k.cohort, k.offset)).or_insert(0) += d;
         a.add("f", monday + 600_000, &mut emit);
         a.add("f", monday + 7 * day, &mut emit);
         a.add("f", monday - 1_200_000, &mut emit);

@@ -105,7 +105,12 @@ impl SessionRow {
     /// `FoldConfig::engaged_after_ms`, 10 s by default), or converted, or had at least
     /// two pageviews.
     pub fn engaged(&self, engaged_after_ms: i64) -> bool {
-        engaged(self.duration_ms, self.conversions, self.pageviews, engaged_after_ms)
+        engaged(
+            self.duration_ms,
+            self.conversions,
+            self.pageviews,
+            engaged_after_ms,
+        )
     }
 
     pub fn touch(&self) -> Touch {

@@ -749,7 +749,10 @@ mod tests {
         let share = bot_events as f64 / events.len() as f64;
         // The crawler among the ordinary agents (1 in 10) plus 3% more.
         assert!((0.06..0.2).contains(&share), "bot share {share}");
-        assert!(p.retention.keys().any(|k| k.offset >= 2), "no return weeks later");
+        assert!(
+            p.retention.keys().any(|k| k.offset >= 2),
+            "no return weeks later"
+        );
         assert!(p.flows.keys().any(|k| k.step >= 5));
         // The graph concentrates traffic: over all days, the busiest link carries
         // several percent of the sessions.
@@ -759,7 +762,10 @@ mod tests {
         }
         let busiest = links.values().max().copied().unwrap_or(0);
         let sessions = p.sessions.len() as i64;
-        assert!(busiest * 20 > sessions, "busiest link {busiest} of {sessions}");
+        assert!(
+            busiest * 20 > sessions,
+            "busiest link {busiest} of {sessions}"
+        );
         let reloads: i64 = p
             .flows
             .iter()

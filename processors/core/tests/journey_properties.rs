@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use funnelfold_core::enrich::{EnrichConfig, Enricher};
-use funnelfold_core::fold::FoldConfig;
+use funnelfold_core::fold::{FoldConfig, Order};
 use funnelfold_core::hash::stable_hash;
 use funnelfold_core::journey::{week_start, MAX_STEPS, RETENTION_WEEKS};
 use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
@@ -154,7 +154,7 @@ fn recompute(p: &Projections, events: &[RawEvent]) -> Recomputed {
     }
 
     // Each human pageview in its session, in the fold's order.
-    let mut views: BTreeMap<String, Vec<((i64, u64), String)>> = BTreeMap::new();
+    let mut views: BTreeMap<String, Vec<(Order, String)>> = BTreeMap::new();
     for e in events.iter().filter(|e| !e.is_bot() && e.is_pageview) {
         let Some(path) = &e.path else { continue };
         let own = p
@@ -300,11 +300,15 @@ fn sdk_id_reuse_beyond_the_timeout_is_order_dependent() {
         sdk_session: sdk.then_some(1),
         delay_ms: 0,
     };
-    let mut events: Vec<RawEvent> = [spec(0, 0, 0, true), spec(1, 0, 0, false), spec(1, 42, 51, true)]
-        .iter()
-        .enumerate()
-        .map(|(i, s)| raw(i, s))
-        .collect();
+    let mut events: Vec<RawEvent> = [
+        spec(0, 0, 0, true),
+        spec(1, 0, 0, false),
+        spec(1, 42, 51, true),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, s)| raw(i, s))
+    .collect();
     for e in &mut events {
         if e.session_id.is_some() {
             e.session_id = Some("sdk-reused".into());

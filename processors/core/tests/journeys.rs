@@ -160,7 +160,10 @@ fn journey_fixtures_fold_into_the_expected_projections() {
         let (projections, events) = fold_case(dir);
         // Every engaged count is of sessions that exist: never negative, never more.
         for (key, n) in &projections.engaged {
-            let sessions = projections.traffic.get(key).map_or(0, |t| t.counts.sessions);
+            let sessions = projections
+                .traffic
+                .get(key)
+                .map_or(0, |t| t.counts.sessions);
             assert!((0..=sessions).contains(n), "{}: {key:?} {n}", dir.display());
         }
         for (file, json) in actual(&projections, events) {

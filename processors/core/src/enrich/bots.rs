@@ -47,7 +47,7 @@ pub fn bot_name(ua: &str, device: &Device) -> Option<String> {
         return None;
     }
     // woothee names the crawlers it knows; its catch-all is less telling than the list.
-    let woothee = (device.device_type == "bot").then(|| device.browser.as_str());
+    let woothee = (device.device_type == "bot").then_some(device.browser.as_str());
     if let Some(name) = woothee.filter(|n| *n != crate::enrich::ua::OTHER && *n != "misc crawler") {
         return Some(name.to_owned());
     }
