@@ -544,11 +544,10 @@ impl VisitorState {
         let was_engaged = self.open[target].engaged(cfg);
         // The links move with the page sequence and with the start day.
         let pages_change = merging || earlier || (e.is_pageview && e.path.is_some());
-        let links_before = if pages_change {
-            self.open[target].links(&e.funnel_id)
-        } else {
-            Vec::new()
-        };
+        let shape_before = pages_change.then(|| {
+            let s = &self.open[target];
+            s.pages.shape(utc_day(s.first.0))
+        });
         // Merge the other hits into the first. Hits ascend and are removed from the
         // back, so `swap_remove` never moves the target or a hit still to remove.
         let mut absorbed = Vec::with_capacity(others.len());
@@ -587,8 +586,10 @@ impl VisitorState {
             // Engagement only grows as events are added; the key did not move.
             sink.engaged(session.contribution(&e.funnel_id).0, 1);
         }
-        if pages_change {
-            emit_links(links_before, session.links(&e.funnel_id), sink);
+        if let Some(shape) = shape_before {
+            let (before, after) =
+                shape.changed_links(&e.funnel_id, &session.pages, utc_day(session.first.0));
+            emit_links(before, after, sink);
         }
         sink.change(Change::SessionUpserted(session));
     }

@@ -87,22 +87,18 @@ impl Pages {
             return Vec::new();
         }
         let (steps, more) = self.steps();
-        let key = |step: usize, from: &str, to: &str| FlowKey {
-            funnel_id: funnel_id.to_owned(),
+        links_of(funnel_id, day, &steps, more, 0)
+    }
+
+    /// What the links depend on, to compare with after a change ([`Shape::changed_links`]).
+    pub fn shape(&self, day: i32) -> Shape {
+        let (steps, more) = self.steps();
+        Shape {
+            untracked: self.untracked,
             day,
-            step: step as u8,
-            from: from.to_owned(),
-            to: to.to_owned(),
-        };
-        let mut links: Vec<FlowKey> = steps
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| key(i + 1, w[0], w[1]))
-            .collect();
-        if let Some(last) = steps.last() {
-            links.push(key(steps.len(), last, if more { MORE } else { EXIT }));
+            steps: steps.into_iter().map(str::to_owned).collect(),
+            more,
         }
-        links
     }
 
     fn last_kept(&self) -> Option<Order> {
@@ -251,6 +247,85 @@ impl Pages {
             // Whatever the later session dropped past its own tenth step is past ours.
             self.more = true;
         }
+    }
+}
+
+/// The links of `steps` from step `skip + 1` on (the ones before are left out).
+fn links_of<S: AsRef<str>>(
+    funnel_id: &str,
+    day: i32,
+    steps: &[S],
+    more: bool,
+    skip: usize,
+) -> Vec<FlowKey> {
+    let key = |step: usize, from: &str, to: &str| FlowKey {
+        funnel_id: funnel_id.to_owned(),
+        day,
+        step: step as u8,
+        from: from.to_owned(),
+        to: to.to_owned(),
+    };
+    let mut links: Vec<FlowKey> = steps
+        .windows(2)
+        .enumerate()
+        .skip(skip)
+        .map(|(i, w)| key(i + 1, w[0].as_ref(), w[1].as_ref()))
+        .collect();
+    if let Some(last) = steps.last() {
+        links.push(key(
+            steps.len(),
+            last.as_ref(),
+            if more { MORE } else { EXIT },
+        ));
+    }
+    links
+}
+
+/// A session's page sequence as its links saw it, before a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    untracked: bool,
+    day: i32,
+    steps: Vec<String>,
+    more: bool,
+}
+
+impl Shape {
+    /// The links to retract and the links to add to go from this shape to `now`'s
+    /// (starting on `day`). Links between two steps both in the unchanged prefix stay:
+    /// a pageview appended only moves the last link or two, so only those are built.
+    pub fn changed_links(
+        &self,
+        funnel_id: &str,
+        now: &Pages,
+        day: i32,
+    ) -> (Vec<FlowKey>, Vec<FlowKey>) {
+        let (steps, more) = now.steps();
+        let before = |skip| {
+            if self.untracked {
+                Vec::new()
+            } else {
+                links_of(funnel_id, self.day, &self.steps, self.more, skip)
+            }
+        };
+        let after = |skip| {
+            if now.untracked {
+                Vec::new()
+            } else {
+                links_of(funnel_id, day, &steps, more, skip)
+            }
+        };
+        if self.untracked != now.untracked || self.day != day {
+            return (before(0), after(0));
+        }
+        let common = self
+            .steps
+            .iter()
+            .zip(&steps)
+            .take_while(|(a, b)| a.as_str() == **b)
+            .count();
+        let skip = common.saturating_sub(1);
+        (before(skip), after(skip))
     }
 }
 
