@@ -77,6 +77,12 @@ pub struct Touch {
     pub channel: Channel,
 }
 
+impl Event {
+    pub fn is_bot(&self) -> bool {
+        self.bot.is_some()
+    }
+}
+
 impl Device {
     /// Whether the user agent said anything (a server-side event has no user agent).
     pub fn is_known(&self) -> bool {
@@ -236,6 +242,11 @@ pub struct Event {
     /// few distinct touches and devices, and cloning an `Arc` costs no allocation.
     pub touch: Arc<Touch>,
     pub device: Arc<Device>,
+    /// The bot's name when the user agent is a bot's ([`crate::enrich::bots`]): the
+    /// event is kept as an event row but counts in no profile, session or aggregate
+    /// other than the bot counts.
+    #[serde(default)]
+    pub bot: Option<Arc<str>>,
     pub country: Option<String>,
     pub is_conversion: bool,
     /// Revenue counted only for conversion events.

@@ -25,19 +25,30 @@
 //! (never shorter than `L`). An event at or after `W - L` whose id is there is a
 //! duplicate; one before `W - L` is too late whether or not it is a duplicate. The
 //! classification never depends on when the set was pruned.
+//!
+//! # The journeys
+//!
+//! Engagement, page flows and retention are folded beside the traffic sources with the
+//! same discipline: a session's engagement and its flow links are functions of the
+//! session (its page sequence in [`Order`], `crate::journey`), retracted and re-added
+//! whenever the session changes, and a visitor's retention cells are a function of its
+//! cohort and weekly activity. A bot event (`Event::bot`) is deduplicated, checked for
+//! lateness and moves the watermark like any event, but only adds to the bot counts.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::enrich::default_channel;
 use crate::event::{Device, Event, Touch};
 use crate::hash::stable_hash;
+use crate::journey::{Activity, Pages};
 use crate::names::display_name;
 use crate::projection::{
-    add_revenue, utc_day, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey,
+    add_revenue, engaged, utc_day, BotKey, FlowKey, ProfileRow, RetentionKey, Revenue, SessionRow,
+    TrafficCounts, TrafficKey,
 };
 use crate::reject::RejectReason;
 
@@ -55,6 +66,8 @@ pub struct FoldConfig {
     pub dedupe_window_ms: i64,
     /// How long an SDK session stays open after its last event (beyond the lateness).
     pub sdk_session_timeout_ms: i64,
+    /// A session that lasts longer than this is engaged (GA4: 10 seconds).
+    pub engaged_after_ms: i64,
 }
 
 impl Default for FoldConfig {
@@ -64,6 +77,7 @@ impl Default for FoldConfig {
             lateness_ms: 60 * 60_000,
             dedupe_window_ms: 60 * 60_000,
             sdk_session_timeout_ms: 24 * 60 * 60_000,
+            engaged_after_ms: 10_000,
         }
     }
 }
@@ -99,8 +113,32 @@ pub enum Change<'a> {
 }
 
 /// Receives the changes of a fold.
+///
+/// The journey aggregates come through their own methods, which ignore them by
+/// default: a sink written before them (or a closure) keeps working and simply does not
+/// keep them.
 pub trait Sink {
     fn change(&mut self, change: Change<'_>);
+
+    /// Add `delta` to the engaged sessions of the traffic-source aggregate under `key`.
+    fn engaged(&mut self, key: TrafficKey, delta: i64) {
+        let _ = (key, delta);
+    }
+
+    /// Add `delta` sessions to the page-flow link under `key`.
+    fn flow(&mut self, key: FlowKey, delta: i64) {
+        let _ = (key, delta);
+    }
+
+    /// Add `delta` visitors to the retention cell under `key`.
+    fn retention(&mut self, key: RetentionKey, delta: i64) {
+        let _ = (key, delta);
+    }
+
+    /// Add `delta` events to the bot count under `key`.
+    fn bot(&mut self, key: BotKey, delta: i64) {
+        let _ = (key, delta);
+    }
 }
 
 impl<F: FnMut(Change<'_>)> Sink for F {
@@ -167,6 +205,11 @@ pub struct Session {
     pub touch: Arc<Touch>,
     pub device: Arc<Device>,
     pub country: Option<String>,
+    /// The page sequence, for the flows. Not in the session's own serialized form (old
+    /// states have none there): [`VisitorState`] writes the sessions' pages after
+    /// everything else.
+    #[serde(skip)]
+    pub pages: Pages,
 }
 
 impl Session {
@@ -186,6 +229,7 @@ impl Session {
             touch: e.touch.clone(),
             device: e.device.clone(),
             country: e.country.clone(),
+            pages: Pages::default(),
         };
         s.add_event(e, at);
         s
@@ -206,6 +250,7 @@ impl Session {
             if let Some(path) = &e.path {
                 keep_min(&mut self.landing, at, path);
                 keep_max(&mut self.exit, at, path);
+                self.pages.insert(at, path);
             }
         }
         if e.is_conversion {
@@ -216,7 +261,14 @@ impl Session {
         }
     }
 
-    fn absorb(&mut self, other: Session) {
+    fn absorb(&mut self, mut other: Session) {
+        let mut pages = std::mem::take(&mut other.pages);
+        if other.first < self.first {
+            pages.append(std::mem::take(&mut self.pages));
+            self.pages = pages;
+        } else {
+            self.pages.append(pages);
+        }
         if other.first < self.first {
             self.first = other.first;
             self.first_event_id = other.first_event_id;
@@ -265,6 +317,23 @@ impl Session {
         )
     }
 
+    /// Whether the session counts as engaged (see [`SessionRow::engaged`]); never for a
+    /// session carried over from a state without the journeys, which was not counted.
+    pub fn engaged(&self, cfg: &FoldConfig) -> bool {
+        !self.pages.untracked
+            && engaged(
+                self.last.0 - self.first.0,
+                self.conversions,
+                self.pageviews,
+                cfg.engaged_after_ms,
+            )
+    }
+
+    /// The page-flow links this session adds, on the day it started.
+    pub fn links(&self, funnel_id: &str) -> Vec<FlowKey> {
+        self.pages.links(funnel_id, utc_day(self.first.0))
+    }
+
     pub fn to_row(&self, funnel_id: &str, anonymous_id: &str) -> SessionRow {
         SessionRow {
             funnel_id: funnel_id.to_owned(),
@@ -294,7 +363,13 @@ impl Session {
 }
 
 /// Everything the folds keep about one visitor (`funnelId` + `anonymousId`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized (the runtime uses postcard) in the field order below, then the journey
+/// state last: the cohort and weekly activity, and the page sequence of each open
+/// session. A state written before the journeys ends before that part and still reads:
+/// its visitor and its open sessions are marked untracked and count in no flow,
+/// retention cell or engaged session (a rebuild from the raw topic counts them).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisitorState {
     /// Newest event time folded.
     pub watermark: i64,
@@ -319,6 +394,8 @@ pub struct VisitorState {
     pub seen: HashMap<u64, i64, BuildHasherDefault<PreHashed>>,
     /// Size of `seen` after its last pruning: prune again when it doubles.
     pub seen_pruned_len: usize,
+    /// Cohort week and weekly activity, for retention.
+    pub activity: Activity,
 }
 
 impl Default for VisitorState {
@@ -340,6 +417,7 @@ impl Default for VisitorState {
             open: Vec::new(),
             seen: HashMap::default(),
             seen_pruned_len: 0,
+            activity: Activity::default(),
         }
     }
 }
@@ -373,8 +451,21 @@ impl VisitorState {
         self.seen.insert(hash, e.timestamp);
         self.watermark = self.watermark.max(e.timestamp);
 
-        self.fold_profile(e, at);
-        self.fold_session(e, at, cfg, sink);
+        if let Some(bot) = &e.bot {
+            let key = BotKey {
+                funnel_id: e.funnel_id.clone(),
+                day: utc_day(e.timestamp),
+                bot: bot.to_string(),
+            };
+            sink.bot(key, 1);
+        } else {
+            self.fold_profile(e, at);
+            self.fold_session(e, at, cfg, sink);
+            self.activity
+                .add(&e.funnel_id, e.timestamp, &mut |key, delta| {
+                    sink.retention(key, delta)
+                });
+        }
         self.close_sessions(cfg, sink);
         self.prune_seen(cfg);
         Ok(Folded::Applied)
@@ -438,7 +529,7 @@ impl VisitorState {
                 None => auto_id(&e.event_id),
             };
             let session = Session::start(e, at, id);
-            emit_contribution(&e.funnel_id, None, Some(&session), sink);
+            emit_contribution(&e.funnel_id, cfg, None, Some(&session), sink);
             sink.change(Change::SessionUpserted(&session));
             self.open.push(session);
             return;
@@ -447,8 +538,16 @@ impl VisitorState {
         // The old contribution is needed only when the event can move it: an earlier
         // start (day, attribution), a conversion, or a merge.
         let merging = !others.is_empty();
-        let before = (merging || at < self.open[target].first || e.is_conversion)
+        let earlier = at < self.open[target].first;
+        let before = (merging || earlier || e.is_conversion)
             .then(|| self.open[target].contribution(&e.funnel_id));
+        let was_engaged = self.open[target].engaged(cfg);
+        // The links move with the page sequence and with the start day.
+        let pages_change = merging || earlier || (e.is_pageview && e.path.is_some());
+        let shape_before = pages_change.then(|| {
+            let s = &self.open[target];
+            s.pages.shape(utc_day(s.first.0))
+        });
         // Merge the other hits into the first. Hits ascend and are removed from the
         // back, so `swap_remove` never moves the target or a hit still to remove.
         let mut absorbed = Vec::with_capacity(others.len());
@@ -457,7 +556,7 @@ impl VisitorState {
         }
         let session = &mut self.open[target];
         for other in &absorbed {
-            emit_contribution(&e.funnel_id, Some(other), None, sink);
+            emit_contribution(&e.funnel_id, cfg, Some(other), None, sink);
         }
         for other in absorbed {
             let other_id = other.id.clone();
@@ -469,11 +568,28 @@ impl VisitorState {
             sink.change(Change::SessionRemoved(&session.id));
             session.id = session.auto_id();
         }
+        let now_engaged = session.engaged(cfg);
         if let Some(before) = before {
             let after = session.contribution(&e.funnel_id);
+            if was_engaged != now_engaged || before.0 != after.0 {
+                if was_engaged {
+                    sink.engaged(before.0.clone(), -1);
+                }
+                if now_engaged {
+                    sink.engaged(after.0.clone(), 1);
+                }
+            }
             if merging || before != after {
                 emit_change(before, after, sink);
             }
+        } else if now_engaged && !was_engaged {
+            // Engagement only grows as events are added; the key did not move.
+            sink.engaged(session.contribution(&e.funnel_id).0, 1);
+        }
+        if let Some(shape) = shape_before {
+            let (before, after) =
+                shape.changed_links(&e.funnel_id, &session.pages, utc_day(session.first.0));
+            emit_links(before, after, sink);
         }
         sink.change(Change::SessionUpserted(session));
     }
@@ -489,6 +605,7 @@ impl VisitorState {
                 cfg.session_gap_ms
             };
             if s.last.0 >= horizon.saturating_sub(idle) {
+                self.open[i].pages.freeze(horizon);
                 i += 1;
                 continue;
             }
@@ -563,6 +680,155 @@ impl VisitorState {
     }
 }
 
+/// The serialized form of a [`VisitorState`]: its fields by reference, in the order of
+/// the states written before the journeys, then the journey state.
+#[derive(Serialize)]
+#[serde(rename = "VisitorState")]
+struct StateRef<'a> {
+    watermark: i64,
+    first_seen: i64,
+    last_seen: i64,
+    total_events: i64,
+    conversions: i64,
+    revenue: &'a Revenue,
+    first_touch: &'a Option<Stamped<Arc<Touch>>>,
+    user_id: &'a Option<Stamped<String>>,
+    device: &'a Option<Stamped<Arc<Device>>>,
+    country: &'a Option<Stamped<String>>,
+    closed_sessions: i64,
+    closed_last_non_direct: &'a Option<Stamped<Arc<Touch>>>,
+    closed_sdk_ids: &'a Vec<(String, i64)>,
+    open: &'a Vec<Session>,
+    seen: &'a HashMap<u64, i64, BuildHasherDefault<PreHashed>>,
+    seen_pruned_len: usize,
+    journey: JourneyRef<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "Journey")]
+struct JourneyRef<'a> {
+    activity: &'a Activity,
+    pages: OpenPages<'a>,
+}
+
+/// The open sessions' page sequences, in the order of `open`.
+struct OpenPages<'a>(&'a [Session]);
+
+impl Serialize for OpenPages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|s| &s.pages))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "VisitorState")]
+struct StateOwned {
+    watermark: i64,
+    first_seen: i64,
+    last_seen: i64,
+    total_events: i64,
+    conversions: i64,
+    revenue: Revenue,
+    first_touch: Option<Stamped<Arc<Touch>>>,
+    user_id: Option<Stamped<String>>,
+    device: Option<Stamped<Arc<Device>>>,
+    country: Option<Stamped<String>>,
+    closed_sessions: i64,
+    closed_last_non_direct: Option<Stamped<Arc<Touch>>>,
+    closed_sdk_ids: Vec<(String, i64)>,
+    open: Vec<Session>,
+    seen: HashMap<u64, i64, BuildHasherDefault<PreHashed>>,
+    seen_pruned_len: usize,
+    #[serde(default = "Journey::legacy", deserialize_with = "journey_or_legacy")]
+    journey: Journey,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Journey")]
+struct Journey {
+    activity: Activity,
+    pages: Vec<Pages>,
+}
+
+impl Journey {
+    fn legacy() -> Journey {
+        Journey {
+            activity: Activity::untracked(),
+            pages: Vec::new(),
+        }
+    }
+}
+
+/// The journey state, or the legacy marker when the state ends before it. A
+/// non-self-describing format (postcard) cannot say "no more fields", only fail at the
+/// end of its input, so a failure here is read as an old state's end.
+fn journey_or_legacy<'de, D: Deserializer<'de>>(d: D) -> Result<Journey, D::Error> {
+    Ok(Journey::deserialize(d).unwrap_or_else(|_| Journey::legacy()))
+}
+
+impl Serialize for VisitorState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StateRef {
+            watermark: self.watermark,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            total_events: self.total_events,
+            conversions: self.conversions,
+            revenue: &self.revenue,
+            first_touch: &self.first_touch,
+            user_id: &self.user_id,
+            device: &self.device,
+            country: &self.country,
+            closed_sessions: self.closed_sessions,
+            closed_last_non_direct: &self.closed_last_non_direct,
+            closed_sdk_ids: &self.closed_sdk_ids,
+            open: &self.open,
+            seen: &self.seen,
+            seen_pruned_len: self.seen_pruned_len,
+            journey: JourneyRef {
+                activity: &self.activity,
+                pages: OpenPages(&self.open),
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for VisitorState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = StateOwned::deserialize(deserializer)?;
+        let mut open = s.open;
+        if s.journey.pages.len() == open.len() {
+            for (session, pages) in open.iter_mut().zip(s.journey.pages) {
+                session.pages = pages;
+            }
+        } else {
+            for session in &mut open {
+                session.pages = Pages::untracked();
+            }
+        }
+        Ok(VisitorState {
+            watermark: s.watermark,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            total_events: s.total_events,
+            conversions: s.conversions,
+            revenue: s.revenue,
+            first_touch: s.first_touch,
+            user_id: s.user_id,
+            device: s.device,
+            country: s.country,
+            closed_sessions: s.closed_sessions,
+            closed_last_non_direct: s.closed_last_non_direct,
+            closed_sdk_ids: s.closed_sdk_ids,
+            open,
+            seen: s.seen,
+            seen_pruned_len: s.seen_pruned_len,
+            activity: s.journey.activity,
+        })
+    }
+}
+
 /// The id of a server-side session: `auto-` and the `eventId` of its earliest event.
 const AUTO_PREFIX: &str = "auto-";
 
@@ -573,19 +839,64 @@ fn auto_id(first_event_id: &str) -> String {
     id
 }
 
-/// Retracts the contribution of `old` and adds that of `new` (either may be absent).
+/// Retracts the contribution of `old` and adds that of `new` (either may be absent):
+/// traffic, engagement and flow links.
 fn emit_contribution(
     funnel_id: &str,
+    cfg: &FoldConfig,
     old: Option<&Session>,
     new: Option<&Session>,
     sink: &mut impl Sink,
 ) {
     if let Some(old) = old {
-        retract(old.contribution(funnel_id), sink);
+        let (key, counts) = old.contribution(funnel_id);
+        if old.engaged(cfg) {
+            sink.engaged(key.clone(), -1);
+        }
+        retract((key, counts), sink);
+        for link in old.links(funnel_id) {
+            sink.flow(link, -1);
+        }
     }
     if let Some(new) = new {
         let (key, delta) = new.contribution(funnel_id);
+        if new.engaged(cfg) {
+            sink.engaged(key.clone(), 1);
+        }
         sink.change(Change::Traffic { key, delta });
+        for link in new.links(funnel_id) {
+            sink.flow(link, 1);
+        }
+    }
+}
+
+/// Retracts the links `before` and adds `after`, leaving out the ones in both.
+fn emit_links(mut before: Vec<FlowKey>, mut after: Vec<FlowKey>, sink: &mut impl Sink) {
+    if before == after {
+        return;
+    }
+    before.sort_unstable();
+    after.sort_unstable();
+    let (mut i, mut j) = (0, 0);
+    let mut before = before.into_iter().map(Some).collect::<Vec<_>>();
+    let mut after = after.into_iter().map(Some).collect::<Vec<_>>();
+    while i < before.len() && j < after.len() {
+        match before[i].cmp(&after[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                before[i] = None;
+                after[j] = None;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    for link in before.into_iter().flatten() {
+        sink.flow(link, -1);
+    }
+    for link in after.into_iter().flatten() {
+        sink.flow(link, 1);
     }
 }
 
@@ -631,4 +942,192 @@ impl Hasher for PreHashed {
 /// The channel of a traffic-source key (a function of its source, medium and campaign).
 pub fn channel_of(key: &TrafficKey) -> crate::event::Channel {
     default_channel(&key.source, &key.medium, &key.campaign)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::{EnrichConfig, Enricher};
+    use crate::event::RawEvent;
+
+    const T0: i64 = 1_793_700_000_000;
+
+    fn event(enricher: &mut Enricher, id: &str, at: i64, path: &str, ua: &str) -> Event {
+        enricher.enrich(RawEvent {
+            event_id: id.into(),
+            funnel_id: "f".into(),
+            anonymous_id: "v".into(),
+            event_name: "page_view".into(),
+            timestamp: at,
+            url: Some(format!("https://shop.example.com{path}")),
+            user_agent: Some(ua.into()),
+            ..RawEvent::default()
+        })
+    }
+
+    const CHROME: &str =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
+    const BOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    #[derive(Default)]
+    struct Recorder {
+        changes: usize,
+        engaged: i64,
+        flows: i64,
+        retention: i64,
+        bots: Vec<(BotKey, i64)>,
+    }
+
+    impl Sink for Recorder {
+        fn change(&mut self, _: Change<'_>) {
+            self.changes += 1;
+        }
+        fn engaged(&mut self, _: TrafficKey, delta: i64) {
+            self.engaged += delta;
+        }
+        fn flow(&mut self, _: FlowKey, delta: i64) {
+            self.flows += delta;
+        }
+        fn retention(&mut self, _: RetentionKey, delta: i64) {
+            self.retention += delta;
+        }
+        fn bot(&mut self, key: BotKey, delta: i64) {
+            self.bots.push((key, delta));
+        }
+    }
+
+    #[test]
+    fn a_bot_event_counts_only_as_a_bot() {
+        let mut enricher = Enricher::new(EnrichConfig::default());
+        let cfg = FoldConfig::default();
+        let mut state = VisitorState::default();
+        let mut sink = Recorder::default();
+        let e = event(&mut enricher, "b1", T0, "/", BOT);
+        assert_eq!(state.fold(&e, &cfg, &mut sink), Ok(Folded::Applied));
+        assert_eq!(state.fold(&e, &cfg, &mut sink), Ok(Folded::Duplicate));
+        assert_eq!(sink.changes, 0);
+        assert_eq!((sink.engaged, sink.flows, sink.retention), (0, 0, 0));
+        assert_eq!(
+            sink.bots,
+            [(
+                BotKey {
+                    funnel_id: "f".into(),
+                    day: utc_day(T0),
+                    bot: "Googlebot".into()
+                },
+                1
+            )]
+        );
+        assert!(state.profile_row("f", "v").is_none());
+        assert_eq!(state.total_events, 0);
+    }
+
+    #[test]
+    fn a_closure_sink_still_folds_sessions_and_traffic() {
+        let mut enricher = Enricher::new(EnrichConfig::default());
+        let mut state = VisitorState::default();
+        let mut traffic = 0;
+        let mut sink = |c: Change<'_>| {
+            if let Change::Traffic { delta, .. } = c {
+                traffic += delta.sessions;
+            }
+        };
+        let e = event(&mut enricher, "h1", T0, "/", CHROME);
+        state
+            .fold(&e, &FoldConfig::default(), &mut sink)
+            .expect("fold");
+        assert_eq!(traffic, 1);
+    }
+
+    #[test]
+    fn engagement_is_counted_once_and_follows_the_session() {
+        let mut enricher = Enricher::new(EnrichConfig::default());
+        let cfg = FoldConfig::default();
+        let mut state = VisitorState::default();
+        let mut sink = Recorder::default();
+        for (id, at, path) in [
+            ("a", T0, "/"),
+            ("b", T0 + 5_000, "/a"),
+            ("c", T0 + 9_000, "/b"),
+        ] {
+            let e = event(&mut enricher, id, at, path, CHROME);
+            state.fold(&e, &cfg, &mut sink).expect("fold");
+        }
+        assert_eq!(sink.engaged, 1);
+        // Links of / → /a → /b → (exit): three.
+        assert_eq!(sink.flows, 3);
+        assert_eq!(sink.retention, 1);
+    }
+
+    fn folded_state() -> VisitorState {
+        let mut enricher = Enricher::new(EnrichConfig::default());
+        let cfg = FoldConfig::default();
+        let mut state = VisitorState::default();
+        for (id, at, path) in [
+            ("a", T0, "/"),
+            ("b", T0 + 60_000, "/a"),
+            ("c", T0 + 120_000, "/a"),
+        ] {
+            let e = event(&mut enricher, id, at, path, CHROME);
+            state
+                .fold(&e, &cfg, &mut Recorder::default())
+                .expect("fold");
+        }
+        state
+    }
+
+    #[test]
+    fn states_round_trip_through_postcard_and_json() {
+        let state = folded_state();
+        assert!(!state.open[0].pages.live.is_empty());
+        let bytes = postcard::to_stdvec(&state).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<VisitorState>(&bytes).expect("decode"),
+            state
+        );
+        let json = serde_json::to_string(&state).expect("json");
+        assert_eq!(
+            serde_json::from_str::<VisitorState>(&json).expect("json"),
+            state
+        );
+    }
+
+    /// A state written before the journeys is this one's bytes without the journey
+    /// part at the end (postcard writes fields one after the other, nothing around).
+    #[test]
+    fn states_written_before_the_journeys_still_read() {
+        let state = folded_state();
+        let bytes = postcard::to_stdvec(&state).expect("encode");
+        let journey = postcard::to_stdvec(&JourneyRef {
+            activity: &state.activity,
+            pages: OpenPages(&state.open),
+        })
+        .expect("encode");
+        let old = &bytes[..bytes.len() - journey.len()];
+        let read: VisitorState = postcard::from_bytes(old).expect("an old state reads");
+        assert!(!read.activity.tracked);
+        assert!(read.open.iter().all(|s| s.pages.untracked));
+        let mut expected = state.clone();
+        expected.activity = Activity::untracked();
+        for s in &mut expected.open {
+            s.pages = Pages::untracked();
+        }
+        assert_eq!(read, expected);
+
+        // An untracked visitor folds on, and adds to no journey aggregate.
+        let mut read = read;
+        let mut enricher = Enricher::new(EnrichConfig::default());
+        let mut sink = Recorder::default();
+        let e = event(&mut enricher, "d", T0 + 180_000, "/b", CHROME);
+        read.fold(&e, &FoldConfig::default(), &mut sink)
+            .expect("fold");
+        assert_eq!((sink.engaged, sink.flows, sink.retention), (0, 0, 0));
+        assert_eq!(read.total_events, 4);
+
+        // The same from JSON without the journey field.
+        let mut json: serde_json::Value = serde_json::to_value(&state).expect("json");
+        json.as_object_mut().expect("object").remove("journey");
+        let read: VisitorState = serde_json::from_value(json).expect("old json reads");
+        assert_eq!(read, expected);
+    }
 }

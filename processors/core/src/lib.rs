@@ -1,5 +1,6 @@
 //! funnelfold's pure core: the event contract, its Avro/JSON codec, validation,
-//! enrichment and the three folds (profiles, sessions, traffic sources).
+//! enrichment and the folds (profiles, sessions, traffic sources, and the journeys:
+//! engaged sessions, page flows, cohort retention and bot counts).
 //!
 //! Everything here is synchronous and deterministic: time comes from the events, names
 //! from a seeded portable RNG, and there is no Kafka, no database and no clock. The
@@ -10,6 +11,7 @@ pub mod enrich;
 pub mod event;
 pub mod fold;
 pub mod hash;
+pub mod journey;
 pub mod memory;
 pub mod names;
 pub mod projection;
@@ -20,6 +22,7 @@ pub mod validate;
 
 pub use event::{Channel, Device, Event, Money, RawEvent, ReferrerClass, Touch};
 pub use projection::{
-    EventRow, FoldedEvent, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+    BotKey, BotRow, EventRow, FlowKey, FlowRow, FoldedEvent, ProfileRow, RetentionKey,
+    RetentionRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
 };
 pub use reject::RejectReason;

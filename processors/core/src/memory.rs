@@ -9,8 +9,10 @@ use foldhash::fast::RandomState;
 
 use crate::enrich::{EnrichConfig, Enricher};
 use crate::event::{Event, RawEvent};
-use crate::fold::{channel_of, Change, FoldConfig, Folded, Session, VisitorState};
-use crate::projection::{ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+use crate::fold::{channel_of, Change, FoldConfig, Folded, Session, Sink, VisitorState};
+use crate::projection::{
+    BotKey, FlowKey, ProfileRow, RetentionKey, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+};
 use crate::reject::RejectReason;
 use crate::validate::{validate, ValidationConfig};
 
@@ -31,6 +33,14 @@ pub struct Projections {
     pub sessions: BTreeMap<(String, String, String), SessionRow>,
     /// Only aggregates with a non-zero count.
     pub traffic: BTreeMap<TrafficKey, TrafficRow>,
+    /// Engaged sessions per traffic-source aggregate (non-zero only).
+    pub engaged: BTreeMap<TrafficKey, i64>,
+    /// Sessions per page-flow link (non-zero only).
+    pub flows: BTreeMap<FlowKey, i64>,
+    /// Visitors per retention cell (non-zero only).
+    pub retention: BTreeMap<RetentionKey, i64>,
+    /// Bot events per day and bot (non-zero only).
+    pub bots: BTreeMap<BotKey, i64>,
 }
 
 /// What happened to the records given to a projector.
@@ -60,7 +70,80 @@ pub struct Projector {
     /// the hot path, reading is not.
     closed: Vec<(String, String, Session)>,
     traffic: HashMap<TrafficKey, TrafficCounts, RandomState>,
+    journeys: Journeys,
     stats: Stats,
+}
+
+/// The journey aggregates as the fold's deltas sum them.
+#[derive(Debug, Default)]
+struct Journeys {
+    engaged: HashMap<TrafficKey, i64, RandomState>,
+    flows: HashMap<FlowKey, i64, RandomState>,
+    retention: HashMap<RetentionKey, i64, RandomState>,
+    bots: HashMap<BotKey, i64, RandomState>,
+}
+
+fn add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64, RandomState>, key: K, delta: i64) {
+    *map.entry(key).or_insert(0) += delta;
+}
+
+fn non_zero<K: Ord + Clone>(map: &HashMap<K, i64, RandomState>) -> BTreeMap<K, i64> {
+    map.iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect()
+}
+
+/// The projector's sink: session removals and closings, and every aggregate's deltas.
+struct MemorySink<'a> {
+    funnel_id: &'a str,
+    anonymous_id: &'a str,
+    sessions: &'a mut BTreeMap<(String, String, String), SessionRow>,
+    closed: &'a mut Vec<(String, String, Session)>,
+    traffic: &'a mut HashMap<TrafficKey, TrafficCounts, RandomState>,
+    journeys: &'a mut Journeys,
+}
+
+impl Sink for MemorySink<'_> {
+    fn change(&mut self, change: Change<'_>) {
+        match change {
+            // Open sessions are written when the projections are read.
+            Change::SessionUpserted(_) => {}
+            Change::SessionRemoved(id) => {
+                self.sessions.remove(&(
+                    self.funnel_id.to_owned(),
+                    self.anonymous_id.to_owned(),
+                    id.to_owned(),
+                ));
+            }
+            Change::SessionClosed(s) => {
+                self.closed
+                    .push((self.funnel_id.to_owned(), self.anonymous_id.to_owned(), s))
+            }
+            Change::Traffic { key, delta } => match self.traffic.get_mut(&key) {
+                Some(counts) => counts.add(&delta, 1),
+                None => {
+                    self.traffic.insert(key, delta);
+                }
+            },
+        }
+    }
+
+    fn engaged(&mut self, key: TrafficKey, delta: i64) {
+        add(&mut self.journeys.engaged, key, delta);
+    }
+
+    fn flow(&mut self, key: FlowKey, delta: i64) {
+        add(&mut self.journeys.flows, key, delta);
+    }
+
+    fn retention(&mut self, key: RetentionKey, delta: i64) {
+        add(&mut self.journeys.retention, key, delta);
+    }
+
+    fn bot(&mut self, key: BotKey, delta: i64) {
+        add(&mut self.journeys.bots, key, delta);
+    }
 }
 
 impl Projector {
@@ -73,6 +156,7 @@ impl Projector {
             sessions: BTreeMap::new(),
             closed: Vec::new(),
             traffic: HashMap::default(),
+            journeys: Journeys::default(),
             stats: Stats::default(),
         }
     }
@@ -106,24 +190,13 @@ impl Projector {
                 dirty: false,
             }),
         };
-        let sessions = &mut self.sessions;
-        let closed = &mut self.closed;
-        let traffic = &mut self.traffic;
-        let mut sink = |change: Change<'_>| match change {
-            // Open sessions are written when the projections are read.
-            Change::SessionUpserted(_) => {}
-            Change::SessionRemoved(id) => {
-                sessions.remove(&(e.funnel_id.clone(), e.anonymous_id.clone(), id.to_owned()));
-            }
-            Change::SessionClosed(s) => {
-                closed.push((e.funnel_id.clone(), e.anonymous_id.clone(), s))
-            }
-            Change::Traffic { key, delta } => match traffic.get_mut(&key) {
-                Some(counts) => counts.add(&delta, 1),
-                None => {
-                    traffic.insert(key, delta);
-                }
-            },
+        let mut sink = MemorySink {
+            funnel_id: &e.funnel_id,
+            anonymous_id: &e.anonymous_id,
+            sessions: &mut self.sessions,
+            closed: &mut self.closed,
+            traffic: &mut self.traffic,
+            journeys: &mut self.journeys,
         };
         let result = slot.state.fold(e, &self.cfg.fold, &mut sink);
         match &result {
@@ -213,6 +286,10 @@ impl Projector {
             profiles,
             sessions: self.sessions.clone(),
             traffic,
+            engaged: non_zero(&self.journeys.engaged),
+            flows: non_zero(&self.journeys.flows),
+            retention: non_zero(&self.journeys.retention),
+            bots: non_zero(&self.journeys.bots),
         }
     }
 }

@@ -51,6 +51,24 @@ pub struct ProfileRow {
     pub country: Option<String>,
 }
 
+impl ProfileRow {
+    /// A returning visitor has had more than one session.
+    pub fn returning(&self) -> bool {
+        self.total_sessions > 1
+    }
+
+    /// When the visitor's first session started: bot events make no profile, so its
+    /// first event is its first session's first event.
+    pub fn first_session_start(&self) -> i64 {
+        self.first_seen
+    }
+}
+
+/// The engaged-session rule on a session's numbers (see [`SessionRow::engaged`]).
+pub fn engaged(duration_ms: i64, conversions: i64, pageviews: i64, engaged_after_ms: i64) -> bool {
+    duration_ms > engaged_after_ms || conversions > 0 || pageviews >= 2
+}
+
 /// One session of a visitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,6 +101,18 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
+    /// GA4's engaged session: it lasted more than `engaged_after_ms` (the fold's
+    /// `FoldConfig::engaged_after_ms`, 10 s by default), or converted, or had at least
+    /// two pageviews.
+    pub fn engaged(&self, engaged_after_ms: i64) -> bool {
+        engaged(
+            self.duration_ms,
+            self.conversions,
+            self.pageviews,
+            engaged_after_ms,
+        )
+    }
+
     pub fn touch(&self) -> Touch {
         Touch {
             source: self.source.clone(),
@@ -137,6 +167,73 @@ pub struct TrafficRow {
     pub channel: Channel,
     #[serde(flatten)]
     pub counts: TrafficCounts,
+}
+
+/// The key of a page-flow link aggregate: the sessions that started on `day` and went
+/// from `from` at step `step` to `to` at the next step (`(exit)` when the session ended
+/// there, `(more)` when it went on past the tenth step).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowKey {
+    pub funnel_id: String,
+    /// Days since 1970-01-01 (UTC) of the sessions' start.
+    pub day: i32,
+    /// 1 for the landing page, at most 10.
+    pub step: u8,
+    pub from: String,
+    pub to: String,
+}
+
+/// The `to` of a session's last link when it ended at that step.
+pub const EXIT: &str = "(exit)";
+/// The `to` of a session's tenth link when it had more than ten steps.
+pub const MORE: &str = "(more)";
+
+/// A page-flow link aggregate row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRow {
+    #[serde(flatten)]
+    pub key: FlowKey,
+    pub sessions: i64,
+}
+
+/// The key of a retention cell: the visitors of the cohort week `cohort` (the day
+/// number of its Monday, UTC) active in week `cohort + offset` (offset 0 to 25; 0 is
+/// the cohort's size).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionKey {
+    pub funnel_id: String,
+    pub cohort: i32,
+    pub offset: u8,
+}
+
+/// A retention cell row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionRow {
+    #[serde(flatten)]
+    pub key: RetentionKey,
+    pub visitors: i64,
+}
+
+/// The key of a bot count: the bot events of one bot (by name) on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotKey {
+    pub funnel_id: String,
+    pub day: i32,
+    pub bot: String,
+}
+
+/// A bot count row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotRow {
+    #[serde(flatten)]
+    pub key: BotKey,
+    pub events: i64,
 }
 
 /// A folded event, as the events listing shows it.

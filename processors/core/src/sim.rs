@@ -5,6 +5,11 @@
 //!
 //! The same seed gives the same stream on every machine (ChaCha8, our own integer
 //! reductions), so benchmarks and end-to-end tests can regenerate the exact stream.
+//!
+//! The journeys (issue 14) want more: bots beyond the one crawler user agent, visitors
+//! coming back weeks later, and sessions that walk a page graph instead of jumping at
+//! random. Those are off by default, since the default stream is pinned (golden data
+//! and names were made from it); [`SimConfig::with_journeys`] turns them on.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -28,6 +33,28 @@ pub struct SimConfig {
     pub mean_session_interval_ms: i64,
     /// Share of events (in per mille) sent with an SDK `sessionId`.
     pub sdk_session_permille: u32,
+    /// Share of visitors (per mille) that are bots, monitors or headless browsers, on
+    /// top of the crawler among the ordinary user agents. 0 keeps the pinned stream.
+    pub bot_permille: u32,
+    /// Share of returns (per mille) that come one to four weeks later instead of
+    /// within about two mean intervals, for retention. 0 keeps the pinned stream.
+    pub weeks_later_permille: u32,
+    /// Whether a session's pages follow [`PAGE_GRAPH`] (landing pages, then likely next
+    /// pages, sometimes a reload) rather than uniform draws. Off keeps the pinned stream.
+    pub page_graph: bool,
+}
+
+impl SimConfig {
+    /// This configuration with the journeys' traffic on: 3% more bots, one return in
+    /// six weeks later, sessions walking the page graph.
+    pub fn with_journeys(self) -> SimConfig {
+        SimConfig {
+            bot_permille: 30,
+            weeks_later_permille: 170,
+            page_graph: true,
+            ..self
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -41,6 +68,9 @@ impl Default for SimConfig {
             mean_events_per_session: 10,
             mean_session_interval_ms: 26 * 3_600_000,
             sdk_session_permille: 300,
+            bot_permille: 0,
+            weeks_later_permille: 0,
+            page_graph: false,
         }
     }
 }
@@ -74,6 +104,92 @@ const USER_AGENTS: [&str; 10] = [
     "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ];
+
+/// Bots, monitors and headless browsers of the journeys' traffic.
+const BOT_AGENTS: [&str; 5] = [
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+    "python-requests/2.32.3",
+];
+
+/// Where visitors land (indices into [`PATHS`]) with weights out of 100.
+const LANDINGS: [(u8, u64); 6] = [(0, 40), (3, 15), (4, 10), (7, 15), (1, 12), (5, 8)];
+
+/// The page graph: from each page of [`PATHS`], the likely next pages with weights
+/// out of 100 (what is left up to 100 is a reload of the same page).
+pub const PAGE_GRAPH: [&[(u8, u64)]; 12] = [
+    // /
+    &[(1, 30), (2, 25), (7, 15), (8, 10), (3, 8), (5, 7)],
+    // /pricing
+    &[(9, 35), (2, 20), (0, 15), (6, 15), (11, 10)],
+    // /features
+    &[(1, 45), (5, 20), (7, 20), (0, 10)],
+    // /blog/stream-processing
+    &[(4, 35), (0, 25), (5, 20), (1, 15)],
+    // /blog/kafka-tips
+    &[(3, 30), (6, 30), (0, 20), (1, 15)],
+    // /docs
+    &[(6, 55), (1, 20), (0, 15), (3, 5)],
+    // /docs/getting-started
+    &[(5, 40), (1, 30), (9, 15), (0, 10)],
+    // /products/widget
+    &[(9, 40), (8, 25), (1, 15), (0, 15)],
+    // /products/gadget
+    &[(9, 40), (7, 25), (1, 15), (0, 15)],
+    // /cart
+    &[(10, 60), (7, 15), (8, 10), (1, 10)],
+    // /checkout
+    &[(9, 30), (0, 30), (1, 20), (11, 15)],
+    // /about
+    &[(0, 50), (1, 25), (2, 20)],
+];
+
+/// A weighted pick from `(index, weight)` pairs (weights out of 100); `fallback` for
+/// the rest.
+fn pick(rng: &mut ChaCha8Rng, choices: &[(u8, u64)], fallback: u8) -> u8 {
+    let mut roll = below(rng, 100);
+    for &(index, weight) in choices {
+        if roll < weight {
+            return index;
+        }
+        roll -= weight;
+    }
+    fallback
+}
+
+/// The page of an event: uniform by default (the pinned stream's single draw), else
+/// a landing page or a step along the page graph from the previous page.
+fn next_page(rng: &mut ChaCha8Rng, cfg: &SimConfig, starting: bool, previous: u8) -> u8 {
+    if !cfg.page_graph {
+        return below(rng, PATHS.len() as u64) as u8;
+    }
+    if starting {
+        return pick(rng, &LANDINGS, 0);
+    }
+    let from = usize::from(previous) % PATHS.len();
+    pick(rng, PAGE_GRAPH[from], from as u8)
+}
+
+/// A bot's user agent for a new visitor, drawn only when bots are configured (so that
+/// the default stream keeps its draws).
+fn bot_agent(rng: &mut ChaCha8Rng, cfg: &SimConfig) -> Option<u8> {
+    if cfg.bot_permille == 0 || below(rng, 1000) >= u64::from(cfg.bot_permille) {
+        return None;
+    }
+    Some(below(rng, BOT_AGENTS.len() as u64) as u8)
+}
+
+/// The gap before a visitor's next session: the pinned draw, or one to four weeks.
+fn session_gap(rng: &mut ChaCha8Rng, cfg: &SimConfig) -> i64 {
+    const WEEK: i64 = 7 * 86_400_000;
+    if cfg.weeks_later_permille > 0 && below(rng, 1000) < u64::from(cfg.weeks_later_permille) {
+        return WEEK + below(rng, 3 * WEEK as u64) as i64;
+    }
+    let interval = cfg.mean_session_interval_ms.max(1) as u64;
+    31 * 60_000 + below(rng, 2 * interval) as i64
+}
 
 const COUNTRIES: [&str; 8] = ["US", "DE", "GB", "FR", "NL", "BR", "IN", "JP"];
 
@@ -111,6 +227,8 @@ const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
 struct Visitor {
     id: String,
     user_agent: &'static str,
+    /// Index into [`PATHS`] of the last page, for the page graph.
+    page: u8,
     country: &'static str,
     session_seq: u32,
     /// Events left in the current session; 0 between sessions.
@@ -136,10 +254,17 @@ impl Simulator {
         let mut visitors = Vec::with_capacity(cfg.visitors as usize);
         let mut queue = BinaryHeap::with_capacity(cfg.visitors as usize);
         for i in 0..cfg.visitors {
+            let id = format!("v-{:08x}-{i}", rng.next_u32());
+            let mut user_agent = USER_AGENTS[below(&mut rng, USER_AGENTS.len() as u64) as usize];
+            let country = COUNTRIES[below(&mut rng, COUNTRIES.len() as u64) as usize];
+            if let Some(bot) = bot_agent(&mut rng, &cfg) {
+                user_agent = BOT_AGENTS[usize::from(bot)];
+            }
             visitors.push(Visitor {
-                id: format!("v-{:08x}-{i}", rng.next_u32()),
-                user_agent: USER_AGENTS[below(&mut rng, USER_AGENTS.len() as u64) as usize],
-                country: COUNTRIES[below(&mut rng, COUNTRIES.len() as u64) as usize],
+                id,
+                user_agent,
+                page: 0,
+                country,
                 session_seq: 0,
                 left: 0,
                 sdk_session: None,
@@ -184,7 +309,7 @@ impl Simulator {
         let last_in_session = v.left == 0;
         self.emitted += 1;
 
-        let event = build_event(
+        let (event, page) = build_event(
             rng,
             cfg,
             self.emitted,
@@ -196,14 +321,15 @@ impl Simulator {
                 arrival: v.arrival,
                 starting,
                 conversion: last_in_session && v.converting,
+                previous_page: v.page,
             },
             ts,
         );
+        v.page = page;
 
         let next = if last_in_session {
             // Exponential-looking gaps between sessions, always beyond the 30-minute gap.
-            let interval = cfg.mean_session_interval_ms.max(1) as u64;
-            ts + 31 * 60_000 + below(rng, 2 * interval) as i64
+            ts + session_gap(rng, cfg)
         } else {
             ts + 5_000 + below(rng, 180_000) as i64
         };
@@ -272,6 +398,10 @@ struct LiveVisitor {
     /// Events left in the current session; 0 between sessions.
     left: u8,
     user_agent: u8,
+    /// A bot's user agent (index into [`BOT_AGENTS`]) instead of `user_agent`.
+    bot: Option<u8>,
+    /// Index into [`PATHS`] of the last page, for the page graph.
+    page: u8,
     country: u8,
     arrival: u8,
     converting: bool,
@@ -355,12 +485,17 @@ impl LiveSimulator {
 
     fn new_visitor(&mut self) -> LiveVisitor {
         let rng = &mut self.rng;
+        let user_agent = below(rng, USER_AGENTS.len() as u64) as u8;
+        let country = below(rng, COUNTRIES.len() as u64) as u8;
+        let bot = bot_agent(rng, &self.cfg);
         let v = LiveVisitor {
             serial: self.next_serial,
             session_seq: 0,
             left: 0,
-            user_agent: below(rng, USER_AGENTS.len() as u64) as u8,
-            country: below(rng, COUNTRIES.len() as u64) as u8,
+            user_agent,
+            bot,
+            page: 0,
+            country,
             arrival: 0,
             converting: false,
             sdk_session: false,
@@ -417,28 +552,33 @@ impl LiveSimulator {
         let session_id = v
             .sdk_session
             .then(|| format!("{anonymous_id}-s{}", v.session_seq));
-        let event = build_event(
+        let user_agent = match v.bot {
+            Some(bot) => BOT_AGENTS[usize::from(bot) % BOT_AGENTS.len()],
+            None => USER_AGENTS[usize::from(v.user_agent) % USER_AGENTS.len()],
+        };
+        let (event, page) = build_event(
             &mut self.rng,
             &self.cfg,
             self.emitted,
             Session {
                 anonymous_id,
                 session_id,
-                user_agent: USER_AGENTS[usize::from(v.user_agent) % USER_AGENTS.len()],
+                user_agent,
                 country: COUNTRIES[usize::from(v.country) % COUNTRIES.len()],
                 arrival: ARRIVALS[usize::from(v.arrival) % ARRIVALS.len()],
                 starting,
                 conversion: last_in_session && v.converting,
+                previous_page: v.page,
             },
             ts,
         );
+        v.page = page;
 
         if last_in_session {
             // Beyond the 30-minute gap, as in the `--count` stream; a full pool
             // forgets the visitor.
             if self.returning.len() < self.cfg.visitors as usize {
-                let interval = self.cfg.mean_session_interval_ms.max(1) as u64;
-                let next = ts + 31 * 60_000 + below(&mut self.rng, 2 * interval) as i64;
+                let next = ts + session_gap(&mut self.rng, &self.cfg);
                 self.returning.push(Reverse((next, v)));
             }
         } else {
@@ -473,18 +613,21 @@ struct Session {
     arrival: (&'static str, &'static str),
     starting: bool,
     conversion: bool,
+    /// Index into [`PATHS`] of the visitor's previous page.
+    previous_page: u8,
 }
 
-/// One event of a session at `ts`. Both modes draw through here in the same order, so
-/// that the `--count` stream stays what it always was.
+/// One event of a session at `ts`, and the index of its page. Both modes draw through
+/// here in the same order, so that the `--count` stream stays what it always was.
 fn build_event(
     rng: &mut ChaCha8Rng,
     cfg: &SimConfig,
     emitted: u64,
     s: Session,
     ts: i64,
-) -> RawEvent {
-    let path = PATHS[below(rng, PATHS.len() as u64) as usize];
+) -> (RawEvent, u8) {
+    let page = next_page(rng, cfg, s.starting, s.previous_page);
+    let path = PATHS[usize::from(page)];
     let custom = !s.starting && below(rng, 100) < 20;
     let mut event = RawEvent {
         event_id: format!("e-{:016x}-{}", rng.next_u64(), emitted),
@@ -519,7 +662,7 @@ fn build_event(
     } else if custom {
         event.event_name = CUSTOM_EVENTS[below(rng, CUSTOM_EVENTS.len() as u64) as usize].into();
     }
-    event
+    (event, page)
 }
 
 /// A uniform integer in 0..n (n > 0), by multiply-shift over the RNG's raw output, so
@@ -580,6 +723,74 @@ mod tests {
         })
         .batch(3_000);
         assert_eq!(digest(&events), 6_966_972_717_733_405_526);
+    }
+
+    /// With the journeys on, the stream has bots, visitors back weeks later and
+    /// sessions walking the page graph: the folds see flows, retention and bot counts.
+    #[test]
+    fn journeys_traffic_exercises_the_journey_folds() {
+        use crate::memory::{PipelineConfig, Projector};
+        let cfg = SimConfig {
+            visitors: 400,
+            ..SimConfig::default()
+        }
+        .with_journeys();
+        let events = Simulator::new(cfg).batch(20_000);
+        let mut projector = Projector::new(PipelineConfig::default());
+        for e in &events {
+            let _ = projector.apply_raw(e.clone(), None);
+        }
+        let p = projector.projections();
+        let bot_names: std::collections::BTreeSet<&str> =
+            p.bots.keys().map(|k| k.bot.as_str()).collect();
+        assert!(bot_names.len() >= 4, "{bot_names:?}");
+        assert!(bot_names.contains("Googlebot"));
+        let bot_events: i64 = p.bots.values().sum();
+        let share = bot_events as f64 / events.len() as f64;
+        // The crawler among the ordinary agents (1 in 10) plus 3% more.
+        assert!((0.06..0.2).contains(&share), "bot share {share}");
+        assert!(
+            p.retention.keys().any(|k| k.offset >= 2),
+            "no return weeks later"
+        );
+        assert!(p.flows.keys().any(|k| k.step >= 5));
+        // The graph concentrates traffic: over all days, the busiest link carries
+        // several percent of the sessions.
+        let mut links: std::collections::BTreeMap<(u8, &str, &str), i64> = Default::default();
+        for (k, n) in &p.flows {
+            *links.entry((k.step, &k.from, &k.to)).or_default() += n;
+        }
+        let busiest = links.values().max().copied().unwrap_or(0);
+        let sessions = p.sessions.len() as i64;
+        assert!(
+            busiest * 20 > sessions,
+            "busiest link {busiest} of {sessions}"
+        );
+        let reloads: i64 = p
+            .flows
+            .iter()
+            .filter(|(k, _)| k.from == k.to)
+            .map(|(_, n)| *n)
+            .sum();
+        assert_eq!(reloads, 0, "repeats are collapsed");
+    }
+
+    #[test]
+    fn live_journeys_have_bots() {
+        let cfg = SimConfig {
+            visitors: 1_000,
+            ..live_cfg(1_000)
+        }
+        .with_journeys();
+        let bots = LiveSimulator::new(cfg, 500.0)
+            .take(5_000)
+            .filter(|e| {
+                e.user_agent
+                    .as_deref()
+                    .is_some_and(|ua| BOT_AGENTS.contains(&ua))
+            })
+            .count();
+        assert!((50..500).contains(&bots), "{bots} bot events");
     }
 
     fn live_cfg(returning: u32) -> SimConfig {

@@ -4,11 +4,13 @@
 //! - [`url`]: a small allocation-light URL splitter (host, path, attribution params);
 //! - [`referrer`]: the table of known search / social / video / shopping / email sites;
 //! - [`channel`]: GA4's default channel group;
-//! - [`ua`]: user agent parsing (woothee) behind a bounded memo.
+//! - [`ua`]: user agent parsing (woothee) behind a bounded memo;
+//! - [`bots`]: which user agents are bots (woothee's crawlers and a shipped list).
 //!
 //! Everything is deterministic: the only state, the user-agent memo, caches a pure
 //! function and never changes a result.
 
+pub mod bots;
 pub mod channel;
 pub mod referrer;
 pub mod ua;
@@ -153,9 +155,9 @@ impl Enricher {
 
         let touch = self.touches.get(&raw, &params, external.as_ref());
         let path = page.as_ref().map(|p| p.path.to_owned());
-        let device = match raw.user_agent.as_deref() {
-            Some(agent) => self.ua.device(agent),
-            None => self.ua.unknown(),
+        let agent = match raw.user_agent.as_deref() {
+            Some(agent) => self.ua.agent(agent),
+            None => self.ua.unknown_agent(),
         };
         let country = country(raw.country.as_deref());
         let revenue = revenue(&raw);
@@ -165,7 +167,8 @@ impl Enricher {
             path,
             referrer_class,
             touch,
-            device,
+            device: agent.device,
+            bot: agent.bot,
             country,
             is_conversion: raw.is_conversion,
             revenue,

@@ -3,6 +3,7 @@
 //! woothee is a dataset-driven parser (a few regexes and substring tests); at a few
 //! microseconds per call it is far too slow for every event, so the [`UaMemo`] in front
 //! of it caches results: a site sees a few thousand distinct user agents, not millions.
+//! The memo also keeps whether the agent is a bot ([`super::bots`]), which costs more.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -94,6 +95,13 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// What a user agent says: the device, and the bot's name when it is a bot.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub device: Arc<Device>,
+    pub bot: Option<Arc<str>>,
+}
+
 /// A bounded memo of parsed user agents.
 ///
 /// Parsing is a pure function, so the memo never changes a result; it is only cleared
@@ -104,7 +112,7 @@ fn truncate(s: &str, max: usize) -> &str {
 pub struct UaMemo {
     // foldhash: seeded per process, several times faster than SipHash on a 100-byte
     // user agent; and the memo is bounded, so a flood of colliding keys costs little.
-    map: HashMap<String, Arc<Device>, foldhash::fast::RandomState>,
+    map: HashMap<String, Agent, foldhash::fast::RandomState>,
     unknown: Arc<Device>,
     capacity: usize,
 }
@@ -129,19 +137,38 @@ impl UaMemo {
 
     /// The device of `ua`, parsed once per distinct (truncated) user agent.
     pub fn device(&mut self, ua: &str) -> Arc<Device> {
+        self.agent(ua).device
+    }
+
+    /// The device and bot name of `ua`, worked out once per distinct (truncated) user
+    /// agent.
+    pub fn agent(&mut self, ua: &str) -> Agent {
         let ua = truncate(ua.trim_ascii(), MAX_UA_LEN);
         if ua.is_empty() {
-            return Arc::clone(&self.unknown);
+            return self.unknown_agent();
         }
-        if let Some(d) = self.map.get(ua) {
-            return Arc::clone(d);
+        if let Some(a) = self.map.get(ua) {
+            return a.clone();
         }
-        let d = Arc::new(parse_user_agent(ua));
+        let device = parse_user_agent(ua);
+        let bot = super::bots::bot_name(ua, &device).map(Arc::from);
+        let a = Agent {
+            device: Arc::new(device),
+            bot,
+        };
         if self.map.len() >= self.capacity {
             self.map.clear();
         }
-        self.map.insert(ua.to_owned(), Arc::clone(&d));
-        d
+        self.map.insert(ua.to_owned(), a.clone());
+        a
+    }
+
+    /// What an event without a user agent is: an unknown device, not a bot.
+    pub fn unknown_agent(&self) -> Agent {
+        Agent {
+            device: Arc::clone(&self.unknown),
+            bot: None,
+        }
     }
 
     /// The device of an event without a user agent.
