@@ -1,0 +1,242 @@
+//! Flushing: planning what was folded into a store write, writing it while folding
+//! goes on (one flush in flight), retrying the write on transient errors, and moving
+//! the checkpoints on and committing the offsets once it is durable.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use funnelfold_store::{Flush, PartitionFlush, StoreError};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::rebalance::Ctx;
+use super::retry::pause;
+use super::{Core, ProcessorError};
+use crate::telemetry;
+
+/// A flush whose store write runs while folding goes on.
+pub(super) struct InFlight {
+    summary: FlushSummary,
+    /// The store write, handing the flush back for a retry.
+    write: tokio::task::JoinHandle<(Result<(), StoreError>, Arc<Flush>)>,
+}
+
+pub(super) struct FlushSummary {
+    offsets: Vec<(String, i32, i64)>,
+    projection_rows: usize,
+    event_rows: usize,
+    visitors: usize,
+    started: Instant,
+    planned: Duration,
+}
+
+/// What a processor has written since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushTotals {
+    pub flushes: u64,
+    /// Profiles, sessions (written and deleted), traffic and funnel shares.
+    pub projection_rows: u64,
+    pub event_rows: u64,
+    /// Time folding stood still waiting for a flush's store write (back-pressure).
+    pub waited_for_store: Duration,
+    /// Time spent planning flushes and publishing changelogs, on the folding thread.
+    pub flush_work: Duration,
+}
+
+impl Core {
+    /// Makes everything folded so far in `only` (all partitions when `None`) durable
+    /// and commits the offsets, waiting for it.
+    pub(super) fn flush(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&[i32]>,
+    ) -> Result<(), ProcessorError> {
+        self.start_flush(consumer, only)?;
+        self.finish_flush(consumer)
+    }
+
+    /// Starts a flush of what was folded so far in `only` (all partitions when `None`):
+    /// plans it, publishes the changelogs and hands the store write to the runtime, so
+    /// that folding goes on while it is written. At most one flush is in flight: a
+    /// previous one is finished first, which is also the back-pressure on folding.
+    pub(super) fn start_flush(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&[i32]>,
+    ) -> Result<(), ProcessorError> {
+        self.finish_flush(consumer)?;
+        self.settle_traffic()?;
+        let started = Instant::now();
+        let mut plan = self.engine.plan_flush(only)?;
+        // Dead letters first: the offsets of their records are about to be committed.
+        let dead_letters = std::mem::take(&mut self.dead_letters);
+        self.rt.block_on(delivered(dead_letters))?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.publish_changelogs(&plan)?;
+        let flush = Arc::new(std::mem::take(&mut plan.flush));
+        let summary = FlushSummary {
+            offsets: std::mem::take(&mut plan.offsets),
+            projection_rows: flush
+                .partitions
+                .iter()
+                .map(PartitionFlush::projection_rows)
+                .sum(),
+            event_rows: flush.partitions.iter().map(|p| p.events.len()).sum(),
+            visitors: flush.partitions.iter().map(|p| p.visitors.len()).sum(),
+            started,
+            planned: started.elapsed(),
+        };
+        let store = Arc::clone(&self.store);
+        let write = self.rt.spawn(async move {
+            let result = store.apply(Arc::clone(&flush)).await;
+            (result, flush)
+        });
+        self.totals.flush_work += started.elapsed();
+        self.inflight = Some(InFlight { summary, write });
+        Ok(())
+    }
+
+    /// Whether the flush in flight, if any, has been written.
+    pub(super) fn flush_written(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|f| f.write.is_finished())
+    }
+
+    /// Waits for the flush in flight, retrying its store write on transient errors,
+    /// then moves the checkpoints on and commits the offsets.
+    pub(super) fn finish_flush(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+    ) -> Result<(), ProcessorError> {
+        let Some(InFlight { summary, write }) = self.inflight.take() else {
+            return Ok(());
+        };
+        let waiting = Instant::now();
+        let (mut result, flush) = self
+            .rt
+            .block_on(write)
+            .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match result {
+                Ok(()) => break,
+                Err(StoreError::Transient(e)) => {
+                    telemetry::store_error("flush", "transient");
+                    self.store_fails("be written", &e);
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        // Nothing of this flush is committed: whoever reads its
+                        // partitions next folds its records again from the last
+                        // checkpoint. Waiting for the store instead could be forever.
+                        return Err(StoreError::Transient(format!(
+                            "stopped while the store could not be written ({e}); what was folded since the last checkpoint is not committed and will be folded again"
+                        ))
+                        .into());
+                    }
+                    tracing::warn!(error = %e, ?backoff, "store flush failed; retrying");
+                    telemetry::store_retry("flush");
+                    pause(&self.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
+                }
+                Err(fatal) => {
+                    telemetry::store_error("flush", "fatal");
+                    return Err(fatal.into());
+                }
+            }
+        }
+        // Retries included: folding stood still for them too.
+        self.totals.waited_for_store += waiting.elapsed();
+        self.store_works();
+        let stored = summary.started.elapsed();
+        // Freeing a flush (hundreds of thousands of rows while catching up) was 4% of
+        // the folding thread's time, by profile: the runtime's blocking pool does it.
+        self.rt.spawn_blocking(move || drop(flush));
+        self.engine.flushed(&summary.offsets);
+        self.totals.flushes += 1;
+        self.totals.projection_rows += summary.projection_rows as u64;
+        self.totals.event_rows += summary.event_rows as u64;
+        commit(consumer, &summary.offsets)?;
+        tracing::debug!(
+            projection_rows = summary.projection_rows,
+            event_rows = summary.event_rows,
+            visitors = summary.visitors,
+            planned = ?summary.planned,
+            durable_after = ?stored,
+            "flushed"
+        );
+        telemetry::flushed(
+            summary.projection_rows,
+            summary.event_rows,
+            summary.started.elapsed(),
+        );
+        self.publish_counters();
+        Ok(())
+    }
+
+    /// A record below the store's checkpoint means Kafka's committed offset is behind
+    /// it: the previous owner's commit was lost (a commit during a rebalance may be
+    /// refused, and commits are only an optimization). Commit the checkpoint, once per
+    /// assignment, so that the group's lag (what SREs watch, and what a drain before a
+    /// resize waits for) tells the truth even if this partition gets no new record, and
+    /// a later owner does not skip the same records again.
+    pub(super) fn commit_checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ProcessorError> {
+        if !self.checkpoint_committed.insert(partition) {
+            return Ok(());
+        }
+        match self.engine.checkpoint(partition) {
+            Some(next) => commit(consumer, &[(topic.to_owned(), partition, next)]),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn publish_counters(&mut self) {
+        for (partition, now) in self.engine.counters() {
+            let before = self.published.entry(partition).or_default();
+            telemetry::partition_counters(partition, before, &now);
+            *before = now;
+        }
+        let (hits, misses) = self.engine.take_lookups();
+        telemetry::cache_lookups(hits, misses);
+        let (visitors, dirty) = self.engine.cache_size();
+        telemetry::cache_size(visitors, dirty);
+    }
+}
+
+/// Waits until the broker acknowledged every record (dead letters, changelogs).
+pub(super) async fn delivered(deliveries: Vec<DeliveryFuture>) -> Result<(), ProcessorError> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
+            Err(_) => return Err(ProcessorError::Kafka(KafkaError::Canceled)),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn commit(
+    consumer: &BaseConsumer<Ctx>,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), ProcessorError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    // Kafka's offset only saves replay work: the store's checkpoint is the truth, so a
+    // failed commit (for example after losing the partition) is logged, not fatal.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        tracing::warn!(error = %e, "offset commit failed; the store checkpoint still holds");
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Folding a record and the store reads it needs, from the folding thread: transient
+//! store errors pause and retry (never skipping the record) and mark the processor
+//! unhealthy until the store works again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use funnelfold_core::{TrafficCounts, TrafficKey};
+use funnelfold_store::{Checkpoint, FunnelShare, Store, StoreError, VisitorKey};
+use tokio::runtime::Handle;
+
+use super::retry::pause;
+use super::Core;
+use crate::engine::{Outcome, Record, StoreReader};
+use crate::telemetry;
+
+/// Store reads from the consumer thread (not a runtime thread, so it may block): in
+/// place when the engine can read there, else through the runtime.
+pub(super) struct BlockingReader<'a> {
+    pub(super) store: &'a dyn Store,
+    pub(super) rt: &'a Handle,
+    pub(super) group: &'a str,
+}
+
+impl StoreReader for BlockingReader<'_> {
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
+        match self.store.blocking_reads() {
+            Some(reads) => reads.checkpoint(self.group, topic, partition),
+            None => self
+                .rt
+                .block_on(self.store.checkpoint(self.group, topic, partition)),
+        }
+    }
+
+    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut states = match self.store.blocking_reads() {
+            Some(reads) => reads.load_visitors(keys)?,
+            None => self.rt.block_on(self.store.load_visitors(keys))?,
+        };
+        Ok(states.pop().flatten())
+    }
+
+    fn load_traffic_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<TrafficCounts>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = match self.store.blocking_reads() {
+            Some(reads) => reads.load_traffic_shares(topic, partition, keys)?,
+            None => self
+                .rt
+                .block_on(self.store.load_traffic_shares(topic, partition, keys))?,
+        };
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_funnel_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>, StoreError> {
+        let funnels = [funnel_id.to_owned()];
+        let mut shares = match self.store.blocking_reads() {
+            Some(reads) => reads.load_funnel_shares(topic, partition, &funnels)?,
+            None => self
+                .rt
+                .block_on(self.store.load_funnel_shares(topic, partition, &funnels))?,
+        };
+        Ok(shares.pop().flatten())
+    }
+}
+
+impl Core {
+    /// The store failed to `stage` (`be read`, `be written`): tell the API and the
+    /// metrics, until [`Core::store_works`].
+    pub(super) fn store_fails(&self, stage: &str, error: &str) {
+        self.health.set_unhealthy(format!(
+            "the store cannot {stage} ({error}); folding and committing are paused and retried until it can"
+        ));
+        telemetry::store_writable(false);
+    }
+
+    /// Runs a store call of the assignment's checks, retrying transient errors with
+    /// backoff like every other store call (a full disk at start must pause, not stop
+    /// the processor), until it works or the processor is asked to stop.
+    pub(super) fn with_retries<T>(
+        &self,
+        stage: &'static str,
+        mut call: impl FnMut(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match call(self) {
+                Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store call failed; retrying");
+                    telemetry::store_error(stage, "transient");
+                    telemetry::store_retry(stage);
+                    let what = if stage == "read" {
+                        "be read"
+                    } else {
+                        "be written"
+                    };
+                    self.store_fails(what, &e);
+                    pause(&self.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => {
+                    if other.is_ok() {
+                        self.store_works();
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// Reads the traffic shares that folded events still wait for (a store read failed
+    /// after their fold), retrying like every store read: a flush needs them all.
+    pub(super) fn settle_traffic(&mut self) -> Result<(), StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let reader = BlockingReader {
+                store: &*self.store,
+                rt: &self.rt,
+                group: &self.topics.group,
+            };
+            match self.engine.settle_all_traffic(&reader) {
+                Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store read failed; retrying");
+                    telemetry::store_error("read", "transient");
+                    telemetry::store_retry("read");
+                    self.store_fails("be read", &e);
+                    pause(&self.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The store took a read or a write after failing.
+    pub(super) fn store_works(&self) {
+        if !self.health.is_healthy() {
+            tracing::info!("the store works again: folding resumes");
+            self.health.set_healthy();
+            telemetry::store_writable(true);
+        }
+    }
+
+    /// Retries transient store errors with backoff; never skips the record.
+    pub(super) fn apply(
+        &mut self,
+        rec: Record<'_>,
+        shutdown: &AtomicBool,
+    ) -> Result<Outcome, StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        let mut failed = false;
+        loop {
+            let reader = BlockingReader {
+                store: &*self.store,
+                rt: &self.rt,
+                group: &self.topics.group,
+            };
+            // One record in 64 is timed: enough for the histogram, and the clock is
+            // not read a million times a second.
+            self.applied += 1;
+            let timed = (self.applied % 64 == 0).then(Instant::now);
+            match self.engine.apply(&reader, rec) {
+                Err(StoreError::Transient(e)) if !shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "store read failed; retrying");
+                    telemetry::store_error("read", "transient");
+                    telemetry::store_retry("read");
+                    self.store_fails("be read", &e);
+                    failed = true;
+                    pause(shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => {
+                    match &other {
+                        Ok(_) => {
+                            if failed {
+                                self.store_works();
+                            }
+                            if let Some(started) = timed {
+                                telemetry::record_folded(started.elapsed());
+                            }
+                        }
+                        Err(StoreError::Fatal(_)) => telemetry::store_error("read", "fatal"),
+                        Err(StoreError::Transient(_)) => {
+                            telemetry::store_error("read", "transient");
+                        }
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+}
