@@ -5,74 +5,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use funnelfold_core::{TrafficCounts, TrafficKey};
-use funnelfold_store::{Checkpoint, FunnelShare, Store, StoreError, VisitorKey};
-use tokio::runtime::Handle;
+use funnelfold_store::StoreError;
 
 use super::retry::pause;
 use super::Core;
-use crate::engine::{Outcome, Record, StoreReader};
+use crate::engine::{Outcome, Record};
+use crate::reads::StoreReads;
 use crate::telemetry;
-
-/// Store reads from the consumer thread (not a runtime thread, so it may block): in
-/// place when the engine can read there, else through the runtime.
-pub(super) struct BlockingReader<'a> {
-    pub(super) store: &'a dyn Store,
-    pub(super) rt: &'a Handle,
-    pub(super) group: &'a str,
-}
-
-impl StoreReader for BlockingReader<'_> {
-    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, StoreError> {
-        match self.store.blocking_reads() {
-            Some(reads) => reads.checkpoint(self.group, topic, partition),
-            None => self
-                .rt
-                .block_on(self.store.checkpoint(self.group, topic, partition)),
-        }
-    }
-
-    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let keys = std::slice::from_ref(key);
-        let mut states = match self.store.blocking_reads() {
-            Some(reads) => reads.load_visitors(keys)?,
-            None => self.rt.block_on(self.store.load_visitors(keys))?,
-        };
-        Ok(states.pop().flatten())
-    }
-
-    fn load_traffic_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &TrafficKey,
-    ) -> Result<Option<TrafficCounts>, StoreError> {
-        let keys = std::slice::from_ref(key);
-        let mut shares = match self.store.blocking_reads() {
-            Some(reads) => reads.load_traffic_shares(topic, partition, keys)?,
-            None => self
-                .rt
-                .block_on(self.store.load_traffic_shares(topic, partition, keys))?,
-        };
-        Ok(shares.pop().flatten())
-    }
-
-    fn load_funnel_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        funnel_id: &str,
-    ) -> Result<Option<FunnelShare>, StoreError> {
-        let funnels = [funnel_id.to_owned()];
-        let mut shares = match self.store.blocking_reads() {
-            Some(reads) => reads.load_funnel_shares(topic, partition, &funnels)?,
-            None => self
-                .rt
-                .block_on(self.store.load_funnel_shares(topic, partition, &funnels))?,
-        };
-        Ok(shares.pop().flatten())
-    }
-}
 
 impl Core {
     /// The store failed to `stage` (`be read`, `be written`): tell the API and the
@@ -123,12 +62,8 @@ impl Core {
     pub(super) fn settle_traffic(&mut self) -> Result<(), StoreError> {
         let mut backoff = Duration::from_millis(50);
         loop {
-            let reader = BlockingReader {
-                store: &*self.store,
-                rt: &self.rt,
-                group: &self.topics.group,
-            };
-            match self.engine.settle_all_traffic(&reader) {
+            let reads = StoreReads::new(&*self.store, &self.rt);
+            match self.engine.settle_all_traffic(reads.get()) {
                 Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");
@@ -160,16 +95,12 @@ impl Core {
         let mut backoff = Duration::from_millis(50);
         let mut failed = false;
         loop {
-            let reader = BlockingReader {
-                store: &*self.store,
-                rt: &self.rt,
-                group: &self.topics.group,
-            };
+            let reads = StoreReads::new(&*self.store, &self.rt);
             // One record in 64 is timed: enough for the histogram, and the clock is
             // not read a million times a second.
             self.applied += 1;
             let timed = (self.applied % 64 == 0).then(Instant::now);
-            match self.engine.apply(&reader, rec) {
+            match self.engine.apply(reads.get(), rec) {
                 Err(StoreError::Transient(e)) if !shutdown.load(Ordering::Relaxed) => {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");

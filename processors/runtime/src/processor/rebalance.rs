@@ -12,12 +12,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::folding::BlockingReader;
 use super::retry::retry;
 use super::{Core, ProcessorError};
 use crate::assignment::{self, Observed, OnMismatch};
-use crate::engine::{write_timestamp, Engine, StoreReader};
+use crate::engine::{write_timestamp, Engine};
 use crate::log_identity;
+use crate::reads::StoreReads;
 use crate::telemetry;
 
 /// The consumer's context: flushes revoked partitions before they are given up, and
@@ -192,12 +192,9 @@ impl Ctx {
                 retry(|| consumer.fetch_watermarks(&topic, partition, PLACEMENT_TIMEOUT))
                     .map_err(|e| broker_error("reading a partition's end offset", e))?;
             let stored = core.with_retries("read", |c| {
-                let reader = BlockingReader {
-                    store: &*c.store,
-                    rt: &c.rt,
-                    group: &group,
-                };
-                reader.checkpoint(&topic, partition)
+                StoreReads::new(&*c.store, &c.rt)
+                    .get()
+                    .checkpoint(&group, &topic, partition)
             })?;
             let committed =
                 committed
