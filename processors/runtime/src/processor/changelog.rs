@@ -3,13 +3,13 @@
 //! session and attribution it got from the same flush.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use funnelfold_core::{FoldedEvent, SessionRow};
+use funnelfold_kafka::produce::{self, QUEUE_FULL_WAIT};
 use funnelfold_store::{EventRowRef, PartitionFlush};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
-use super::flush::delivered;
 use super::{Core, ProcessorError};
 use crate::engine::FlushPlan;
 
@@ -19,66 +19,94 @@ impl Core {
     /// replays the same records, which compaction makes harmless. The flush's folded
     /// events go to the events changelog, keyed by funnel (a feed for live views: a
     /// replay after a crash may repeat some, which a live view can live with).
+    ///
+    /// A record that cannot be produced (see `funnelfold_kafka::produce`: anything but
+    /// a full queue, or a failed delivery) stops the processor with
+    /// [`ProcessorError::Produce`], naming the changelog topic, the source partition
+    /// and the last offset of its flush, and the broker's error: nothing of this flush
+    /// is written to the store or committed, and it is folded and published again at
+    /// the next start. Dead-lettering is no way out here: a changelog record carries
+    /// the state of many source records, none of which is at fault.
     pub(super) fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
         let parts = &plan.flush.partitions;
-        let mut deliveries = Vec::with_capacity(
+        // Each record's topic and partition flush, to name them if it fails.
+        let mut deliveries: Vec<(usize, usize, DeliveryFuture)> = Vec::with_capacity(
             parts
                 .iter()
                 .map(|p| p.profiles.len() + p.sessions.len() + p.events.len())
                 .sum(),
         );
-        let mut send =
-            |producer: &FutureProducer, topic: &str, key: String, payload: Option<Vec<u8>>| loop {
-                let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);
-                if let Some(p) = &payload {
-                    record = record.payload(p);
+        let topics = [
+            self.topics.profiles_changelog.as_str(),
+            self.topics.sessions_changelog.as_str(),
+            self.topics.events_changelog.as_str(),
+        ];
+        const PROFILES: usize = 0;
+        const SESSIONS: usize = 1;
+        const EVENTS: usize = 2;
+        let producer = &self.producer;
+        let codec = &self.projection_codec;
+        let mut send = |topic: usize, part: usize, key: String, payload: Option<Vec<u8>>| {
+            let mut record = FutureRecord::<String, Vec<u8>>::to(topics[topic]).key(&key);
+            if let Some(p) = &payload {
+                record = record.payload(p);
+            }
+            match produce::enqueue_blocking(producer, record, QUEUE_FULL_WAIT) {
+                Ok(d) => {
+                    deliveries.push((topic, part, d));
+                    Ok(())
                 }
-                match producer.send_result(record) {
-                    Ok(d) => {
-                        deliveries.push(d);
-                        break;
-                    }
-                    Err(_) => {
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            };
-        for p in parts.iter().flat_map(|p| &p.profiles) {
-            let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
-            send(
-                &self.producer,
-                &self.topics.profiles_changelog,
-                key,
-                Some(self.projection_codec.encode_profile(p)),
-            );
-        }
-        for s in parts.iter().flat_map(|p| &p.sessions).map(|w| &w.row) {
-            let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
-            send(
-                &self.producer,
-                &self.topics.sessions_changelog,
-                key,
-                Some(self.projection_codec.encode_session(s)),
-            );
-        }
-        for d in parts.iter().flat_map(|p| &p.deleted_sessions) {
-            let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
-            send(&self.producer, &self.topics.sessions_changelog, key, None);
-        }
-        for p in parts {
-            let sessions = VisitorSessions::of(p);
-            for (e, _) in p.events.iter() {
+                Err(e) => Err(cannot_publish(topics[topic], Some(&key), &parts[part], &e)),
+            }
+        };
+        for (i, part) in parts.iter().enumerate() {
+            for p in &part.profiles {
+                let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
+                let payload = codec.encode_profile(p);
+                send(PROFILES, i, key, Some(payload))?;
+            }
+            for s in part.sessions.iter().map(|w| &w.row) {
+                let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
+                let payload = codec.encode_session(s);
+                send(SESSIONS, i, key, Some(payload))?;
+            }
+            for d in &part.deleted_sessions {
+                let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
+                send(SESSIONS, i, key, None)?;
+            }
+            let sessions = VisitorSessions::of(part);
+            for (e, _) in part.events.iter() {
                 let folded = sessions.folded_event(&e);
-                send(
-                    &self.producer,
-                    &self.topics.events_changelog,
-                    e.funnel_id.to_owned(),
-                    Some(self.projection_codec.encode_folded_event(&folded)),
-                );
+                let payload = codec.encode_folded_event(&folded);
+                send(EVENTS, i, e.funnel_id.to_owned(), Some(payload))?;
             }
         }
-        self.rt.block_on(delivered(deliveries))
+        self.rt.block_on(async {
+            for (topic, part, delivery) in deliveries {
+                if let Err(e) = produce::delivered(delivery).await {
+                    return Err(cannot_publish(topics[topic], None, &parts[part], &e));
+                }
+            }
+            Ok(())
+        })
     }
+}
+
+/// Why the processor stops: a changelog record of `flush` cannot be produced.
+fn cannot_publish(
+    topic: &str,
+    key: Option<&str>,
+    flush: &PartitionFlush,
+    error: &KafkaError,
+) -> ProcessorError {
+    let key = key.map(|k| format!(" (key {k})")).unwrap_or_default();
+    ProcessorError::Produce(format!(
+        "cannot publish a changelog record to {topic}{key} for the flush of {} partition {} up to offset {}: {error}; \
+         the processor stops without writing or committing that flush, and folds and publishes it again at its next start",
+        flush.topic,
+        flush.partition,
+        flush.next_offset - 1,
+    ))
 }
 
 /// The sessions one partition flush writes, per visitor: what an event of the flush

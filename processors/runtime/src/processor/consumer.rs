@@ -114,7 +114,7 @@ pub(super) fn run(
                         timestamp_ms: msg.timestamp().to_millis(),
                     };
                     match c.apply(rec, shutdown) {
-                        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason),
+                        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason)?,
                         Ok(Outcome::AlreadyApplied) => {
                             c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
                         }

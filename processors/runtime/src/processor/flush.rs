@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use funnelfold_store::{Flush, PartitionFlush, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::rebalance::Ctx;
@@ -72,8 +70,7 @@ impl Core {
         let started = Instant::now();
         let mut plan = self.engine.plan_flush(only)?;
         // Dead letters first: the offsets of their records are about to be committed.
-        let dead_letters = std::mem::take(&mut self.dead_letters);
-        self.rt.block_on(delivered(dead_letters))?;
+        self.dead_letters_delivered()?;
         if plan.is_empty() {
             return Ok(());
         }
@@ -211,18 +208,6 @@ impl Core {
         let (visitors, dirty) = self.engine.cache_size();
         telemetry::cache_size(visitors, dirty);
     }
-}
-
-/// Waits until the broker acknowledged every record (dead letters, changelogs).
-pub(super) async fn delivered(deliveries: Vec<DeliveryFuture>) -> Result<(), ProcessorError> {
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(ProcessorError::Kafka(e)),
-            Err(_) => return Err(ProcessorError::Kafka(KafkaError::Canceled)),
-        }
-    }
-    Ok(())
 }
 
 pub(super) fn commit(

@@ -16,6 +16,8 @@ mod consumer;
 mod dead_letter;
 mod flush;
 mod folding;
+#[cfg(test)]
+mod produce_errors;
 mod rebalance;
 mod retry;
 
@@ -28,7 +30,7 @@ use std::time::Duration;
 use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_store::{Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 
 use crate::assignment::OnMismatch;
@@ -38,6 +40,7 @@ use crate::health::Health;
 use crate::telemetry;
 
 use consumer::{consumer_config, run};
+use dead_letter::PendingDeadLetter;
 pub use flush::FlushTotals;
 use flush::InFlight;
 use rebalance::Ctx;
@@ -95,6 +98,11 @@ pub enum ProcessorError {
     /// [`crate::assignment`]), or they could not be checked.
     #[error("{0}")]
     Refused(String),
+    /// A record the processor must produce (a dead letter, a changelog record) cannot
+    /// be: the message names the topic, the source partition and offset, and the
+    /// broker's error. Nothing past it was committed.
+    #[error("{0}")]
+    Produce(String),
 }
 
 /// Everything a flush needs besides the consumer.
@@ -107,13 +115,16 @@ struct Core {
     projection_codec: ProjectionCodec,
     /// Dead letters not yet acknowledged by the broker: awaited before a flush commits
     /// the offsets of the records they carry.
-    dead_letters: Vec<DeliveryFuture>,
+    dead_letters: Vec<PendingDeadLetter>,
     published: HashMap<i32, Counters>,
     /// Records applied, for sampling their fold time.
     applied: u64,
     totals: FlushTotals,
     inflight: Option<InFlight>,
     fatal: Option<ProcessorError>,
+    /// Set once the folding loop ended on an error: the revocation that closing the
+    /// consumer brings must not flush (and commit) past what failed.
+    stopped_on_error: bool,
     /// Partitions whose store checkpoint was committed to Kafka since they were
     /// assigned, having been found ahead of Kafka's offset (see `commit_checkpoint`).
     checkpoint_committed: HashSet<i32>,
@@ -217,6 +228,7 @@ pub fn spawn_with_health(
         totals: FlushTotals::default(),
         inflight: None,
         fatal: None,
+        stopped_on_error: false,
         checkpoint_committed: HashSet::new(),
         on_log_mismatch: cfg.on_log_mismatch,
         write_generation: cfg.engine.write_generation,
@@ -238,7 +250,17 @@ pub fn spawn_with_health(
         let core = Arc::clone(&core);
         std::thread::Builder::new()
             .name("fold-processor".into())
-            .spawn(move || run(&consumer, &core, &shutdown, &cfg))
+            .spawn(move || {
+                let result = run(&consumer, &core, &shutdown, &cfg);
+                if result.is_err() {
+                    core.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stopped_on_error = true;
+                }
+                // Closing the consumer revokes its partitions (see `Ctx::revoke`).
+                drop(consumer);
+                result
+            })
             .map_err(|_| ProcessorError::Panicked)?
     };
     Ok(ProcessorHandle {

@@ -143,8 +143,17 @@ impl Ctx {
             ?revoked,
             "partitions revoked: flushing them before giving them up"
         );
-        if let Err(e) = core.flush(consumer, Some(&revoked)) {
+        if core.stopped_on_error {
+            tracing::warn!(
+                ?revoked,
+                "not flushing on the way out of an error; the next owner replays from the last checkpoint"
+            );
+        } else if let Err(e) = core.flush(consumer, Some(&revoked)) {
             tracing::error!(error = %e, "flush on revocation failed; the next owner replays from the last checkpoint");
+            if matches!(e, ProcessorError::Produce(_)) {
+                // As it would be outside a rebalance: the processor stops on it.
+                core.fatal.get_or_insert(e);
+            }
         }
         for p in revoked {
             core.engine.release(p);
