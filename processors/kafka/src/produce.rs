@@ -19,7 +19,6 @@
 //! unknown topic, an authorization failure, a record over the topic's
 //! `max.message.bytes`, or brokers unreachable for that long.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -122,15 +121,13 @@ where
 
 /// Waits for the broker's acknowledgement of a queued record: where it was written,
 /// or why not (`Canceled` if the producer went away first).
-pub fn delivered(delivery: DeliveryFuture) -> impl Future<Output = Result<Delivery, KafkaError>> {
-    async move { delivery_outcome(delivery.await) }
+pub async fn delivered(delivery: DeliveryFuture) -> Result<Delivery, KafkaError> {
+    delivery_outcome(delivery.await)
 }
 
 /// A delivery report as a result: what [`delivered`] returns, for a caller that polls
 /// the [`DeliveryFuture`] itself.
-pub fn delivery_outcome<E>(
-    report: Result<OwnedDeliveryResult, E>,
-) -> Result<Delivery, KafkaError> {
+pub fn delivery_outcome<E>(report: Result<OwnedDeliveryResult, E>) -> Result<Delivery, KafkaError> {
     report
         .map_err(|_| KafkaError::Canceled)?
         .map_err(|(e, _)| e)

@@ -48,6 +48,50 @@ pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
     c
 }
 
+/// Where folding stands, as far as starting a flush goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FlushState {
+    /// The engine reached a flush bound (dirty visitors, pending events).
+    bounds: bool,
+    /// The engine reached twice a bound: folding must stop for a flush.
+    overdue: bool,
+    /// Anything folded is not flushed yet.
+    pending: bool,
+    pending_events: usize,
+    /// A flush is being written.
+    in_flight: bool,
+    /// Records between the assigned partitions' ends and what was folded.
+    lag: i64,
+    since_last: Duration,
+}
+
+impl FlushState {
+    /// Whether a flush starts now. `drained`: whether every assigned partition was
+    /// read to its end and the processor stops then (asked only when it matters).
+    fn flush_now(&self, cfg: &ProcessorConfig, drained: impl FnOnce() -> bool) -> bool {
+        let catching_up = self.lag > cfg.catch_up_lag;
+        let interval = if catching_up {
+            cfg.catch_up_flush_interval
+        } else {
+            cfg.flush_interval
+        };
+        // While catching up, each flush is written while the next records are
+        // folded. Once no more records are left to read than wait to be flushed,
+        // they go now: the last large flush of a replay is then written while the
+        // rest is folded, instead of alone at the end.
+        let tail =
+            catching_up && i64::try_from(self.pending_events).unwrap_or(i64::MAX) >= self.lag;
+        let due =
+            self.bounds || tail || (self.pending && (self.since_last >= interval || drained()));
+        // A due flush waits for the one being written, and folding goes on
+        // meanwhile (to twice the bounds): the store then writes flush after flush
+        // while the records are folded, instead of one waiting for the other, and
+        // a store slower than the fold gets larger flushes, which cost it less per
+        // event (a visitor's state and profile are written once per flush).
+        (due && !self.in_flight) || self.overdue
+    }
+}
+
 /// Whether every assigned partition has been read to its end: librdkafka reported its
 /// end (`enable.partition.eof`, on with `stop_when_caught_up`) and no record of it came
 /// since. Asking the broker for every partition's watermarks instead costs a round trip
@@ -144,31 +188,18 @@ pub(super) fn run(
                 lag = consumer.context().lag(&c.engine);
                 lag_measured = Instant::now();
             }
-            let catching_up = lag > cfg.catch_up_lag;
-            let interval = if catching_up {
-                cfg.catch_up_flush_interval
-            } else {
-                cfg.flush_interval
+            let state = FlushState {
+                bounds: c.engine.flush_due(),
+                overdue: c.engine.flush_overdue(),
+                pending: c.engine.has_pending(),
+                pending_events: c.engine.pending_events(),
+                in_flight: c.inflight.is_some(),
+                lag,
+                since_last: last_flush.elapsed(),
             };
-            // While catching up, each flush is written while the next records are
-            // folded. Once no more records are left to read than wait to be flushed,
-            // they go now: the last large flush of a replay is then written while the
-            // rest is folded, instead of alone at the end.
-            let tail =
-                catching_up && i64::try_from(c.engine.pending_events()).unwrap_or(i64::MAX) >= lag;
-            let due = c.engine.flush_due()
-                || tail
-                || (c.engine.has_pending()
-                    && (last_flush.elapsed() >= interval
-                        || (polled_nothing
-                            && cfg.stop_when_caught_up
-                            && caught_up(consumer, &at_end))));
-            // A due flush waits for the one being written, and folding goes on
-            // meanwhile (to twice the bounds): the store then writes flush after flush
-            // while the records are folded, instead of one waiting for the other, and
-            // a store slower than the fold gets larger flushes, which cost it less per
-            // event (a visitor's state and profile are written once per flush).
-            (due && c.inflight.is_none()) || c.engine.flush_overdue()
+            state.flush_now(cfg, || {
+                polled_nothing && cfg.stop_when_caught_up && caught_up(consumer, &at_end)
+            })
         };
         if due {
             lock().start_flush(consumer, None)?;
@@ -184,4 +215,105 @@ pub(super) fn run(
     drop(c);
     consumer.unsubscribe();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ProcessorConfig {
+        ProcessorConfig {
+            flush_interval: Duration::from_secs(1),
+            catch_up_flush_interval: Duration::from_secs(10),
+            catch_up_lag: 1_000,
+            ..ProcessorConfig::default()
+        }
+    }
+
+    fn pending(since_last: Duration) -> FlushState {
+        FlushState {
+            pending: true,
+            pending_events: 10,
+            since_last,
+            ..FlushState::default()
+        }
+    }
+
+    #[test]
+    fn nothing_pending_is_never_flushed_by_time() {
+        let idle = FlushState {
+            since_last: Duration::from_secs(60),
+            ..FlushState::default()
+        };
+        assert!(!idle.flush_now(&cfg(), || true));
+    }
+
+    #[test]
+    fn pending_records_are_flushed_at_the_interval() {
+        assert!(!pending(Duration::from_millis(500)).flush_now(&cfg(), || false));
+        assert!(pending(Duration::from_secs(1)).flush_now(&cfg(), || false));
+    }
+
+    #[test]
+    fn catching_up_flushes_at_the_longer_interval_or_for_the_tail() {
+        let behind = FlushState {
+            lag: 50_000,
+            ..pending(Duration::from_secs(5))
+        };
+        assert!(
+            !behind.flush_now(&cfg(), || false),
+            "10 s while catching up"
+        );
+        let later = FlushState {
+            since_last: Duration::from_secs(10),
+            ..behind
+        };
+        assert!(later.flush_now(&cfg(), || false));
+        let tail = FlushState {
+            pending_events: 50_000,
+            ..behind
+        };
+        assert!(
+            tail.flush_now(&cfg(), || false),
+            "as much pending as left to read"
+        );
+    }
+
+    #[test]
+    fn a_due_flush_waits_for_the_one_in_flight_unless_overdue() {
+        let due = FlushState {
+            bounds: true,
+            ..pending(Duration::ZERO)
+        };
+        assert!(due.flush_now(&cfg(), || false));
+        let waiting = FlushState {
+            in_flight: true,
+            ..due
+        };
+        assert!(!waiting.flush_now(&cfg(), || false));
+        let overdue = FlushState {
+            overdue: true,
+            ..waiting
+        };
+        assert!(overdue.flush_now(&cfg(), || false));
+    }
+
+    #[test]
+    fn read_to_the_end_flushes_what_is_pending_at_once() {
+        let fresh = pending(Duration::ZERO);
+        assert!(fresh.flush_now(&cfg(), || true));
+        let mut asked = false;
+        let bounded = FlushState {
+            bounds: true,
+            ..fresh
+        };
+        assert!(bounded.flush_now(&cfg(), || {
+            asked = true;
+            true
+        }));
+        assert!(
+            !asked,
+            "the partitions' ends are asked for only when it matters"
+        );
+    }
 }

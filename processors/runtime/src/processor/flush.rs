@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::rebalance::Ctx;
-use super::retry::pause;
+use super::retry::Backoff;
 use super::{Core, ProcessorError};
 use crate::telemetry;
 
@@ -31,6 +31,25 @@ pub(super) struct FlushSummary {
     planned: Duration,
 }
 
+impl FlushSummary {
+    /// What `flush` writes, covering `offsets` (topic, partition, next offset), planned
+    /// from `started` until now.
+    fn of(flush: &Flush, offsets: Vec<(String, i32, i64)>, started: Instant) -> Self {
+        FlushSummary {
+            offsets,
+            projection_rows: flush
+                .partitions
+                .iter()
+                .map(PartitionFlush::projection_rows)
+                .sum(),
+            event_rows: flush.partitions.iter().map(|p| p.events.len()).sum(),
+            visitors: flush.partitions.iter().map(|p| p.visitors.len()).sum(),
+            started,
+            planned: started.elapsed(),
+        }
+    }
+}
+
 /// What a processor has written since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushTotals {
@@ -42,6 +61,15 @@ pub struct FlushTotals {
     pub waited_for_store: Duration,
     /// Time spent planning flushes and publishing changelogs, on the folding thread.
     pub flush_work: Duration,
+}
+
+impl FlushTotals {
+    /// Counts a durable flush.
+    fn add(&mut self, flush: &FlushSummary) {
+        self.flushes += 1;
+        self.projection_rows += flush.projection_rows as u64;
+        self.event_rows += flush.event_rows as u64;
+    }
 }
 
 impl Core {
@@ -76,18 +104,7 @@ impl Core {
         }
         self.publish_changelogs(&plan)?;
         let flush = Arc::new(std::mem::take(&mut plan.flush));
-        let summary = FlushSummary {
-            offsets: std::mem::take(&mut plan.offsets),
-            projection_rows: flush
-                .partitions
-                .iter()
-                .map(PartitionFlush::projection_rows)
-                .sum(),
-            event_rows: flush.partitions.iter().map(|p| p.events.len()).sum(),
-            visitors: flush.partitions.iter().map(|p| p.visitors.len()).sum(),
-            started,
-            planned: started.elapsed(),
-        };
+        let summary = FlushSummary::of(&flush, std::mem::take(&mut plan.offsets), started);
         let store = Arc::clone(&self.store);
         let write = self.rt.spawn(async move {
             let result = store.apply(Arc::clone(&flush)).await;
@@ -119,7 +136,7 @@ impl Core {
             .rt
             .block_on(write)
             .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         loop {
             match result {
                 Ok(()) => break,
@@ -135,10 +152,9 @@ impl Core {
                         ))
                         .into());
                     }
-                    tracing::warn!(error = %e, ?backoff, "store flush failed; retrying");
+                    tracing::warn!(error = %e, backoff = ?backoff.next(), "store flush failed; retrying");
                     telemetry::store_retry("flush");
-                    pause(&self.shutdown, backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.pause(&self.shutdown);
                     result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
                 Err(fatal) => {
@@ -155,9 +171,7 @@ impl Core {
         // the folding thread's time, by profile: the runtime's blocking pool does it.
         self.rt.spawn_blocking(move || drop(flush));
         self.engine.flushed(&summary.offsets);
-        self.totals.flushes += 1;
-        self.totals.projection_rows += summary.projection_rows as u64;
-        self.totals.event_rows += summary.event_rows as u64;
+        self.totals.add(&summary);
         commit(consumer, &summary.offsets)?;
         tracing::debug!(
             projection_rows = summary.projection_rows,
@@ -224,4 +238,70 @@ pub(super) fn commit(
         tracing::warn!(error = %e, "offset commit failed; the store checkpoint still holds");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnelfold_core::TrafficKey;
+    use funnelfold_store::{FunnelShare, TrafficShare, VisitorKey};
+
+    fn partition(visitors: usize, traffic: usize, funnels: usize) -> PartitionFlush {
+        let visitor = |i: usize| VisitorKey {
+            funnel_id: "shop".into(),
+            anonymous_id: format!("a{i}"),
+        };
+        PartitionFlush {
+            visitors: (0..visitors).map(|i| (visitor(i), None)).collect(),
+            traffic: (0..traffic)
+                .map(|i| TrafficShare {
+                    key: TrafficKey {
+                        funnel_id: "shop".into(),
+                        day: i as i32,
+                        source: "google".into(),
+                        medium: "cpc".into(),
+                        campaign: "(not set)".into(),
+                    },
+                    counts: Default::default(),
+                })
+                .collect(),
+            funnels: (0..funnels)
+                .map(|i| (format!("f{i}"), FunnelShare::EMPTY))
+                .collect(),
+            ..PartitionFlush::default()
+        }
+    }
+
+    #[test]
+    fn a_flush_is_counted_by_its_rows_across_partitions() {
+        let flush = Flush {
+            group: "g".into(),
+            partitions: vec![partition(3, 2, 1), partition(1, 0, 4)],
+        };
+        let offsets = vec![
+            ("events.raw".to_owned(), 0, 10),
+            ("events.raw".to_owned(), 1, 7),
+        ];
+        let summary = FlushSummary::of(&flush, offsets.clone(), Instant::now());
+        assert_eq!(summary.offsets, offsets);
+        assert_eq!(
+            summary.projection_rows,
+            2 + 1 + 4,
+            "traffic and funnel shares"
+        );
+        assert_eq!(summary.visitors, 4);
+        assert_eq!(summary.event_rows, 0);
+
+        let mut totals = FlushTotals::default();
+        totals.add(&summary);
+        totals.add(&summary);
+        assert_eq!(totals.flushes, 2);
+        assert_eq!(totals.projection_rows, 14);
+        assert_eq!(totals.event_rows, 0);
+        assert_eq!(
+            totals.waited_for_store,
+            Duration::ZERO,
+            "counted apart, by the wait"
+        );
+    }
 }

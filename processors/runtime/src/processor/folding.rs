@@ -3,11 +3,11 @@
 //! unhealthy until the store works again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use funnelfold_store::StoreError;
 
-use super::retry::pause;
+use super::retry::Backoff;
 use super::Core;
 use crate::engine::{Outcome, Record};
 use crate::reads::StoreReads;
@@ -31,7 +31,7 @@ impl Core {
         stage: &'static str,
         mut call: impl FnMut(&Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         loop {
             match call(self) {
                 Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
@@ -44,8 +44,7 @@ impl Core {
                         "be written"
                     };
                     self.store_fails(what, &e);
-                    pause(&self.shutdown, backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.pause(&self.shutdown);
                 }
                 other => {
                     if other.is_ok() {
@@ -60,7 +59,7 @@ impl Core {
     /// Reads the traffic shares that folded events still wait for (a store read failed
     /// after their fold), retrying like every store read: a flush needs them all.
     pub(super) fn settle_traffic(&mut self) -> Result<(), StoreError> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         loop {
             let reads = StoreReads::new(&*self.store, &self.rt);
             match self.engine.settle_all_traffic(reads.get()) {
@@ -69,8 +68,7 @@ impl Core {
                     telemetry::store_error("read", "transient");
                     telemetry::store_retry("read");
                     self.store_fails("be read", &e);
-                    pause(&self.shutdown, backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.pause(&self.shutdown);
                 }
                 other => return other,
             }
@@ -92,7 +90,7 @@ impl Core {
         rec: Record<'_>,
         shutdown: &AtomicBool,
     ) -> Result<Outcome, StoreError> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         let mut failed = false;
         loop {
             let reads = StoreReads::new(&*self.store, &self.rt);
@@ -107,8 +105,7 @@ impl Core {
                     telemetry::store_retry("read");
                     self.store_fails("be read", &e);
                     failed = true;
-                    pause(shutdown, backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.pause(shutdown);
                 }
                 other => {
                     match &other {

@@ -10,6 +10,17 @@
 //! (inside `poll`): it checks and places assigned partitions before they are read
 //! (`crate::assignment`), and flushes and commits revoked ones before they are given
 //! up.
+//!
+//! A record the processor must produce (a dead letter, a changelog record) that
+//! cannot be produced is never retried in a loop: a dead letter too large goes without
+//! its payload, and anything else stops the processor with a message naming the topic,
+//! the source partition and offset and the broker's error, nothing past it committed
+//! (see `dead_letter` and `changelog`).
+//!
+//! The rooms: `consumer` (the folding loop and when to flush), `folding` (a record
+//! and its store reads, retried), `flush` (the store write and the commit),
+//! `changelog`, `dead_letter`, `rebalance` (the consumer's callbacks) and `retry`
+//! (backoffs); this file holds the settings, the shared state and the handle.
 
 mod changelog;
 mod consumer;
