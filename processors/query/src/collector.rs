@@ -30,6 +30,7 @@ use axum::http::StatusCode;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::validate::{validate, ValidationConfig};
 use funnelfold_core::RawEvent;
+use funnelfold_kafka::produce;
 use funnelfold_runtime::KafkaSettings;
 use funnelfold_store::inbox::Inbox;
 use rdkafka::error::KafkaError;
@@ -316,21 +317,23 @@ pub async fn track(
         let record = FutureRecord::to(&collector.topic)
             .key(*key)
             .payload(payload);
-        match collector.producer.send_result(record) {
+        // A full local queue is waited for, within the answer's time; any other error
+        // answers at once.
+        match produce::enqueue_within(&collector.producer, record, collector.timeout).await {
             Ok(delivery) => deliveries.push(delivery),
-            Err((e, _)) => return Err(unavailable(&e.to_string(), collector.timeout)),
+            Err(e) => return Err(unavailable(&e.to_string(), collector.timeout)),
         }
     }
     let acknowledged = async {
         for (i, delivery) in deliveries.into_iter().enumerate() {
-            match delivery.await {
-                Ok(Ok(delivered)) => {
+            match produce::delivered(delivery).await {
+                Ok(delivered) => {
                     if let (Some(inbox), Some(seq)) = (&collector.inbox, seqs.get(i)) {
                         inbox.produced(*seq, delivered.partition, delivered.offset);
                     }
                 }
-                Ok(Err((e, _))) => return Err(e.to_string()),
-                Err(_) => return Err("the producer was dropped".to_string()),
+                Err(KafkaError::Canceled) => return Err("the producer was dropped".to_string()),
+                Err(e) => return Err(e.to_string()),
             }
         }
         Ok(())

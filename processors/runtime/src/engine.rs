@@ -34,8 +34,8 @@ use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::validate::validate;
 use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    Checkpoint, EventRowRef, EventRows, Flush, FunnelShare, PartitionFlush, SessionDelete,
-    SessionWrite, StoreError, TrafficShare, VisitorKey,
+    BlockingReads, Checkpoint, EventRowRef, EventRows, Flush, FunnelShare, PartitionFlush,
+    SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
 };
 
 /// One Kafka record, as the engine sees it.
@@ -60,24 +60,6 @@ pub enum Outcome {
     DeadLetter(RejectReason),
     /// Below the partition's checkpoint: its effects are durable already.
     AlreadyApplied,
-}
-
-/// Reads the store on behalf of the engine (misses of the cache, checkpoints).
-pub trait StoreReader {
-    fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, StoreError>;
-    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError>;
-    fn load_traffic_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &TrafficKey,
-    ) -> Result<Option<TrafficCounts>, StoreError>;
-    fn load_funnel_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        funnel_id: &str,
-    ) -> Result<Option<FunnelShare>, StoreError>;
 }
 
 /// Counters per partition; `read = folded + dead_lettered + duplicates` always holds
@@ -329,7 +311,7 @@ impl Engine {
 
     fn partition(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         topic: &str,
         partition: i32,
     ) -> Result<&mut Partition, StoreError> {
@@ -339,7 +321,9 @@ impl Engine {
                 // Partitions are placed at assignment ([`Engine::assign`]); one that was
                 // not (a caller without a consumer group, as in unit tests) folds from
                 // the store's checkpoint in the log it names.
-                let stored = store.checkpoint(topic, partition)?.unwrap_or_default();
+                let stored = store
+                    .checkpoint(&self.cfg.group, topic, partition)?
+                    .unwrap_or_default();
                 e.insert(Partition::new(topic, stored, self.cfg.write_generation))
             }
         })
@@ -363,7 +347,7 @@ impl Partition {
     /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
     fn settle_traffic(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         partition: i32,
     ) -> Result<(), StoreError> {
         while let Some((key, _)) = self.traffic_deferred.first() {
@@ -409,7 +393,7 @@ impl Engine {
     /// processor (not of the record): the caller retries or stops, and must not skip it.
     pub fn apply(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         rec: Record<'_>,
     ) -> Result<Outcome, StoreError> {
         let part = self.partition(store, rec.topic, rec.partition)?;
@@ -439,7 +423,7 @@ impl Engine {
 
     fn fold_record(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         rec: &Record<'_>,
     ) -> Result<Outcome, StoreError> {
         let raw = match self.codec.decode(rec.payload.unwrap_or_default()) {
@@ -543,7 +527,7 @@ impl Engine {
 
     fn visitor(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         partition: i32,
         key: &VisitorKey,
     ) -> Result<Shared, StoreError> {
@@ -581,7 +565,7 @@ impl Engine {
     /// Puts the partition's share of `funnel_id` in memory, from the store the first time.
     fn load_funnel_share(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         rec: &Record<'_>,
         funnel_id: &str,
     ) -> Result<(), StoreError> {
@@ -602,7 +586,7 @@ impl Engine {
     /// it is not in memory; if that read fails, the delta waits in `traffic_deferred`.
     fn add_traffic(
         &mut self,
-        store: &dyn StoreReader,
+        store: &dyn BlockingReads,
         topic: &str,
         partition: i32,
         key: TrafficKey,
@@ -636,7 +620,7 @@ impl Engine {
 
     /// Settles every partition's waiting traffic deltas: a flush must not be planned
     /// without them.
-    pub fn settle_all_traffic(&mut self, store: &dyn StoreReader) -> Result<(), StoreError> {
+    pub fn settle_all_traffic(&mut self, store: &dyn BlockingReads) -> Result<(), StoreError> {
         for (partition, part) in &mut self.partitions {
             part.settle_traffic(store, *partition)?;
         }
@@ -774,8 +758,8 @@ mod tests {
         checkpoint: i64,
     }
 
-    impl StoreReader for Empty {
-        fn checkpoint(&self, _: &str, _: i32) -> Result<Option<Checkpoint>, StoreError> {
+    impl BlockingReads for Empty {
+        fn checkpoint(&self, _: &str, _: &str, _: i32) -> Result<Option<Checkpoint>, StoreError> {
             Ok(Some(Checkpoint {
                 next_offset: self.checkpoint,
                 ..Checkpoint::default()
@@ -807,9 +791,9 @@ mod tests {
         failing: std::cell::Cell<bool>,
     }
 
-    impl StoreReader for FlakyShares {
-        fn checkpoint(&self, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
-            Empty { checkpoint: 0 }.checkpoint(t, p)
+    impl BlockingReads for FlakyShares {
+        fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
+            Empty { checkpoint: 0 }.checkpoint(g, t, p)
         }
         fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)
@@ -998,9 +982,9 @@ mod tests {
     /// An empty store but for partition 0's share of funnel "shop".
     struct WithShopShare(FunnelShare);
 
-    impl StoreReader for WithShopShare {
-        fn checkpoint(&self, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
-            Empty { checkpoint: 0 }.checkpoint(t, p)
+    impl BlockingReads for WithShopShare {
+        fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
+            Empty { checkpoint: 0 }.checkpoint(g, t, p)
         }
         fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)

@@ -15,6 +15,7 @@ pub mod health;
 pub mod log_identity;
 pub mod processor;
 pub mod producer;
+pub mod reads;
 pub mod schema_registry;
 pub mod settings;
 pub mod telemetry;

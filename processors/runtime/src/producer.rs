@@ -22,30 +22,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Hands a record to the producer, waiting while its local queue is full, and returns
-/// the broker's acknowledgement to await. Any other error is returned at once.
-pub async fn enqueue<K, P>(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, K, P>,
-) -> Result<DeliveryFuture, KafkaError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                returned,
-            )) => {
-                record = returned;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
+/// Hands a record to the producer the one way funnelfold does (see
+/// `funnelfold_kafka::produce`); kept here for the callers that produce beside the
+/// simulator.
+pub use funnelfold_kafka::produce::enqueue;
 
 /// The shape of live traffic for [`produce_live`]: sessions come back after 31 to
 /// 101 minutes, and `visitors` bounds the pool of visitors waiting to come back
@@ -163,10 +143,7 @@ pub async fn produce_live(
 fn acknowledged<E>(
     result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
 ) -> Result<(), KafkaError> {
-    result
-        .map_err(|_| KafkaError::Canceled)?
-        .map(|_| ())
-        .map_err(|(e, _)| e)
+    funnelfold_kafka::produce::delivery_outcome(result).map(|_| ())
 }
 
 /// Sends simulated events as fast as the producer takes them (preloading, event time

@@ -348,34 +348,39 @@ pub trait Store: Send + Sync {
     /// sorted by funnel id (by UTF-8 bytes). Funnels are few: this reads them all.
     async fn funnels(&self) -> Result<Vec<FunnelSummary>>;
 
-    /// The fold processor's reads, done on the calling thread, when the engine can do
+    /// The fold engine's reads, done on the calling thread, when the engine can do
     /// them there: the embedded engine reads a local file in microseconds, which costs
     /// less than handing each read to another thread and waiting for it (a replay
-    /// reads once per visitor it meets). `None` (the default): use the async methods.
+    /// reads once per visitor it meets). `None` (the default): the runtime runs the
+    /// async methods above to completion instead (`funnelfold_runtime::reads`).
     fn blocking_reads(&self) -> Option<&dyn BlockingReads> {
         None
     }
 }
 
-/// The fold processor's reads (see [`Store`]), for a caller that may block: never call
-/// them from an async task.
+/// The one read interface of the fold engine: the reads it makes while folding (a
+/// checkpoint when it meets a partition, then one visitor, traffic share or funnel
+/// share per cache miss), one key at a time, on a thread that may block: never call
+/// them from an async task. The embedded engine implements it directly; the runtime
+/// adapts any [`Store`]'s async reads to it.
 pub trait BlockingReads {
     /// See [`Store::checkpoint`].
     fn checkpoint(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Checkpoint>>;
-    /// See [`Store::load_visitors`].
-    fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>>;
-    /// See [`Store::load_traffic_shares`].
-    fn load_traffic_shares(
+    /// A visitor's fold state (`None`: never seen); see [`Store::load_visitors`].
+    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>>;
+    /// A partition's own share of a traffic aggregate; see
+    /// [`Store::load_traffic_shares`].
+    fn load_traffic_share(
         &self,
         topic: &str,
         partition: i32,
-        keys: &[TrafficKey],
-    ) -> Result<Vec<Option<TrafficCounts>>>;
-    /// See [`Store::load_funnel_shares`].
-    fn load_funnel_shares(
+        key: &TrafficKey,
+    ) -> Result<Option<TrafficCounts>>;
+    /// A partition's own share of a funnel's totals; see [`Store::load_funnel_shares`].
+    fn load_funnel_share(
         &self,
         topic: &str,
         partition: i32,
-        funnels: &[String],
-    ) -> Result<Vec<Option<FunnelShare>>>;
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>>;
 }

@@ -10,9 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use funnelfold_core::codec::Codec;
 use funnelfold_core::hash::stable_hash;
-use funnelfold_core::{ProfileRow, RawEvent, TrafficCounts, TrafficKey};
-use funnelfold_runtime::engine::{Engine, EngineConfig, Record, StoreReader};
-use funnelfold_store::{FunnelShare, Store, StoreError, VisitorKey};
+use funnelfold_core::{ProfileRow, RawEvent};
+use funnelfold_runtime::engine::{Engine, EngineConfig, Record};
+use funnelfold_runtime::reads::StoreReads;
+use funnelfold_store::Store;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -165,66 +166,16 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
 // ---------------------------------------------------------------------------------
 // Loading data through the fold engine
 
-struct Reader<'a> {
-    store: &'a dyn Store,
-    group: &'a str,
-}
-
-impl StoreReader for Reader<'_> {
-    fn checkpoint(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<funnelfold_store::Checkpoint>, StoreError> {
-        futures::executor::block_on(self.store.checkpoint(self.group, topic, partition))
-    }
-
-    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut states =
-            futures::executor::block_on(self.store.load_visitors(std::slice::from_ref(key)))?;
-        Ok(states.pop().flatten())
-    }
-
-    fn load_traffic_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &TrafficKey,
-    ) -> Result<Option<TrafficCounts>, StoreError> {
-        let mut shares = futures::executor::block_on(self.store.load_traffic_shares(
-            topic,
-            partition,
-            std::slice::from_ref(key),
-        ))?;
-        Ok(shares.pop().flatten())
-    }
-
-    fn load_funnel_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        funnel_id: &str,
-    ) -> Result<Option<FunnelShare>, StoreError> {
-        let mut shares = futures::executor::block_on(self.store.load_funnel_shares(
-            topic,
-            partition,
-            &[funnel_id.to_owned()],
-        ))?;
-        Ok(shares.pop().flatten())
-    }
-}
-
 /// Folds raw events into a store the way the fold processor does (same engine, same
 /// flushes), without Kafka: records get consecutive offsets per partition.
 ///
-/// Blocking: call it from `spawn_blocking` (the embedded store reads on the blocking
-/// pool of the current runtime).
+/// Blocking: call it from `spawn_blocking` (a store without blocking reads reads on the
+/// current runtime).
 pub struct Loader {
     store: Arc<dyn Store>,
     engine: Engine,
     codec: Codec,
     next_offset: Vec<i64>,
-    group: String,
 }
 
 impl Loader {
@@ -236,7 +187,6 @@ impl Loader {
         };
         Loader {
             store,
-            group: cfg.group.clone(),
             engine: Engine::new(cfg, Codec::new()),
             codec: Codec::new(),
             next_offset: vec![0; partitions.max(1) as usize],
@@ -252,6 +202,7 @@ impl Loader {
     ) -> Result<Vec<ProfileRow>> {
         let mut profiles = Vec::new();
         let mut pending = 0;
+        let rt = tokio::runtime::Handle::current();
         for event in events {
             let partition =
                 (stable_hash(&[&event.anonymous_id]) % self.next_offset.len() as u64) as usize;
@@ -266,12 +217,9 @@ impl Loader {
                 payload: Some(&payload),
                 timestamp_ms: Some(event.received_at.unwrap_or(event.timestamp)),
             };
-            let reader = Reader {
-                store: &*self.store,
-                group: &self.group,
-            };
+            let reads = StoreReads::new(&*self.store, &rt);
             self.engine
-                .apply(&reader, record)
+                .apply(reads.get(), record)
                 .map_err(|e| anyhow!("fold: {e}"))?;
             pending += 1;
             if pending >= flush_every {

@@ -129,29 +129,38 @@ impl BlockingReads for EmbeddedStore {
             .with(|db| read_now(db, |txn| checkpoint_in(txn, &key)))
     }
 
-    fn load_visitors(&self, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.db
-            .with(|db| read_now(db, |txn| visitors_in(txn, keys)))
+    fn load_visitor(&self, key: &VisitorKey) -> Result<Option<Vec<u8>>> {
+        let keys = std::slice::from_ref(key);
+        let mut states = self
+            .db
+            .with(|db| read_now(db, |txn| visitors_in(txn, keys)))?;
+        Ok(states.pop().flatten())
     }
 
-    fn load_traffic_shares(
+    fn load_traffic_share(
         &self,
         topic: &str,
         partition: i32,
-        keys: &[TrafficKey],
-    ) -> Result<Vec<Option<TrafficCounts>>> {
-        self.db
-            .with(|db| read_now(db, |txn| shares_in(txn, topic, partition, keys)))
+        key: &TrafficKey,
+    ) -> Result<Option<TrafficCounts>> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| shares_in(txn, topic, partition, keys)))?;
+        Ok(shares.pop().flatten())
     }
 
-    fn load_funnel_shares(
+    fn load_funnel_share(
         &self,
         topic: &str,
         partition: i32,
-        funnels: &[String],
-    ) -> Result<Vec<Option<FunnelShare>>> {
-        self.db
-            .with(|db| read_now(db, |txn| funnel_shares_in(txn, topic, partition, funnels)))
+        funnel_id: &str,
+    ) -> Result<Option<FunnelShare>> {
+        let funnels = [funnel_id.to_owned()];
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| funnel_shares_in(txn, topic, partition, &funnels)))?;
+        Ok(shares.pop().flatten())
     }
 }
 

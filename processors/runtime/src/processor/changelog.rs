@@ -1,0 +1,245 @@
+//! The changelogs a flush publishes before its store write: changed profiles and
+//! sessions (a deleted session is a tombstone), and the folded events, each with the
+//! session and attribution it got from the same flush.
+
+use std::collections::HashMap;
+
+use funnelfold_core::{FoldedEvent, SessionRow};
+use funnelfold_kafka::produce::{self, QUEUE_FULL_WAIT};
+use funnelfold_store::{EventRowRef, PartitionFlush};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+
+use super::{Core, ProcessorError};
+use crate::engine::FlushPlan;
+
+impl Core {
+    /// Changed profiles and sessions, Avro-encoded, keyed by their id; a deleted
+    /// session is a tombstone. Published before the store write: a crash in between
+    /// replays the same records, which compaction makes harmless. The flush's folded
+    /// events go to the events changelog, keyed by funnel (a feed for live views: a
+    /// replay after a crash may repeat some, which a live view can live with).
+    ///
+    /// A record that cannot be produced (see `funnelfold_kafka::produce`: anything but
+    /// a full queue, or a failed delivery) stops the processor with
+    /// [`ProcessorError::Produce`], naming the changelog topic, the source partition
+    /// and the last offset of its flush, and the broker's error: nothing of this flush
+    /// is written to the store or committed, and it is folded and published again at
+    /// the next start. Dead-lettering is no way out here: a changelog record carries
+    /// the state of many source records, none of which is at fault.
+    pub(super) fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
+        let parts = &plan.flush.partitions;
+        // Each record's topic and partition flush, to name them if it fails.
+        let mut deliveries: Vec<(usize, usize, DeliveryFuture)> = Vec::with_capacity(
+            parts
+                .iter()
+                .map(|p| p.profiles.len() + p.sessions.len() + p.events.len())
+                .sum(),
+        );
+        let topics = [
+            self.topics.profiles_changelog.as_str(),
+            self.topics.sessions_changelog.as_str(),
+            self.topics.events_changelog.as_str(),
+        ];
+        const PROFILES: usize = 0;
+        const SESSIONS: usize = 1;
+        const EVENTS: usize = 2;
+        let producer = &self.producer;
+        let codec = &self.projection_codec;
+        let mut send = |topic: usize, part: usize, key: String, payload: Option<Vec<u8>>| {
+            let mut record = FutureRecord::<String, Vec<u8>>::to(topics[topic]).key(&key);
+            if let Some(p) = &payload {
+                record = record.payload(p);
+            }
+            match produce::enqueue_blocking(producer, record, QUEUE_FULL_WAIT) {
+                Ok(d) => {
+                    deliveries.push((topic, part, d));
+                    Ok(())
+                }
+                Err(e) => Err(cannot_publish(topics[topic], Some(&key), &parts[part], &e)),
+            }
+        };
+        for (i, part) in parts.iter().enumerate() {
+            for p in &part.profiles {
+                let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
+                let payload = codec.encode_profile(p);
+                send(PROFILES, i, key, Some(payload))?;
+            }
+            for s in part.sessions.iter().map(|w| &w.row) {
+                let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
+                let payload = codec.encode_session(s);
+                send(SESSIONS, i, key, Some(payload))?;
+            }
+            for d in &part.deleted_sessions {
+                let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
+                send(SESSIONS, i, key, None)?;
+            }
+            let sessions = VisitorSessions::of(part);
+            for (e, _) in part.events.iter() {
+                let folded = sessions.folded_event(&e);
+                let payload = codec.encode_folded_event(&folded);
+                send(EVENTS, i, e.funnel_id.to_owned(), Some(payload))?;
+            }
+        }
+        self.rt.block_on(async {
+            for (topic, part, delivery) in deliveries {
+                if let Err(e) = produce::delivered(delivery).await {
+                    return Err(cannot_publish(topics[topic], None, &parts[part], &e));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Why the processor stops: a changelog record of `flush` cannot be produced.
+fn cannot_publish(
+    topic: &str,
+    key: Option<&str>,
+    flush: &PartitionFlush,
+    error: &KafkaError,
+) -> ProcessorError {
+    let key = key.map(|k| format!(" (key {k})")).unwrap_or_default();
+    ProcessorError::Produce(format!(
+        "cannot publish a changelog record to {topic}{key} for the flush of {} partition {} up to offset {}: {error}; \
+         the processor stops without writing or committing that flush, and folds and publishes it again at its next start",
+        flush.topic,
+        flush.partition,
+        flush.next_offset - 1,
+    ))
+}
+
+/// The sessions one partition flush writes, per visitor: what an event of the flush
+/// takes its session and attribution from. Event rows carry neither (a row's session
+/// id is the SDK's, absent for server-side sessions), and every folded event changes
+/// its session, so the session is in the same flush; looking it up here costs no
+/// store read. An event whose session is not found goes out without attribution.
+pub(super) struct VisitorSessions<'a> {
+    by_visitor: HashMap<(&'a str, &'a str), Vec<&'a SessionRow>>,
+}
+
+impl<'a> VisitorSessions<'a> {
+    fn of(flush: &'a PartitionFlush) -> Self {
+        let mut by_visitor: HashMap<(&str, &str), Vec<&SessionRow>> = HashMap::new();
+        for s in flush.sessions.iter().map(|w| &w.row) {
+            by_visitor
+                .entry((s.funnel_id.as_str(), s.anonymous_id.as_str()))
+                .or_default()
+                .push(s);
+        }
+        VisitorSessions { by_visitor }
+    }
+
+    /// The event's session (see `funnelfold_core::projection::session_of`).
+    fn session_of(&self, e: &EventRowRef<'_>) -> Option<&'a SessionRow> {
+        let sessions = self.by_visitor.get(&(e.funnel_id, e.anonymous_id))?;
+        funnelfold_core::projection::session_of(e.session_id, e.timestamp, sessions.iter().copied())
+    }
+
+    fn folded_event(&self, e: &EventRowRef<'_>) -> FoldedEvent {
+        let session = self.session_of(e);
+        FoldedEvent {
+            funnel_id: e.funnel_id.to_owned(),
+            event_id: e.event_id.to_owned(),
+            anonymous_id: e.anonymous_id.to_owned(),
+            display_name: funnelfold_core::names::display_name(e.anonymous_id),
+            session_id: session
+                .map(|s| s.session_id.clone())
+                .or_else(|| e.session_id.map(str::to_owned)),
+            event_name: e.event_name.to_owned(),
+            timestamp: e.timestamp,
+            path: e.path.map(str::to_owned),
+            source: session.map(|s| s.source.clone()),
+            medium: session.map(|s| s.medium.clone()),
+            is_conversion: e.is_conversion,
+            revenue_minor: e.revenue_minor,
+            currency: e.currency.map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnelfold_core::{Channel, EventRow, Revenue};
+    use funnelfold_store::SessionWrite;
+
+    fn session(anon: &str, sid: &str, span: (i64, i64), source: &str) -> SessionWrite {
+        SessionWrite {
+            row: SessionRow {
+                funnel_id: "shop".into(),
+                anonymous_id: anon.into(),
+                session_id: sid.into(),
+                started_at: span.0,
+                last_event_at: span.1,
+                duration_ms: span.1 - span.0,
+                landing_page: None,
+                exit_page: None,
+                events: 1,
+                pageviews: 1,
+                bounce: true,
+                converted: false,
+                conversions: 0,
+                revenue: Revenue::new(),
+                source: source.into(),
+                medium: "cpc".into(),
+                campaign: "(not set)".into(),
+                channel: Channel::PaidSearch,
+                device_type: "desktop".into(),
+                browser: "Firefox".into(),
+                os: "Linux".into(),
+                country: None,
+            },
+            previous_started_at: None,
+        }
+    }
+
+    fn event(anon: &str, sid: Option<&str>, timestamp: i64) -> EventRow {
+        EventRow {
+            funnel_id: "shop".into(),
+            event_id: format!("{anon}-{timestamp}"),
+            anonymous_id: anon.into(),
+            session_id: sid.map(str::to_owned),
+            event_name: "page_view".into(),
+            timestamp,
+            path: Some("/".into()),
+            is_conversion: false,
+            revenue_minor: None,
+            currency: None,
+        }
+    }
+
+    #[test]
+    fn folded_events_take_their_session_and_attribution_from_the_flush() {
+        let mut flush = PartitionFlush {
+            sessions: vec![
+                session("a", "auto-1", (100, 200), "google"),
+                session("a", "auto-2", (1_000, 2_000), "bing"),
+                session("b", "sdk-1", (100, 200), "newsletter"),
+            ],
+            ..PartitionFlush::default()
+        };
+        flush.events.push(&event("a", None, 1_500));
+        flush.events.push(&event("b", Some("sdk-1"), 150));
+        flush.events.push(&event("c", Some("sdk-9"), 150));
+        let sessions = VisitorSessions::of(&flush);
+        let folded: Vec<FoldedEvent> = flush
+            .events
+            .iter()
+            .map(|(e, _)| sessions.folded_event(&e))
+            .collect();
+        // No session id on the row: the session whose span covers the event's time.
+        assert_eq!(folded[0].session_id.as_deref(), Some("auto-2"));
+        assert_eq!(folded[0].source.as_deref(), Some("bing"));
+        assert_eq!(
+            folded[0].display_name,
+            funnelfold_core::names::display_name("a")
+        );
+        assert_eq!(folded[1].session_id.as_deref(), Some("sdk-1"));
+        assert_eq!(folded[1].source.as_deref(), Some("newsletter"));
+        assert_eq!(folded[1].medium.as_deref(), Some("cpc"));
+        // Its session not in the flush: the row's own session id, no attribution.
+        assert_eq!(folded[2].session_id.as_deref(), Some("sdk-9"));
+        assert_eq!(folded[2].source, None);
+    }
+}
