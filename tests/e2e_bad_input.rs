@@ -3,7 +3,7 @@
 //! never stops; every bad record lands in `events.dlq` with its original bytes and the
 //! right reason; the counters balance: read = folded + dead-lettered + duplicates.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! final restart, the projections equal the single-pass result of the pure fold —
 //! nothing lost, nothing counted twice.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use funnelfold_store::{EventCursor, EventFilter, PageRequest, Store};
 const EVENTS: usize = 100_000;
 
 fn start(bootstrap: &str, store: &std::path::Path, until_caught_up: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelfold"));
+    let mut cmd = Command::new(funnelfold_e2e::binary::funnelfold());
     cmd.args([
         "run",
         "--brokers",

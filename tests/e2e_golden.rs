@@ -2,7 +2,7 @@
 //! broker over loopback, consumed and folded by the fold processor, flushed to the
 //! embedded store. What the store holds must equal what the pure fold computes.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ fn golden_fixtures_through_kafka_equal_the_pure_fold() {
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("golden.redb")).expect("store"));
 
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let golden = funnelfold_e2e::repo_file("tests/golden");
     let mut cases: Vec<_> = std::fs::read_dir(&golden)
         .expect("golden dir")
         .map(|e| e.expect("entry").path())

@@ -9,17 +9,16 @@
 //! The rows are read by their status column: when a planned metric is marked emitted,
 //! this test expects it in the scrape without being edited.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::{SimConfig, Simulator};
-use funnelfold_topology::catalogue::{
+use funnelfold_e2e::catalogue::{
     check_scrape, is_unbounded_label, parse_exposition, try_parse_catalogue, MetricKind,
     MetricSpec, MetricStatus,
 };
@@ -41,7 +40,7 @@ const NEEDS_A_FAULT: &[&str] = &[
 const MAX_LABEL_VALUES: usize = 24;
 
 fn catalogue() -> Vec<MetricSpec> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+    let path = funnelfold_e2e::repo_file("docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("docs/metrics.md");
     try_parse_catalogue(&text).unwrap_or_else(|(_, problems)| {
         panic!("docs/metrics.md does not parse:\n{}", problems.join("\n"))
@@ -92,7 +91,7 @@ struct Processor {
 
 impl Processor {
     fn start(args: &[&str]) -> Processor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
+        let mut child = Command::new(funnelfold_e2e::binary::funnelfold())
             .args(args)
             .env_clear()
             .env("RUST_LOG", "warn")

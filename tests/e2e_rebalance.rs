@@ -2,7 +2,7 @@
 //! stopped mid-stream (it flushes and commits what it owns, then leaves the group);
 //! the other takes its partitions over. The projections equal the single-pass result.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 use std::time::Duration;

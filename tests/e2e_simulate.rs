@@ -4,7 +4,7 @@
 //! once, acknowledged; each is stamped with the wall clock of this run, in send order
 //! within a partition. The achieved rate is printed, not checked.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

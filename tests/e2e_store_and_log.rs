@@ -11,7 +11,7 @@
 //! Each ends with projections equal to the pure fold's single pass over the events the
 //! store should hold, retries of earlier events (same `eventId`) included.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! succeed again, the projections must equal the pure fold's: nothing lost. Asked to
 //! stop while writes still fail, it must stop promptly, without committing.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

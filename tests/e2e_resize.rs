@@ -18,8 +18,7 @@
 //! one thing the emulation does not show is the group noticing the new partitions
 //! and rebalancing, which the procedure does not rely on (it restarts the processors).
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 use std::time::Duration;

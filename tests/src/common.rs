@@ -1,7 +1,6 @@
 //! Shared harness of the end-to-end tests: an embedded broker on loopback, producing
 //! records, running processors, and reading the projections back out of a store to
 //! compare them with what the pure fold computes.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
