@@ -90,11 +90,13 @@ struct Processor {
 }
 
 impl Processor {
-    fn start(args: &[&str]) -> Processor {
+    /// Starts `funnelfold ARGS` on `broker`'s topics and group.
+    fn start(broker: &common::TestBroker, args: &[&str]) -> Processor {
         let mut child = Command::new(funnelfold_e2e::binary::funnelfold())
             .args(args)
             .env_clear()
             .env("RUST_LOG", "warn")
+            .envs(broker.env())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -174,7 +176,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
     let store = |name: &str| format!("embedded:{}", dir.path().join(name).display());
 
     let fold_store = store("fold.redb");
-    let fold = Processor::start(&[
+    let fold = Processor::start(&broker, &[
         "run",
         "--brokers",
         &bootstrap,
@@ -189,7 +191,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
     // The query processor reads a store of its own (one redb file has one writer);
     // its profile cache follows the fold processor's profiles.changelog all the same.
     let query_store = store("query.redb");
-    let query = Processor::start(&[
+    let query = Processor::start(&broker, &[
         "query",
         "--brokers",
         &bootstrap,
@@ -232,7 +234,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
         br#"{"eventId":"no-anon","funnelId":"demo","eventName":"page_view","timestamp":1793500000000}"#.to_vec(),
     ));
     let produced = records.len() as f64;
-    rt.block_on(common::produce(&bootstrap, "events.raw", records));
+    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, records));
 
     wait_for("every record to be folded or dead-lettered", || {
         let s = scrape(&fold_metrics);

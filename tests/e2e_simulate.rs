@@ -29,6 +29,7 @@ fn now_ms() -> i64 {
 fn live_producer_sends_acknowledged_records_stamped_now() {
     let broker = common::broker(4);
     let bootstrap = broker.bootstrap_servers().to_owned();
+    let raw = broker.topics().raw.clone();
     let rt = common::runtime();
     let rate = 2_000.0;
     let sim = LiveSimulator::new(producer::live_sim_config("demo", rate, 11), rate);
@@ -46,7 +47,7 @@ fn live_producer_sends_acknowledged_records_stamped_now() {
             });
             producer::produce_live(
                 &KafkaSettings::new(&bootstrap),
-                "events.raw",
+                &raw,
                 sim,
                 &stop,
                 &counter,
@@ -66,12 +67,12 @@ fn live_producer_sends_acknowledged_records_stamped_now() {
     // Read the log back: exactly the records sent, no more, no fewer.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "e2e-simulate-reader")
+        .set("group.id", broker.group("e2e-simulate-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    consumer.subscribe(&["events.raw"]).expect("subscribe");
+    consumer.subscribe(&[raw.as_str()]).expect("subscribe");
     let codec = Codec::new();
     // partition -> (offset, timestamp), and every event id once.
     let mut by_partition: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();

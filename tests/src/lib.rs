@@ -9,6 +9,7 @@
 //! depends on it.
 
 pub mod binary;
+pub mod broker;
 pub mod catalogue;
 pub mod common;
 pub mod up;
