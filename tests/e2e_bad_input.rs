@@ -130,7 +130,8 @@ fn garbage_is_dead_lettered_with_its_reason_and_the_partition_goes_on() {
         .set("receive.message.max.bytes", "100000000")
         .create()
         .expect("dlq consumer");
-    dlq.subscribe(&[broker.topics().dlq.as_str()]).expect("subscribe");
+    dlq.subscribe(&[broker.topics().dlq.as_str()])
+        .expect("subscribe");
     let mut dead: HashMap<Vec<u8>, HashMap<String, String>> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while dead.len() < bad.len() && std::time::Instant::now() < deadline {

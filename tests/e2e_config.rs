@@ -194,8 +194,7 @@ fn the_layers_stack_defaults_file_environment_flags() {
 
 #[test]
 fn the_example_file_is_valid() {
-    let example =
-        funnelfold_e2e::repo_file("config/funnelfold.example.toml");
+    let example = funnelfold_e2e::repo_file("config/funnelfold.example.toml");
     let out = funnelfold(
         &[
             "config",

@@ -176,32 +176,38 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
     let store = |name: &str| format!("embedded:{}", dir.path().join(name).display());
 
     let fold_store = store("fold.redb");
-    let fold = Processor::start(&broker, &[
-        "run",
-        "--brokers",
-        &bootstrap,
-        "--store",
-        &fold_store,
-        "--flush-interval-ms",
-        "100",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let fold = Processor::start(
+        &broker,
+        &[
+            "run",
+            "--brokers",
+            &bootstrap,
+            "--store",
+            &fold_store,
+            "--flush-interval-ms",
+            "100",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let fold_metrics = fold.address("metrics:");
     // The query processor reads a store of its own (one redb file has one writer);
     // its profile cache follows the fold processor's profiles.changelog all the same.
     let query_store = store("query.redb");
-    let query = Processor::start(&broker, &[
-        "query",
-        "--brokers",
-        &bootstrap,
-        "--store",
-        &query_store,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let query = Processor::start(
+        &broker,
+        &[
+            "query",
+            "--brokers",
+            &bootstrap,
+            "--store",
+            &query_store,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let query_metrics = query.address("metrics:");
     let api = query.address("api:");
     // Positioned on profiles.changelog before anything is flushed to it.

@@ -41,7 +41,11 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
             })
             .collect::<Vec<_>>()
     };
-    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, encode(first)));
+    rt.block_on(common::produce(
+        &bootstrap,
+        &broker.topics().raw,
+        encode(first),
+    ));
 
     let mut leaving = broker.processor_config(PipelineConfig::default());
     leaving.stop_when_caught_up = false;

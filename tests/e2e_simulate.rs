@@ -45,14 +45,8 @@ fn live_producer_sends_acknowledged_records_stamped_now() {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 set.store(true, Ordering::Relaxed);
             });
-            producer::produce_live(
-                &KafkaSettings::new(&bootstrap),
-                &raw,
-                sim,
-                &stop,
-                &counter,
-            )
-            .await
+            producer::produce_live(&KafkaSettings::new(&bootstrap), &raw, sim, &stop, &counter)
+                .await
         })
         .expect("every record acknowledged");
     let secs = started.elapsed().as_secs_f64();

@@ -118,9 +118,7 @@ fn a_new_store_under_a_group_that_folded_elsewhere_is_refused_then_rebuilt() {
             "{needle:?} missing from: {message}"
         );
     }
-    let nothing = rt
-        .block_on(b.checkpoint(&g, &raw, 0))
-        .expect("read");
+    let nothing = rt.block_on(b.checkpoint(&g, &raw, 0)).expect("read");
     assert_eq!(nothing, None, "a refused store is left untouched");
 
     fold(&rt, &broker, &g, &b, OnMismatch::Rebuild).expect("store B rebuilds");
@@ -178,7 +176,9 @@ fn a_topic_created_again_is_refused_then_rebased_on_the_kept_state() {
         .expect("read")
         .expect("a checkpoint");
     let named = if first.is_external() {
-        ["topic-id:", "cluster:"].iter().any(|p| old.log.starts_with(p))
+        ["topic-id:", "cluster:"]
+            .iter()
+            .any(|p| old.log.starts_with(p))
     } else {
         old.log.starts_with("embedded:")
     };
@@ -228,8 +228,6 @@ fn a_checkpoint_beyond_the_partitions_end_is_refused() {
     let message = refusal(fold(&rt, &broker, &g, &store, OnMismatch::Refuse));
     assert!(message.contains("beyond the partition's end"), "{message}");
     assert!(message.contains("partition 1"), "{message}");
-    let unchanged: Option<Checkpoint> = rt
-        .block_on(store.checkpoint(&g, &raw, 1))
-        .expect("read");
+    let unchanged: Option<Checkpoint> = rt.block_on(store.checkpoint(&g, &raw, 1)).expect("read");
     assert_eq!(unchanged, Some(beyond));
 }

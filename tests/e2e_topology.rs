@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use funnelfold_e2e::broker::{external, unique_topics, write_topology_files};
 use funnelfold_e2e::common;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use funnelfold_runtime::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 

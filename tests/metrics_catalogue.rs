@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use funnelfold_query::telemetry as query;
-use funnelfold_runtime::telemetry as fold;
+use funnelfold_e2e::catalogue::MetricSpec;
 use funnelfold_e2e::catalogue::{
     is_unbounded_label, try_parse_catalogue, MetricKind, MetricStatus,
 };
-use funnelfold_e2e::catalogue::MetricSpec;
+use funnelfold_query::telemetry as query;
+use funnelfold_runtime::telemetry as fold;
 
 fn catalogue() -> Vec<MetricSpec> {
     let path = funnelfold_e2e::repo_file("docs/metrics.md");

@@ -49,7 +49,12 @@ fn locate() -> Result<PathBuf, String> {
     let path = profile.join(format!("funnelfold{}", std::env::consts::EXE_SUFFIX));
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
-        .map_err(|_| format!("the funnelfold binary is not built ({}): {HOW}", path.display()))?;
+        .map_err(|_| {
+            format!(
+                "the funnelfold binary is not built ({}): {HOW}",
+                path.display()
+            )
+        })?;
     if let Some((source, _)) = newest_source().filter(|(_, changed)| *changed > built) {
         return Err(format!(
             "the funnelfold binary ({}) is older than {}: {HOW}",

@@ -27,7 +27,9 @@ pub const BROKERS_ENV: &str = "FUNNELFOLD_TEST_BROKERS";
 
 /// The external broker's bootstrap servers, when one is given.
 pub fn external() -> Option<String> {
-    std::env::var(BROKERS_ENV).ok().filter(|b| !b.trim().is_empty())
+    std::env::var(BROKERS_ENV)
+        .ok()
+        .filter(|b| !b.trim().is_empty())
 }
 
 pub struct TestBroker {
@@ -120,7 +122,11 @@ impl TestBroker {
     /// A consumer group name of this test's own (`name` itself on the embedded broker).
     pub fn group(&self, name: &str) -> String {
         if self.is_external() {
-            let prefix = self.topics.raw.strip_suffix(&Topics::default().raw).unwrap_or("");
+            let prefix = self
+                .topics
+                .raw
+                .strip_suffix(&Topics::default().raw)
+                .unwrap_or("");
             format!("{prefix}{name}")
         } else {
             name.to_owned()
@@ -214,8 +220,8 @@ pub fn write_topology_files(dir: &std::path::Path, topics: &Topics, partitions: 
     ];
     for file in ["topics.toml", "groups.toml"] {
         let path = crate::repo_file("topology").join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut out = String::new();
         for line in text.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
@@ -239,10 +245,7 @@ pub fn write_topology_files(dir: &std::path::Path, topics: &Topics, partitions: 
 /// that every run's output shows each test's broker.
 pub fn announce(broker: &str) {
     use std::io::Write as _;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let _ = writeln!(std::io::stderr(), "e2e: {test} runs on {broker}");
 }
 
