@@ -3,7 +3,7 @@
 //! never stops; every bad record lands in `events.dlq` with its original bytes and the
 //! right reason; the counters balance: read = folded + dead-lettered + duplicates.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,12 +110,12 @@ fn garbage_is_dead_lettered_with_its_reason_and_the_partition_goes_on() {
         records.push((b"garbage".to_vec(), payload.clone()));
     }
     let total = records.len();
-    rt.block_on(common::produce(&bootstrap, "events.raw", records));
+    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, records));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("bad.redb")).expect("store"));
-    let mut cfg = common::processor_config(&bootstrap, PipelineConfig::default());
+    let mut cfg = broker.processor_config(PipelineConfig::default());
     cfg.stop_when_caught_up = false;
     let handle =
         funnelfold_runtime::spawn(cfg, Arc::clone(&store), rt.handle().clone()).expect("processor");
@@ -123,14 +123,15 @@ fn garbage_is_dead_lettered_with_its_reason_and_the_partition_goes_on() {
     // Read the dead letters back while the processor runs.
     let dlq: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "dlq-reader")
+        .set("group.id", broker.group("dlq-reader"))
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "16777216")
         .set("receive.message.max.bytes", "100000000")
         .create()
         .expect("dlq consumer");
-    dlq.subscribe(&["events.dlq"]).expect("subscribe");
+    dlq.subscribe(&[broker.topics().dlq.as_str()])
+        .expect("subscribe");
     let mut dead: HashMap<Vec<u8>, HashMap<String, String>> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while dead.len() < bad.len() && std::time::Instant::now() < deadline {
@@ -177,7 +178,7 @@ fn garbage_is_dead_lettered_with_its_reason_and_the_partition_goes_on() {
         );
         assert_eq!(
             headers.get("dlq.source.topic").map(String::as_str),
-            Some("events.raw"),
+            Some(broker.topics().raw.as_str()),
             "{label}"
         );
         assert!(

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 /// Runs the binary with only the environment given (none of the caller's
 /// `FUNNELFOLD_*` variables leak in).
 fn funnelfold(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelfold"));
+    let mut cmd = Command::new(funnelfold_e2e::binary::funnelfold());
     cmd.env_clear().env("RUST_LOG", "warn").args(args);
     for (k, v) in env {
         cmd.env(k, v);
@@ -194,8 +194,7 @@ fn the_layers_stack_defaults_file_environment_flags() {
 
 #[test]
 fn the_example_file_is_valid() {
-    let example =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/funnelfold.example.toml");
+    let example = funnelfold_e2e::repo_file("config/funnelfold.example.toml");
     let out = funnelfold(
         &[
             "config",

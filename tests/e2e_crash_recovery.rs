@@ -3,7 +3,7 @@
 //! final restart, the projections equal the single-pass result of the pure fold —
 //! nothing lost, nothing counted twice.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,12 +17,12 @@ use funnelfold_store::{EventCursor, EventFilter, PageRequest, Store};
 
 const EVENTS: usize = 100_000;
 
-fn start(bootstrap: &str, store: &std::path::Path, until_caught_up: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelfold"));
+fn start(broker: &common::TestBroker, store: &std::path::Path, until_caught_up: bool) -> Child {
+    let mut cmd = Command::new(funnelfold_e2e::binary::funnelfold());
     cmd.args([
         "run",
         "--brokers",
-        bootstrap,
+        broker.bootstrap_servers(),
         "--flush-interval-ms",
         "100",
         "--max-dirty",
@@ -31,6 +31,7 @@ fn start(bootstrap: &str, store: &std::path::Path, until_caught_up: bool) -> Chi
     .arg("--store")
     .arg(format!("embedded:{}", store.display()))
     .env("RUST_LOG", "warn")
+    .envs(broker.env())
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
     if until_caught_up {
@@ -65,13 +66,13 @@ fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
             codec.encode_single_object(e),
         )
     });
-    rt.block_on(common::produce(&bootstrap, "events.raw", records));
+    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, records));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.redb");
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for round in 0..4 {
-        let mut child = start(&bootstrap, &path, false);
+        let mut child = start(&broker, &path, false);
         let wait = Duration::from_millis(700 + next(&mut seed) % 1_500);
         std::thread::sleep(wait);
         child.kill().expect("SIGKILL");
@@ -79,7 +80,7 @@ fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
         eprintln!("round {round}: killed after {wait:?} ({status})");
     }
     let started = Instant::now();
-    let status = start(&bootstrap, &path, true).wait().expect("final run");
+    let status = start(&broker, &path, true).wait().expect("final run");
     assert!(status.success(), "final run failed: {status}");
     eprintln!("final run caught up in {:?}", started.elapsed());
 

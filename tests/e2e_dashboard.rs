@@ -10,11 +10,11 @@
 //! it; `demo` feeds the Live tab. With `FUNNELFOLD_SCREENSHOTS=1` the test also writes
 //! each tab's screenshot to `docs/screenshots/` for the README.
 
-mod common;
-mod up;
-mod webdriver;
+use funnelfold_e2e::common;
+use funnelfold_e2e::up;
+use funnelfold_e2e::webdriver;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -111,7 +111,7 @@ fn screenshot(browser: &Browser, name: &str) {
     if std::env::var("FUNNELFOLD_SCREENSHOTS").is_err() {
         return;
     }
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let dir: PathBuf = funnelfold_e2e::repo_file("docs/screenshots");
     std::fs::create_dir_all(&dir).expect("screenshots dir");
     std::fs::write(dir.join(format!("{name}.png")), browser.screenshot()).expect("write png");
 }

@@ -9,8 +9,8 @@
 //! only honest way to fill a disk (CI runs the tests as root). Without it the test
 //! fails saying so, rather than passing without testing anything.
 
-mod common;
-mod up;
+use funnelfold_e2e::common;
+use funnelfold_e2e::up;
 
 use std::path::Path;
 use std::process::Command;
@@ -66,8 +66,15 @@ impl Drop for Tmpfs {
     }
 }
 
-/// `funnelfold up`, killed when the test ends however it ends.
-impl Up {
+/// What this test asks of `funnelfold up` (the harness's [`Up`], killed when the test
+/// ends however it ends).
+trait UpRequests {
+    fn get(&self, path: &str) -> (u16, Value);
+    fn track(&self, prefix: &str, from: usize, n: usize) -> (u16, Value, Vec<String>);
+    fn stored_ids(&self) -> std::collections::HashSet<String>;
+}
+
+impl UpRequests for Up {
     fn get(&self, path: &str) -> (u16, Value) {
         http(&self.api, "GET", path, "")
     }

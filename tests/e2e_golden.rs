@@ -2,7 +2,7 @@
 //! broker over loopback, consumed and folded by the fold processor, flushed to the
 //! embedded store. What the store holds must equal what the pure fold computes.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ fn golden_fixtures_through_kafka_equal_the_pure_fold() {
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("golden.redb")).expect("store"));
 
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let golden = funnelfold_e2e::repo_file("tests/golden");
     let mut cases: Vec<_> = std::fs::read_dir(&golden)
         .expect("golden dir")
         .map(|e| e.expect("entry").path())
@@ -52,11 +52,11 @@ fn golden_fixtures_through_kafka_equal_the_pure_fold() {
     assert!(events.len() > 30, "fixtures missing");
     rt.block_on(common::produce(
         broker.bootstrap_servers(),
-        "events.raw",
+        &broker.topics().raw,
         records,
     ));
 
-    let cfg = common::processor_config(broker.bootstrap_servers(), golden_pipeline());
+    let cfg = broker.processor_config(golden_pipeline());
     let handle =
         funnelfold_runtime::spawn(cfg, Arc::clone(&store), rt.handle().clone()).expect("processor");
     handle.join().expect("processor ran to the end");
@@ -68,7 +68,11 @@ fn golden_fixtures_through_kafka_equal_the_pure_fold() {
     // The flushes published every folded event to events.changelog, keyed by funnel,
     // with the visitor's display name and its session's attribution.
     let folded: i64 = expected.sessions.values().map(|s| s.events).sum();
-    let published = read_events_changelog(broker.bootstrap_servers(), folded as usize);
+    let published = read_events_changelog(
+        broker.bootstrap_servers(),
+        &broker.topics().events_changelog,
+        folded as usize,
+    );
     let ids: std::collections::BTreeSet<(&str, &str)> = published
         .iter()
         .map(|(_, e)| (e.funnel_id.as_str(), e.event_id.as_str()))
@@ -88,7 +92,11 @@ fn golden_fixtures_through_kafka_equal_the_pure_fold() {
 
 /// Reads `events.changelog` from the beginning until `n` distinct events came (or
 /// 20 s passed): (key, record) pairs.
-fn read_events_changelog(bootstrap: &str, n: usize) -> Vec<(String, funnelfold_core::FoldedEvent)> {
+fn read_events_changelog(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(String, funnelfold_core::FoldedEvent)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -97,13 +105,12 @@ fn read_events_changelog(bootstrap: &str, n: usize) -> Vec<(String, funnelfold_c
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let topic = funnelfold_runtime::Topics::default().events_changelog;
     let metadata = consumer
-        .fetch_metadata(Some(&topic), std::time::Duration::from_secs(5))
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
         .expect("metadata");
     let mut tpl = TopicPartitionList::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
             .expect("partition");
     }
     consumer.assign(&tpl).expect("assigned");

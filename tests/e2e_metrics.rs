@@ -9,17 +9,16 @@
 //! The rows are read by their status column: when a planned metric is marked emitted,
 //! this test expects it in the scrape without being edited.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::{SimConfig, Simulator};
-use funnelfold_topology::catalogue::{
+use funnelfold_e2e::catalogue::{
     check_scrape, is_unbounded_label, parse_exposition, try_parse_catalogue, MetricKind,
     MetricSpec, MetricStatus,
 };
@@ -41,7 +40,7 @@ const NEEDS_A_FAULT: &[&str] = &[
 const MAX_LABEL_VALUES: usize = 24;
 
 fn catalogue() -> Vec<MetricSpec> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+    let path = funnelfold_e2e::repo_file("docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("docs/metrics.md");
     try_parse_catalogue(&text).unwrap_or_else(|(_, problems)| {
         panic!("docs/metrics.md does not parse:\n{}", problems.join("\n"))
@@ -91,11 +90,13 @@ struct Processor {
 }
 
 impl Processor {
-    fn start(args: &[&str]) -> Processor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
+    /// Starts `funnelfold ARGS` on `broker`'s topics and group.
+    fn start(broker: &common::TestBroker, args: &[&str]) -> Processor {
+        let mut child = Command::new(funnelfold_e2e::binary::funnelfold())
             .args(args)
             .env_clear()
             .env("RUST_LOG", "warn")
+            .envs(broker.env())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -175,32 +176,38 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
     let store = |name: &str| format!("embedded:{}", dir.path().join(name).display());
 
     let fold_store = store("fold.redb");
-    let fold = Processor::start(&[
-        "run",
-        "--brokers",
-        &bootstrap,
-        "--store",
-        &fold_store,
-        "--flush-interval-ms",
-        "100",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let fold = Processor::start(
+        &broker,
+        &[
+            "run",
+            "--brokers",
+            &bootstrap,
+            "--store",
+            &fold_store,
+            "--flush-interval-ms",
+            "100",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let fold_metrics = fold.address("metrics:");
     // The query processor reads a store of its own (one redb file has one writer);
     // its profile cache follows the fold processor's profiles.changelog all the same.
     let query_store = store("query.redb");
-    let query = Processor::start(&[
-        "query",
-        "--brokers",
-        &bootstrap,
-        "--store",
-        &query_store,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let query = Processor::start(
+        &broker,
+        &[
+            "query",
+            "--brokers",
+            &bootstrap,
+            "--store",
+            &query_store,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let query_metrics = query.address("metrics:");
     let api = query.address("api:");
     // Positioned on profiles.changelog before anything is flushed to it.
@@ -233,7 +240,7 @@ fn the_scrapes_of_both_processors_match_the_catalogue() {
         br#"{"eventId":"no-anon","funnelId":"demo","eventName":"page_view","timestamp":1793500000000}"#.to_vec(),
     ));
     let produced = records.len() as f64;
-    rt.block_on(common::produce(&bootstrap, "events.raw", records));
+    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, records));
 
     wait_for("every record to be folded or dead-lettered", || {
         let s = scrape(&fold_metrics);

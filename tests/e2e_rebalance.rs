@@ -2,7 +2,7 @@
 //! stopped mid-stream (it flushes and commits what it owns, then leaves the group);
 //! the other takes its partitions over. The projections equal the single-pass result.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,22 +41,26 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
             })
             .collect::<Vec<_>>()
     };
-    rt.block_on(common::produce(&bootstrap, "events.raw", encode(first)));
+    rt.block_on(common::produce(
+        &bootstrap,
+        &broker.topics().raw,
+        encode(first),
+    ));
 
-    let mut leaving = common::processor_config(&bootstrap, PipelineConfig::default());
+    let mut leaving = broker.processor_config(PipelineConfig::default());
     leaving.stop_when_caught_up = false;
     let a = funnelfold_runtime::spawn(leaving, Arc::clone(&store), rt.handle().clone())
         .expect("processor a");
-    let mut staying = common::processor_config(&bootstrap, PipelineConfig::default());
+    let mut staying = broker.processor_config(PipelineConfig::default());
     staying.stop_when_caught_up = false;
     let b = funnelfold_runtime::spawn(staying, Arc::clone(&store), rt.handle().clone())
         .expect("processor b");
 
-    // Let both join the group and work, then stop one mid-stream.
-    std::thread::sleep(Duration::from_secs(8));
+    // Let both join the group (a real broker takes seconds), then stop one mid-stream.
+    broker.wait_assigned(&[&a, &b], 6, Duration::from_secs(60));
     rt.block_on(common::produce(
         &bootstrap,
-        "events.raw",
+        &broker.topics().raw,
         encode(&second[..15_000]),
     ));
     // Counters cover the partitions a processor owns now: the first batch may all have
@@ -78,7 +82,7 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
     a.join().expect("processor a stopped cleanly");
     rt.block_on(common::produce(
         &bootstrap,
-        "events.raw",
+        &broker.topics().raw,
         encode(&second[15_000..]),
     ));
 
@@ -90,7 +94,7 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
             let mut total = 0;
             for p in 0..6 {
                 total += store
-                    .checkpoint("funnelfold-fold", "events.raw", p)
+                    .checkpoint(&broker.topics().group, &broker.topics().raw, p)
                     .await
                     .expect("checkpoint")
                     .map_or(0, |c| c.next_offset);

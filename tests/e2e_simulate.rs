@@ -4,7 +4,7 @@
 //! once, acknowledged; each is stamped with the wall clock of this run, in send order
 //! within a partition. The achieved rate is printed, not checked.
 
-mod common;
+use funnelfold_e2e::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,7 @@ fn now_ms() -> i64 {
 fn live_producer_sends_acknowledged_records_stamped_now() {
     let broker = common::broker(4);
     let bootstrap = broker.bootstrap_servers().to_owned();
+    let raw = broker.topics().raw.clone();
     let rt = common::runtime();
     let rate = 2_000.0;
     let sim = LiveSimulator::new(producer::live_sim_config("demo", rate, 11), rate);
@@ -44,14 +45,8 @@ fn live_producer_sends_acknowledged_records_stamped_now() {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 set.store(true, Ordering::Relaxed);
             });
-            producer::produce_live(
-                &KafkaSettings::new(&bootstrap),
-                "events.raw",
-                sim,
-                &stop,
-                &counter,
-            )
-            .await
+            producer::produce_live(&KafkaSettings::new(&bootstrap), &raw, sim, &stop, &counter)
+                .await
         })
         .expect("every record acknowledged");
     let secs = started.elapsed().as_secs_f64();
@@ -66,12 +61,12 @@ fn live_producer_sends_acknowledged_records_stamped_now() {
     // Read the log back: exactly the records sent, no more, no fewer.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "e2e-simulate-reader")
+        .set("group.id", broker.group("e2e-simulate-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    consumer.subscribe(&["events.raw"]).expect("subscribe");
+    consumer.subscribe(&[raw.as_str()]).expect("subscribe");
     let codec = Codec::new();
     // partition -> (offset, timestamp), and every event id once.
     let mut by_partition: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();

@@ -11,7 +11,7 @@
 //! Each ends with projections equal to the pure fold's single pass over the events the
 //! store should hold, retries of earlier events (same `eventId`) included.
 
-mod common;
+use funnelfold_e2e::common::{self, TestBroker};
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ fn events(seed: u64, n: usize) -> Vec<RawEvent> {
     .batch(n)
 }
 
-fn produce(rt: &tokio::runtime::Runtime, bootstrap: &str, events: &[RawEvent]) {
+fn produce(rt: &tokio::runtime::Runtime, broker: &TestBroker, events: &[RawEvent]) {
     let codec = Codec::new();
     let records = events.iter().map(|e| {
         (
@@ -42,7 +42,11 @@ fn produce(rt: &tokio::runtime::Runtime, bootstrap: &str, events: &[RawEvent]) {
             codec.encode_single_object(e),
         )
     });
-    rt.block_on(common::produce(bootstrap, "events.raw", records));
+    rt.block_on(common::produce(
+        broker.bootstrap_servers(),
+        &broker.topics().raw,
+        records,
+    ));
 }
 
 fn open(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
@@ -52,12 +56,12 @@ fn open(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
 /// Runs a processor of `group` until it has read every partition to its end.
 fn fold(
     rt: &tokio::runtime::Runtime,
-    bootstrap: &str,
+    broker: &TestBroker,
     group: &str,
     store: &Arc<dyn Store>,
     on_mismatch: OnMismatch,
 ) -> Result<(), ProcessorError> {
-    let mut cfg = common::processor_config(bootstrap, PipelineConfig::default());
+    let mut cfg = broker.processor_config(PipelineConfig::default());
     cfg.topics.group = group.to_owned();
     cfg.on_log_mismatch = on_mismatch;
     funnelfold_runtime::spawn(cfg, Arc::clone(store), rt.handle().clone())?
@@ -85,25 +89,25 @@ fn assert_holds(rt: &tokio::runtime::Runtime, store: &Arc<dyn Store>, events: &[
 fn a_new_store_under_a_group_that_folded_elsewhere_is_refused_then_rebuilt() {
     let rt = common::runtime();
     let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let (g, raw) = (broker.group("G"), broker.topics().raw.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let first = events(11, 5_000);
-    produce(&rt, &bootstrap, &first);
+    produce(&rt, &broker, &first);
     let a = open(dir.path(), "a.redb");
-    fold(&rt, &bootstrap, "G", &a, OnMismatch::Refuse).expect("store A folds");
+    fold(&rt, &broker, &g, &a, OnMismatch::Refuse).expect("store A folds");
 
     let retries: Vec<RawEvent> = first.iter().step_by(5).take(1_000).cloned().collect();
-    produce(&rt, &bootstrap, &retries);
+    produce(&rt, &broker, &retries);
     let mut all = first.clone();
     all.extend(retries.iter().cloned());
     // Store A, with its group's offsets, takes the retries as the duplicates they are.
-    fold(&rt, &bootstrap, "G", &a, OnMismatch::Refuse).expect("store A goes on");
+    fold(&rt, &broker, &g, &a, OnMismatch::Refuse).expect("store A goes on");
     assert_holds(&rt, &a, &all);
 
     let b = open(dir.path(), "b.redb");
-    let message = refusal(fold(&rt, &bootstrap, "G", &b, OnMismatch::Refuse));
+    let message = refusal(fold(&rt, &broker, &g, &b, OnMismatch::Refuse));
     for needle in [
-        "group `G`",
+        format!("group `{g}`").as_str(),
         "committed offset",
         "no checkpoint",
         "--rebuild",
@@ -114,12 +118,10 @@ fn a_new_store_under_a_group_that_folded_elsewhere_is_refused_then_rebuilt() {
             "{needle:?} missing from: {message}"
         );
     }
-    let nothing = rt
-        .block_on(b.checkpoint("G", "events.raw", 0))
-        .expect("read");
+    let nothing = rt.block_on(b.checkpoint(&g, &raw, 0)).expect("read");
     assert_eq!(nothing, None, "a refused store is left untouched");
 
-    fold(&rt, &bootstrap, "G", &b, OnMismatch::Rebuild).expect("store B rebuilds");
+    fold(&rt, &broker, &g, &b, OnMismatch::Rebuild).expect("store B rebuilds");
     assert_holds(&rt, &b, &all);
 }
 
@@ -127,36 +129,37 @@ fn a_new_store_under_a_group_that_folded_elsewhere_is_refused_then_rebuilt() {
 fn a_store_restored_from_an_older_backup_refolds_what_it_lacks() {
     let rt = common::runtime();
     let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let g = broker.group("G");
     let dir = tempfile::tempdir().expect("tempdir");
     let all = events(12, 6_000);
     let (early, late) = all.split_at(3_000);
-    produce(&rt, &bootstrap, early);
+    produce(&rt, &broker, early);
     {
         let live = open(dir.path(), "live.redb");
-        fold(&rt, &bootstrap, "G", &live, OnMismatch::Refuse).expect("folds");
+        fold(&rt, &broker, &g, &live, OnMismatch::Refuse).expect("folds");
     }
     std::fs::copy(dir.path().join("live.redb"), dir.path().join("backup.redb")).expect("backup");
-    produce(&rt, &bootstrap, late);
+    produce(&rt, &broker, late);
     {
         let live = open(dir.path(), "live.redb");
-        fold(&rt, &bootstrap, "G", &live, OnMismatch::Refuse).expect("folds on");
+        fold(&rt, &broker, &g, &live, OnMismatch::Refuse).expect("folds on");
         assert_holds(&rt, &live, &all);
     }
 
     let restored = open(dir.path(), "backup.redb");
-    let message = refusal(fold(&rt, &bootstrap, "G", &restored, OnMismatch::Refuse));
+    let message = refusal(fold(&rt, &broker, &g, &restored, OnMismatch::Refuse));
     assert!(
         message.contains("restored from an older backup"),
         "{message}"
     );
-    fold(&rt, &bootstrap, "G", &restored, OnMismatch::Rebuild).expect("rebuilds");
+    fold(&rt, &broker, &g, &restored, OnMismatch::Rebuild).expect("rebuilds");
     assert_holds(&rt, &restored, &all);
 }
 
 /// A topic deleted and created again counts from 0 anew; so does a new embedded
-/// broker, which is how this test makes one (each instance names its log, as Kafka's
-/// topic ids name a topic's).
+/// broker, which is how this test makes one on the mock cluster (each instance names
+/// its log, as Kafka's topic ids name a topic's). On an external broker the topics are
+/// deleted and created again.
 #[test]
 fn a_topic_created_again_is_refused_then_rebased_on_the_kept_state() {
     let rt = common::runtime();
@@ -164,70 +167,67 @@ fn a_topic_created_again_is_refused_then_rebased_on_the_kept_state() {
     let store = open(dir.path(), "store.redb");
     let all = events(13, 6_000);
     let (before, after) = all.split_at(4_000);
-    {
-        let broker = common::broker(PARTITIONS);
-        produce(&rt, broker.bootstrap_servers(), before);
-        fold(
-            &rt,
-            broker.bootstrap_servers(),
-            "G",
-            &store,
-            OnMismatch::Refuse,
-        )
-        .expect("folds");
-    }
+    let first = common::broker(PARTITIONS);
+    let (g, raw) = (first.group("G"), first.topics().raw.clone());
+    produce(&rt, &first, before);
+    fold(&rt, &first, &g, &store, OnMismatch::Refuse).expect("folds");
     let old = rt
-        .block_on(store.checkpoint("G", "events.raw", 0))
+        .block_on(store.checkpoint(&g, &raw, 0))
         .expect("read")
         .expect("a checkpoint");
-    assert!(
-        old.log.starts_with("embedded:"),
-        "the log is named by the broker instance: {old:?}"
-    );
+    let named = if first.is_external() {
+        ["topic-id:", "cluster:"]
+            .iter()
+            .any(|p| old.log.starts_with(p))
+    } else {
+        old.log.starts_with("embedded:")
+    };
+    assert!(named, "the log is named by {}: {old:?}", first.name());
 
-    let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
-    produce(&rt, &bootstrap, after);
-    let message = refusal(fold(&rt, &bootstrap, "G", &store, OnMismatch::Refuse));
+    let broker = first.created_again();
+    produce(&rt, &broker, after);
+    let message = refusal(fold(&rt, &broker, &g, &store, OnMismatch::Refuse));
     assert!(message.contains("another log"), "{message}");
     assert!(
         message.contains(&old.log),
         "names the stored log: {message}"
     );
 
-    fold(&rt, &bootstrap, "G", &store, OnMismatch::Rebase).expect("rebases");
+    fold(&rt, &broker, &g, &store, OnMismatch::Rebase).expect("rebases");
     assert_holds(&rt, &store, &all);
     let new = rt
-        .block_on(store.checkpoint("G", "events.raw", 0))
+        .block_on(store.checkpoint(&g, &raw, 0))
         .expect("read")
         .expect("a checkpoint");
     assert_ne!(new.log, old.log, "the checkpoint now names the new log");
 }
 
 #[test]
+#[cfg_attr(
+    broker_lacks = "end-offsets",
+    ignore = "the broker's end offsets are wrong (FUNNELFOLD_TEST_BROKER_LACKS; tansu answered 1 for a partition holding 509 records), so a sound checkpoint is refused as beyond the end first"
+)]
 fn a_checkpoint_beyond_the_partitions_end_is_refused() {
     let rt = common::runtime();
     let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let (g, raw) = (broker.group("G"), broker.topics().raw.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), "store.redb");
     let all = events(14, 2_000);
-    produce(&rt, &bootstrap, &all);
-    fold(&rt, &bootstrap, "G", &store, OnMismatch::Refuse).expect("folds");
+    produce(&rt, &broker, &all);
+    fold(&rt, &broker, &g, &store, OnMismatch::Refuse).expect("folds");
     // The same log, further than it goes: what a broker without topic ids shows after
     // a topic is created again.
     let mut beyond = rt
-        .block_on(store.checkpoint("G", "events.raw", 1))
+        .block_on(store.checkpoint(&g, &raw, 1))
         .expect("read")
         .expect("a checkpoint");
     beyond.next_offset += 1_000_000;
-    rt.block_on(store.set_checkpoint("G", "events.raw", 1, &beyond, 0))
+    rt.block_on(store.set_checkpoint(&g, &raw, 1, &beyond, 0))
         .expect("write");
-    let message = refusal(fold(&rt, &bootstrap, "G", &store, OnMismatch::Refuse));
+    let message = refusal(fold(&rt, &broker, &g, &store, OnMismatch::Refuse));
     assert!(message.contains("beyond the partition's end"), "{message}");
     assert!(message.contains("partition 1"), "{message}");
-    let unchanged: Option<Checkpoint> = rt
-        .block_on(store.checkpoint("G", "events.raw", 1))
-        .expect("read");
+    let unchanged: Option<Checkpoint> = rt.block_on(store.checkpoint(&g, &raw, 1)).expect("read");
     assert_eq!(unchanged, Some(beyond));
 }

@@ -4,7 +4,7 @@
 //! succeed again, the projections must equal the pure fold's: nothing lost. Asked to
 //! stop while writes still fail, it must stop promptly, without committing.
 
-mod common;
+use funnelfold_e2e::common::{self, TestBroker};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -142,7 +142,7 @@ fn events(n: usize) -> Vec<RawEvent> {
     Simulator::new(sim).batch(n)
 }
 
-fn produce(rt: &tokio::runtime::Runtime, bootstrap: &str, events: &[RawEvent]) {
+fn produce(rt: &tokio::runtime::Runtime, broker: &TestBroker, events: &[RawEvent]) {
     let codec = Codec::new();
     let records = events.iter().map(|e| {
         (
@@ -150,7 +150,11 @@ fn produce(rt: &tokio::runtime::Runtime, bootstrap: &str, events: &[RawEvent]) {
             codec.encode_single_object(e),
         )
     });
-    rt.block_on(common::produce(bootstrap, "events.raw", records));
+    rt.block_on(common::produce(
+        broker.bootstrap_servers(),
+        &broker.topics().raw,
+        records,
+    ));
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -162,10 +166,11 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// No partition has a checkpoint: nothing was ever committed to the store.
-fn nothing_committed(rt: &tokio::runtime::Runtime, store: &Fillable) {
+fn nothing_committed(rt: &tokio::runtime::Runtime, broker: &TestBroker, store: &Fillable) {
+    let topics = broker.topics();
     for p in 0..PARTITIONS {
         let checkpoint = rt
-            .block_on(store.inner.checkpoint("funnelfold-fold", "events.raw", p))
+            .block_on(store.inner.checkpoint(&topics.group, &topics.raw, p))
             .expect("checkpoint");
         assert_eq!(
             checkpoint, None,
@@ -176,10 +181,10 @@ fn nothing_committed(rt: &tokio::runtime::Runtime, store: &Fillable) {
 
 fn start(
     rt: &tokio::runtime::Runtime,
-    bootstrap: &str,
+    broker: &TestBroker,
     store: &Arc<Fillable>,
 ) -> (ProcessorHandle, Arc<Health>) {
-    let mut cfg = common::processor_config(bootstrap, PipelineConfig::default());
+    let mut cfg = broker.processor_config(PipelineConfig::default());
     cfg.flush_interval = Duration::from_millis(100);
     let health = Arc::new(Health::new());
     let dyn_store: Arc<dyn Store> = Arc::clone(store) as Arc<dyn Store>;
@@ -205,11 +210,10 @@ fn fillable() -> Arc<Fillable> {
 fn failing_writes_pause_the_processor_unhealthy_and_lose_nothing_once_they_succeed() {
     let rt = common::runtime();
     let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
     let events = events(5_000);
-    produce(&rt, &bootstrap, &events);
+    produce(&rt, &broker, &events);
     let store = fillable();
-    let (handle, health) = start(&rt, &bootstrap, &store);
+    let (handle, health) = start(&rt, &broker, &store);
 
     wait_for(
         "the processor to turn unhealthy",
@@ -227,7 +231,7 @@ fn failing_writes_pause_the_processor_unhealthy_and_lose_nothing_once_they_succe
     assert!(health.status().is_some(), "still unhealthy");
     let failed = store.failed_writes.load(Ordering::SeqCst);
     assert!(failed >= 2, "the flush was retried ({failed} tries)");
-    nothing_committed(&rt, &store);
+    nothing_committed(&rt, &broker, &store);
 
     store.full.store(false, Ordering::SeqCst);
     wait_for("health to return", Duration::from_secs(30), || {
@@ -247,10 +251,9 @@ fn failing_writes_pause_the_processor_unhealthy_and_lose_nothing_once_they_succe
 fn asked_to_stop_while_writes_fail_it_stops_promptly_without_committing() {
     let rt = common::runtime();
     let broker = common::broker(PARTITIONS);
-    let bootstrap = broker.bootstrap_servers().to_owned();
-    produce(&rt, &bootstrap, &events(1_000));
+    produce(&rt, &broker, &events(1_000));
     let store = fillable();
-    let (handle, health) = start(&rt, &bootstrap, &store);
+    let (handle, health) = start(&rt, &broker, &store);
     wait_for(
         "the processor to turn unhealthy",
         Duration::from_secs(60),
@@ -272,5 +275,5 @@ fn asked_to_stop_while_writes_fail_it_stops_promptly_without_committing() {
         }
         other => panic!("expected a stop without committing, got {other:?}"),
     }
-    nothing_committed(&rt, &store);
+    nothing_committed(&rt, &broker, &store);
 }

@@ -9,8 +9,8 @@
 //! the store's checkpoints), and an event accepted just before a SIGKILL died with the
 //! broker's in-memory log.
 
-mod common;
-mod up;
+use funnelfold_e2e::common;
+use funnelfold_e2e::up;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

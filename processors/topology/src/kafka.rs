@@ -360,10 +360,11 @@ impl std::fmt::Display for ApplyReport {
     }
 }
 
-/// What to do about an admin error code.
-fn hint(code: RDKafkaErrorCode) -> &'static str {
+/// What to do about an admin error code from the cluster at `brokers`; the hints that
+/// blame the cluster name it, whichever Kafka-compatible broker it is.
+fn hint(code: RDKafkaErrorCode, brokers: &str) -> String {
     use RDKafkaErrorCode as C;
-    match code {
+    let fixed = match code {
         C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
             "grant this client's principal Create and AlterConfigs on the topic (Kafka ACLs)"
         }
@@ -378,17 +379,22 @@ fn hint(code: RDKafkaErrorCode) -> &'static str {
             "a broker policy (create.topic.policy.class.name / alter.config.policy.class.name) refused it: ask the cluster's operators"
         }
         C::UnsupportedVersion | C::UnsupportedFeature | C::InvalidRequest => {
-            "this cluster does not support the request (librdkafka's mock cluster supports no admin requests)"
+            return format!(
+                "the cluster at {brokers} does not support this request (librdkafka's mock cluster supports no admin request; tansu adds no partitions)"
+            );
         }
         C::RequestTimedOut | C::OperationTimedOut => {
-            "the brokers did not answer in time: run apply again (it is idempotent) or allow a longer operation timeout (librdkafka's mock cluster never answers admin requests)"
+            return format!(
+                "the cluster at {brokers} did not answer in time: run apply again (it is idempotent) or allow a longer operation timeout (librdkafka's mock cluster never answers admin requests)"
+            );
         }
         _ => "run `funnelfold topology plan` to see the cluster's current state, then apply again",
-    }
+    };
+    fixed.to_owned()
 }
 
-fn failed(code: RDKafkaErrorCode) -> String {
-    format!("{code}; {}", hint(code))
+fn failed(code: RDKafkaErrorCode, brokers: &str) -> String {
+    format!("{code}; {}", hint(code, brokers))
 }
 
 /// Carries out a plan: creates topics, replaces settings, then raises partition
@@ -452,7 +458,7 @@ pub async fn apply(
                     "already existed (created since the plan was made); run plan again to compare its settings"
                         .to_owned(),
                 ),
-                Err(code) => Err(failed(code)),
+                Err(code) => Err(failed(code, &settings.brokers)),
             };
             report.outcomes.push(Outcome {
                 action: action.clone(),
@@ -477,10 +483,10 @@ pub async fn apply(
         let result = match admin.alter_configs([&alter], &opts).await {
             Ok(mut results) => match results.pop() {
                 Some(Ok(_)) => Ok(format!("{} setting(s) changed", changes.len())),
-                Some(Err((_, code))) => Err(failed(code)),
+                Some(Err((_, code))) => Err(failed(code, &settings.brokers)),
                 None => Err("the cluster returned no result".to_owned()),
             },
-            Err(e) => Err(admin_error(&e)),
+            Err(e) => Err(admin_error(&e, &settings.brokers)),
         };
         report.outcomes.push(Outcome {
             action: action.clone(),
@@ -528,10 +534,10 @@ pub async fn apply(
         {
             Ok(mut results) => match results.pop() {
                 Some(Ok(_)) => Ok(format!("partitions {from} -> {to}")),
-                Some(Err((_, code))) => Err(failed(code)),
+                Some(Err((_, code))) => Err(failed(code, &settings.brokers)),
                 None => Err("the cluster returned no result".to_owned()),
             },
-            Err(e) => Err(admin_error(&e)),
+            Err(e) => Err(admin_error(&e, &settings.brokers)),
         };
         report.outcomes.push(Outcome {
             action: action.clone(),
@@ -541,8 +547,8 @@ pub async fn apply(
     Ok(report)
 }
 
-fn admin_error(e: &KafkaError) -> String {
-    format!("{e}; {}", hint(error_code(e)))
+fn admin_error(e: &KafkaError, brokers: &str) -> String {
+    format!("{e}; {}", hint(error_code(e), brokers))
 }
 
 /// The code of an admin error (rdkafka's `rdkafka_error_code` leaves `AdminOp` out).

@@ -10,12 +10,10 @@
 //!   [`apply`] carries a plan out with the admin client.
 //! - [`describe()`] prints offsets, lag per group and partition skew.
 //! - [`wait_for_drain`] is the first step of a safe resize (topology/README.md).
-//! - [`catalogue`] reads `docs/metrics.md` and compares it with a `/metrics` scrape.
 //!
 //! What it is not: it creates no topic behind the processors' backs (the processors
 //! never call it), and it does not move replicas between brokers.
 
-pub mod catalogue;
 pub mod describe;
 pub mod diagnostic;
 pub mod error;
@@ -25,7 +23,6 @@ pub mod model;
 pub mod plan;
 mod table;
 
-pub use catalogue::{parse_catalogue, MetricKind, MetricSpec, MetricStatus};
 pub use describe::{describe, DescribeOptions, Description};
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use error::{Result, TopologyError};

@@ -18,8 +18,7 @@
 //! one thing the emulation does not show is the group noticing the new partitions
 //! and rebalancing, which the procedure does not rely on (it restarts the processors).
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
+use funnelfold_e2e::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +32,6 @@ use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::Store;
 use funnelfold_topology::wait_for_drain;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-const RAW: &str = "events.raw";
-const GROUP: &str = "funnelfold-fold";
 
 /// CRC-32 (IEEE), the hash of librdkafka's default `consistent_random` partitioner.
 fn crc32(bytes: &[u8]) -> u32 {
@@ -58,7 +54,7 @@ fn partition_of(key: &str, partitions: u32) -> i32 {
 }
 
 /// Produces the events keyed by anonymous id, routed over `partitions` partitions.
-async fn produce(bootstrap: &str, events: &[RawEvent], partitions: u32) {
+async fn produce(bootstrap: &str, topic: &str, events: &[RawEvent], partitions: u32) {
     let producer: FutureProducer = KafkaSettings::new(bootstrap)
         .producer_config()
         .create()
@@ -67,7 +63,7 @@ async fn produce(bootstrap: &str, events: &[RawEvent], partitions: u32) {
     let mut pending = Vec::new();
     for e in events {
         let payload = codec.encode_single_object(e);
-        let record = FutureRecord::to(RAW)
+        let record = FutureRecord::to(topic)
             .partition(partition_of(&e.anonymous_id, partitions))
             .key(e.anonymous_id.as_bytes())
             .payload(&payload);
@@ -83,14 +79,13 @@ async fn produce(bootstrap: &str, events: &[RawEvent], partitions: u32) {
 }
 
 fn start_two(
-    bootstrap: &str,
+    broker: &common::TestBroker,
     store: &Arc<dyn Store>,
     rt: &tokio::runtime::Runtime,
     write_generation: i64,
 ) -> [ProcessorHandle; 2] {
     let config = || {
-        let mut cfg: ProcessorConfig =
-            common::processor_config(bootstrap, PipelineConfig::default());
+        let mut cfg: ProcessorConfig = broker.processor_config(PipelineConfig::default());
         cfg.stop_when_caught_up = false;
         // The procedure's step 4 (only the ScyllaDB store reads it).
         cfg.engine.write_generation = write_generation;
@@ -130,6 +125,7 @@ fn a_drained_resize_from_4_to_8_partitions_keeps_the_projections_exact() {
     let broker = common::broker_for_two(8);
     let bootstrap = broker.bootstrap_servers().to_owned();
     let settings = KafkaSettings::new(&bootstrap);
+    let (raw, group) = (&broker.topics().raw, &broker.topics().group);
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::temporary().expect("store"));
     let (events, split) = events();
     let (before, after) = events.split_at(split);
@@ -152,25 +148,25 @@ fn a_drained_resize_from_4_to_8_partitions_keeps_the_projections_exact() {
     );
 
     // Before: 4 partitions in use, two fold processors.
-    rt.block_on(produce(&bootstrap, before, 4));
-    let processors = start_two(&bootstrap, &store, &rt, 0);
+    rt.block_on(produce(&bootstrap, raw, before, 4));
+    let processors = start_two(&broker, &store, &rt, 0);
     // 1-3. Producers stopped (nothing more is produced), drain.
     rt.block_on(wait_for_drain(
         &settings,
-        GROUP,
-        RAW,
+        group,
+        raw,
         Duration::from_secs(180),
     ))
     .expect("the group drains");
     // 4. Restart the processors (with the generation raised to the partition count).
     stop(processors);
-    let processors = start_two(&bootstrap, &store, &rt, 8);
+    let processors = start_two(&broker, &store, &rt, 8);
     // 5. Producers resume, routing over 8 partitions.
-    rt.block_on(produce(&bootstrap, after, 8));
+    rt.block_on(produce(&bootstrap, raw, after, 8));
     rt.block_on(wait_for_drain(
         &settings,
-        GROUP,
-        RAW,
+        group,
+        raw,
         Duration::from_secs(180),
     ))
     .expect("the group drains");

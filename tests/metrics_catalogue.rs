@@ -3,17 +3,16 @@
 //! bounded.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use funnelfold_query::telemetry as query;
-use funnelfold_runtime::telemetry as fold;
-use funnelfold_topology::catalogue::{
+use funnelfold_e2e::catalogue::MetricSpec;
+use funnelfold_e2e::catalogue::{
     is_unbounded_label, try_parse_catalogue, MetricKind, MetricStatus,
 };
-use funnelfold_topology::MetricSpec;
+use funnelfold_query::telemetry as query;
+use funnelfold_runtime::telemetry as fold;
 
 fn catalogue() -> Vec<MetricSpec> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+    let path = funnelfold_e2e::repo_file("docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("docs/metrics.md");
     try_parse_catalogue(&text).unwrap_or_else(|(_, problems)| {
         panic!(

@@ -1,6 +1,5 @@
 //! `funnelfold up`, the real binary, as a child process of an end-to-end test: started
 //! on a data directory with an API on a free loopback port, and killed when dropped.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,7 +17,7 @@ impl Up {
     /// Starts `funnelfold up --data DATA` with two partitions, 200 ms flushes and
     /// `args`, and waits until it prints where its API listens.
     pub fn start(data: &Path, args: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_funnelfold"))
+        let mut child = Command::new(crate::binary::funnelfold())
             .arg("up")
             .arg("--data")
             .arg(data)

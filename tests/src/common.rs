@@ -1,7 +1,6 @@
-//! Shared harness of the end-to-end tests: an embedded broker on loopback, producing
+//! Shared harness of the end-to-end tests: a broker (see [`crate::broker`]), producing
 //! records, running processors, and reading the projections back out of a store to
 //! compare them with what the pure fold computes.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -12,10 +11,11 @@ use std::time::Duration;
 use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::{RawEvent, TrafficKey, TrafficRow};
-use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::{KafkaSettings, ProcessorConfig, Topics};
+use funnelfold_runtime::{KafkaSettings, ProcessorConfig};
 use funnelfold_store::{PageRequest, SessionCursor, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+pub use crate::broker::TestBroker;
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -25,8 +25,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-pub fn broker(partitions: i32) -> EmbeddedBroker {
-    EmbeddedBroker::start(1, &Topics::default(), partitions).expect("embedded broker")
+/// The broker of this test (see [`crate::broker`]): the embedded mock cluster, or the
+/// external broker of `FUNNELFOLD_TEST_BROKERS` with topics of the test's own.
+pub fn broker(partitions: i32) -> TestBroker {
+    TestBroker::start(partitions)
 }
 
 /// A broker for tests that start two processors together and need both to own
@@ -35,14 +37,8 @@ pub fn broker(partitions: i32) -> EmbeddedBroker {
 /// an established group; the mock cluster then left the first member without
 /// partitions for over a minute in one run of four under load (a real Kafka hands
 /// them out again), which is not what these tests are about.
-pub fn broker_for_two(partitions: i32) -> EmbeddedBroker {
-    EmbeddedBroker::start_with_rebalance_delay(
-        1,
-        &Topics::default(),
-        partitions,
-        std::time::Duration::from_secs(3),
-    )
-    .expect("embedded broker")
+pub fn broker_for_two(partitions: i32) -> TestBroker {
+    TestBroker::start_with_rebalance_delay(partitions, std::time::Duration::from_secs(3))
 }
 
 /// Produces (key, payload) records to `topic`, every one acknowledged.
