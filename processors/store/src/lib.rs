@@ -112,7 +112,9 @@ pub struct TrafficShare {
 /// of step 3 says nothing of where its sessions landed, and the core's [`FlowKey`]
 /// does not carry it, so the store keeps it beside the key (one stored link per
 /// landing page; step-1 links have `landing == key.from`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct FlowLink {
     pub key: FlowKey,
     pub landing: String,

@@ -152,15 +152,11 @@ impl<'a> Plan<'a> {
         );
 
         let flows = last_per_key(flush.flows.iter().map(|f| (&f.link, f.sessions)), |f| f.0);
-        let retention = last_per_key(
-            flush.retention.iter().map(|r| (&r.key, r.visitors)),
-            |r| r.0,
-        );
+        let retention = last_per_key(flush.retention.iter().map(|r| (&r.key, r.visitors)), |r| {
+            r.0
+        });
         let bots = last_per_key(flush.bots.iter().map(|b| (&b.key, b.events)), |b| b.0);
-        let engaged = last_per_key(
-            flush.engaged.iter().map(|e| (&e.key, e.sessions)),
-            |e| e.0,
-        );
+        let engaged = last_per_key(flush.engaged.iter().map(|e| (&e.key, e.sessions)), |e| e.0);
 
         Plan {
             visitors,

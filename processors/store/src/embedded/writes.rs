@@ -126,7 +126,9 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
         .open_table(FUNNEL_SHARES)
         .map_err(err("open funnel_shares"))?;
     let mut journeys = JourneyTables {
-        flows: txn.open_table(FLOW_SHARES).map_err(err("open flow_shares"))?,
+        flows: txn
+            .open_table(FLOW_SHARES)
+            .map_err(err("open flow_shares"))?,
         retention: txn
             .open_table(RETENTION_SHARES)
             .map_err(err("open retention_shares"))?,
@@ -321,7 +323,11 @@ struct JourneyTables<'t> {
 
 /// Writes one partition flush's journey shares (absolute values: a later flush's share
 /// overwrites an earlier one's).
-fn write_journeys(pf: &PartitionFlush, plan: &Plan<'_>, tables: &mut JourneyTables<'_>) -> Result<()> {
+fn write_journeys(
+    pf: &PartitionFlush,
+    plan: &Plan<'_>,
+    tables: &mut JourneyTables<'_>,
+) -> Result<()> {
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
     let (topic, partition) = (pf.topic.as_str(), pf.partition);
     let mut rows = Vec::with_capacity(plan.flows.len());
@@ -330,7 +336,10 @@ fn write_journeys(pf: &PartitionFlush, plan: &Plan<'_>, tables: &mut JourneyTabl
             link: (*link).clone(),
             sessions: *sessions,
         };
-        rows.push((flow_key(topic, partition, link).0, encode("flow share", &stored)?));
+        rows.push((
+            flow_key(topic, partition, link).0,
+            encode("flow share", &stored)?,
+        ));
     }
     insert_sorted(&mut tables.flows, rows).map_err(w)?;
     let mut rows = Vec::with_capacity(plan.retention.len());
@@ -349,7 +358,10 @@ fn write_journeys(pf: &PartitionFlush, plan: &Plan<'_>, tables: &mut JourneyTabl
             key: (*key).clone(),
             events: *events,
         };
-        rows.push((bot_key(topic, partition, key).0, encode("bot share", &stored)?));
+        rows.push((
+            bot_key(topic, partition, key).0,
+            encode("bot share", &stored)?,
+        ));
     }
     insert_sorted(&mut tables.bots, rows).map_err(w)?;
     let mut rows = Vec::with_capacity(plan.engaged.len());
