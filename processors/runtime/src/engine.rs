@@ -753,12 +753,51 @@ mod tests {
 
     use super::*;
 
+    /// The journey shares of the test stores below: none stored yet.
+    macro_rules! no_journey_shares {
+        () => {
+            fn load_flow_share(
+                &self,
+                _: &str,
+                _: i32,
+                _: &funnelfold_store::FlowLink,
+            ) -> Result<Option<i64>, StoreError> {
+                Ok(None)
+            }
+            fn load_retention_share(
+                &self,
+                _: &str,
+                _: i32,
+                _: &funnelfold_core::projection::RetentionKey,
+            ) -> Result<Option<i64>, StoreError> {
+                Ok(None)
+            }
+            fn load_bot_share(
+                &self,
+                _: &str,
+                _: i32,
+                _: &funnelfold_core::projection::BotKey,
+            ) -> Result<Option<i64>, StoreError> {
+                Ok(None)
+            }
+            fn load_engaged_share(
+                &self,
+                _: &str,
+                _: i32,
+                _: &TrafficKey,
+            ) -> Result<Option<i64>, StoreError> {
+                Ok(None)
+            }
+        };
+    }
+
     /// An empty store whose checkpoint of every partition is `checkpoint`.
     struct Empty {
         checkpoint: i64,
     }
 
     impl BlockingReads for Empty {
+        no_journey_shares!();
         fn checkpoint(&self, _: &str, _: &str, _: i32) -> Result<Option<Checkpoint>, StoreError> {
             Ok(Some(Checkpoint {
                 next_offset: self.checkpoint,
@@ -792,6 +831,7 @@ mod tests {
     }
 
     impl BlockingReads for FlakyShares {
+        no_journey_shares!();
         fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
             Empty { checkpoint: 0 }.checkpoint(g, t, p)
         }
@@ -983,6 +1023,7 @@ mod tests {
     struct WithShopShare(FunnelShare);
 
     impl BlockingReads for WithShopShare {
+        no_journey_shares!();
         fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
             Empty { checkpoint: 0 }.checkpoint(g, t, p)
         }

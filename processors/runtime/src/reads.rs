@@ -2,8 +2,11 @@
 //! thread, a loader on tokio's blocking pool): the one adapter between the store's
 //! async interface and the engine's synchronous [`BlockingReads`].
 
+use funnelfold_core::projection::{BotKey, RetentionKey};
 use funnelfold_core::{TrafficCounts, TrafficKey};
-use funnelfold_store::{BlockingReads, Checkpoint, FunnelShare, Store, StoreError, VisitorKey};
+use funnelfold_store::{
+    BlockingReads, Checkpoint, FlowLink, FunnelShare, Store, StoreError, VisitorKey,
+};
 use tokio::runtime::Handle;
 
 /// A store's reads for the engine: the store's own [`Store::blocking_reads`] where it
@@ -70,6 +73,58 @@ impl BlockingReads for StoreReads<'_> {
         let mut shares = self
             .rt
             .block_on(self.store.load_funnel_shares(topic, partition, &funnels))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &FlowLink,
+    ) -> Result<Option<i64>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .rt
+            .block_on(self.store.load_flow_shares(topic, partition, keys))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_retention_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &RetentionKey,
+    ) -> Result<Option<i64>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .rt
+            .block_on(self.store.load_retention_shares(topic, partition, keys))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_bot_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &BotKey,
+    ) -> Result<Option<i64>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .rt
+            .block_on(self.store.load_bot_shares(topic, partition, keys))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_engaged_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<i64>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .rt
+            .block_on(self.store.load_engaged_shares(topic, partition, keys))?;
         Ok(shares.pop().flatten())
     }
 }

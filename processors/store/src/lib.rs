@@ -11,7 +11,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+use funnelfold_core::{
+    BotKey, BotRow, EventRow, FlowKey, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
+    TrafficCounts, TrafficKey, TrafficRow,
+};
 
 pub mod embedded;
 mod event_rows;
@@ -104,6 +107,59 @@ pub struct TrafficShare {
     pub counts: TrafficCounts,
 }
 
+/// The identity of a page-flow link as stored: the core's key plus the landing page of
+/// the sessions it counts. The landing page is what `startsWith` restricts to: a link
+/// of step 3 says nothing of where its sessions landed, and the core's [`FlowKey`]
+/// does not carry it, so the store keeps it beside the key (one stored link per
+/// landing page; step-1 links have `landing == key.from`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct FlowLink {
+    pub key: FlowKey,
+    pub landing: String,
+}
+
+/// One source partition's share of a page-flow link (sessions), written as an
+/// absolute value like a [`TrafficShare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowShare {
+    pub link: FlowLink,
+    pub sessions: i64,
+}
+
+/// One source partition's share of a retention cell (visitors), absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionShare {
+    pub key: RetentionKey,
+    pub visitors: i64,
+}
+
+/// One source partition's share of a day's bot count of one bot (events), absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotShare {
+    pub key: BotKey,
+    pub events: i64,
+}
+
+/// One source partition's share of the engaged sessions of a traffic aggregate,
+/// absolute. A list of its own beside [`PartitionFlush::traffic`] rather than a field
+/// of [`TrafficShare`]: the fold reports engagement apart (`Sink::engaged`), so a
+/// flush may change one without the other, and the traffic share's type (and the
+/// core's `TrafficCounts`) stay as their writers build them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngagedShare {
+    pub key: TrafficKey,
+    pub sessions: i64,
+}
+
+/// A traffic aggregate with its engaged sessions ([`Store::traffic_sums`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficSum {
+    pub row: TrafficRow,
+    pub engaged_sessions: i64,
+}
+
 /// One source partition's share of a funnel's totals: the events it folded, the
 /// visitors it met first, the oldest and newest event time among them. Like
 /// [`TrafficShare`], each partition owns its share and writes it as an absolute value
@@ -187,17 +243,28 @@ pub struct PartitionFlush {
     /// This partition's absolute share of each funnel it folded events of since the
     /// last flush (funnel id → share).
     pub funnels: Vec<(String, FunnelShare)>,
+    /// This partition's absolute shares of page-flow links, retention cells, bot counts
+    /// and engaged sessions that changed since the last flush.
+    pub flows: Vec<FlowShare>,
+    pub retention: Vec<RetentionShare>,
+    pub bots: Vec<BotShare>,
+    pub engaged: Vec<EngagedShare>,
 }
 
 impl PartitionFlush {
-    /// Projection rows it writes: profiles, sessions written or deleted, traffic and
-    /// funnel shares (event rows and visitor states apart).
+    /// Projection rows it writes: profiles, sessions written or deleted, traffic,
+    /// funnel, flow, retention, bot and engaged shares (event rows and visitor states
+    /// apart).
     pub fn projection_rows(&self) -> usize {
         self.profiles.len()
             + self.sessions.len()
             + self.deleted_sessions.len()
             + self.traffic.len()
             + self.funnels.len()
+            + self.flows.len()
+            + self.retention.len()
+            + self.bots.len()
+            + self.engaged.len()
     }
 }
 
@@ -295,6 +362,55 @@ pub trait Store: Send + Sync {
         funnels: &[String],
     ) -> Result<Vec<Option<FunnelShare>>>;
 
+    // The journey shares' loads and reads answer an error by default: a store that
+    // does not keep them (a wrapper written before them) says so rather than answer
+    // "none", which a fold would take for an empty share and overwrite.
+
+    /// A partition's own shares of page-flow links (sessions), in the order asked.
+    async fn load_flow_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        links: &[FlowLink],
+    ) -> Result<Vec<Option<i64>>> {
+        let _ = (topic, partition, links);
+        Err(not_kept(self.engine(), "page-flow shares"))
+    }
+
+    /// A partition's own shares of retention cells (visitors), in the order asked.
+    async fn load_retention_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[RetentionKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let _ = (topic, partition, keys);
+        Err(not_kept(self.engine(), "retention shares"))
+    }
+
+    /// A partition's own shares of bot counts (events), in the order asked.
+    async fn load_bot_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[BotKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let _ = (topic, partition, keys);
+        Err(not_kept(self.engine(), "bot shares"))
+    }
+
+    /// A partition's own shares of engaged sessions per traffic aggregate, in the
+    /// order asked.
+    async fn load_engaged_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let _ = (topic, partition, keys);
+        Err(not_kept(self.engine(), "engaged-session shares"))
+    }
+
     /// Makes a flush durable. Per partition, the rows and the checkpoint become
     /// durable together; a partition flush whose `next_offset` is not beyond the
     /// stored checkpoint is stale (another owner got further) and is skipped whole, and
@@ -344,6 +460,56 @@ pub trait Store: Send + Sync {
     async fn traffic(&self, funnel_id: &str, from_day: i32, to_day: i32)
         -> Result<Vec<TrafficRow>>;
 
+    /// Like [`Store::traffic`], each row with its engaged sessions (summed over days
+    /// and partitions alike). Rows with no session, conversion, revenue or engaged
+    /// session are left out.
+    async fn traffic_sums(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<TrafficSum>> {
+        let _ = (funnel_id, from_day, to_day);
+        Err(not_kept(self.engine(), "engaged sessions"))
+    }
+
+    /// Page-flow links of a funnel for the sessions started on the UTC days in
+    /// [from_day, to_day], summed over days, partitions and (unless `landing` names
+    /// one) landing pages per (step, from, to); with `landing`, only the links of
+    /// sessions that landed on that exact path. Rows are dated `from_day`, sorted by
+    /// (step, from, to) (strings by UTF-8 bytes); links that sum to 0 are left out.
+    async fn flows(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+        landing: Option<&str>,
+    ) -> Result<Vec<FlowRow>> {
+        let _ = (funnel_id, from_day, to_day, landing);
+        Err(not_kept(self.engine(), "page flows"))
+    }
+
+    /// Retention cells of a funnel for the cohort weeks whose Monday (a day number)
+    /// is in [from_cohort, to_cohort], summed over partitions, sorted by (cohort,
+    /// offset); cells that sum to 0 are left out.
+    async fn retention(
+        &self,
+        funnel_id: &str,
+        from_cohort: i32,
+        to_cohort: i32,
+    ) -> Result<Vec<RetentionRow>> {
+        let _ = (funnel_id, from_cohort, to_cohort);
+        Err(not_kept(self.engine(), "retention"))
+    }
+
+    /// Bot counts of a funnel for the UTC days in [from_day, to_day], summed over days
+    /// and partitions per bot name, dated `from_day`, sorted by bot name (UTF-8
+    /// bytes); bots that sum to 0 are left out.
+    async fn bots(&self, funnel_id: &str, from_day: i32, to_day: i32) -> Result<Vec<BotRow>> {
+        let _ = (funnel_id, from_day, to_day);
+        Err(not_kept(self.engine(), "bot counts"))
+    }
+
     /// Every funnel with folded events, its shares summed over source partitions,
     /// sorted by funnel id (by UTF-8 bytes). Funnels are few: this reads them all.
     async fn funnels(&self) -> Result<Vec<FunnelSummary>>;
@@ -383,4 +549,30 @@ pub trait BlockingReads {
         partition: i32,
         funnel_id: &str,
     ) -> Result<Option<FunnelShare>>;
+    /// A partition's own share of a page-flow link; see [`Store::load_flow_shares`].
+    fn load_flow_share(&self, topic: &str, partition: i32, link: &FlowLink)
+        -> Result<Option<i64>>;
+    /// A partition's own share of a retention cell; see
+    /// [`Store::load_retention_shares`].
+    fn load_retention_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &RetentionKey,
+    ) -> Result<Option<i64>>;
+    /// A partition's own share of a bot count; see [`Store::load_bot_shares`].
+    fn load_bot_share(&self, topic: &str, partition: i32, key: &BotKey) -> Result<Option<i64>>;
+    /// A partition's own share of a traffic aggregate's engaged sessions; see
+    /// [`Store::load_engaged_shares`].
+    fn load_engaged_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<i64>>;
+}
+
+/// What a store that does not keep the journey aggregates answers for them.
+fn not_kept(engine: &str, what: &str) -> StoreError {
+    StoreError::Fatal(format!("the {engine} store does not keep {what}"))
 }

@@ -16,9 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use funnelfold_core::{ProfileRow, SessionRow, TrafficCounts, TrafficKey};
+use funnelfold_core::{BotKey, ProfileRow, RetentionKey, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{Checkpoint, EventRowRef, FunnelShare, PartitionFlush, VisitorKey};
+use crate::{Checkpoint, EventRowRef, FlowLink, FunnelShare, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -43,6 +43,12 @@ pub(crate) struct Plan<'a> {
     pub traffic: Vec<(&'a TrafficKey, &'a TrafficCounts)>,
     /// Funnel shares, by funnel id.
     pub funnels: Vec<(&'a str, &'a FunnelShare)>,
+    /// Journey shares: page-flow links (sessions), retention cells (visitors), bot
+    /// counts (events), engaged sessions per traffic aggregate.
+    pub flows: Vec<(&'a FlowLink, i64)>,
+    pub retention: Vec<(&'a RetentionKey, i64)>,
+    pub bots: Vec<(&'a BotKey, i64)>,
+    pub engaged: Vec<(&'a TrafficKey, i64)>,
 }
 
 /// Keeps the last item per key, in the order of their first appearance (deterministic,
@@ -145,6 +151,13 @@ impl<'a> Plan<'a> {
             |(f, _)| *f,
         );
 
+        let flows = last_per_key(flush.flows.iter().map(|f| (&f.link, f.sessions)), |f| f.0);
+        let retention = last_per_key(flush.retention.iter().map(|r| (&r.key, r.visitors)), |r| {
+            r.0
+        });
+        let bots = last_per_key(flush.bots.iter().map(|b| (&b.key, b.events)), |b| b.0);
+        let engaged = last_per_key(flush.engaged.iter().map(|e| (&e.key, e.sessions)), |e| e.0);
+
         Plan {
             visitors,
             profiles,
@@ -154,6 +167,10 @@ impl<'a> Plan<'a> {
             events: Vec::new(),
             traffic,
             funnels,
+            flows,
+            retention,
+            bots,
+            engaged,
         }
     }
 }

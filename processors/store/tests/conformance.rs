@@ -18,14 +18,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use funnelfold_core::fold::channel_of;
+use funnelfold_core::projection::EXIT;
 use funnelfold_core::{
-    Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch, TrafficCounts, TrafficKey,
+    BotKey, Channel, EventRow, FlowKey, ProfileRow, RetentionKey, Revenue, SessionRow, Touch,
+    TrafficCounts, TrafficKey,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use funnelfold_store::{
-    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, PageRequest, PartitionFlush,
-    SessionCursor, SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
+    BotShare, Checkpoint, EngagedShare, EventCursor, EventFilter, FlowLink, FlowShare, Flush,
+    FunnelShare, PageRequest, PartitionFlush, RetentionShare, SessionCursor, SessionDelete,
+    SessionWrite, Store, TrafficShare, VisitorKey,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -1414,6 +1417,415 @@ async fn funnel_shares_summed(store: &dyn Store, ns: &str) {
 }
 
 // ---------------------------------------------------------------------------------
+// Journeys: page flows, retention, bots, engaged sessions
+
+fn link(funnel: &str, day: i32, landing: &str, step: u8, from: &str, to: &str) -> FlowLink {
+    FlowLink {
+        key: FlowKey {
+            funnel_id: funnel.into(),
+            day,
+            step,
+            from: from.into(),
+            to: to.into(),
+        },
+        landing: landing.into(),
+    }
+}
+
+fn flow(link: &FlowLink, sessions: i64) -> FlowShare {
+    FlowShare {
+        link: link.clone(),
+        sessions,
+    }
+}
+
+/// The flows read as (step, from, to, sessions), each row checked to be dated `day`.
+async fn flows_of(
+    store: &dyn Store,
+    funnel: &str,
+    from: i32,
+    to: i32,
+    landing: Option<&str>,
+) -> Vec<(u8, String, String, i64)> {
+    store
+        .flows(funnel, from, to, landing)
+        .await
+        .expect("flows")
+        .into_iter()
+        .map(|r| {
+            assert_eq!((r.key.funnel_id.as_str(), r.key.day), (funnel, from));
+            (r.key.step, r.key.from, r.key.to, r.sessions)
+        })
+        .collect()
+}
+
+fn links(rows: &[(u8, &str, &str, i64)]) -> Vec<(u8, String, String, i64)> {
+    rows.iter()
+        .map(|&(step, from, to, n)| (step, from.to_string(), to.to_string(), n))
+        .collect()
+}
+
+async fn flow_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let d = 19_675;
+    let home = link(&funnel, d, "/", 1, "/", "/pricing");
+    let home_exit = link(&funnel, d, "/", 2, "/pricing", EXIT);
+    let blog = link(&funnel, d, "/blog", 1, "/blog", "/pricing");
+    let blog_exit = link(&funnel, d, "/blog", 2, "/pricing", EXIT);
+    let mut p0 = part(0, 10);
+    p0.flows.extend([
+        flow(&home, 3),
+        flow(&home_exit, 3),
+        flow(&blog, 2),
+        flow(&blog_exit, 2),
+    ]);
+    let mut p1 = part(1, 10);
+    p1.flows.extend([
+        flow(&home, 4),
+        flow(&link(&funnel, d + 1, "/", 2, "/pricing", "/signup"), 1),
+        // Every session of it moved away: left out of the sums.
+        flow(&link(&funnel, d, "/blog", 1, "/blog", "/about"), 0),
+        // Outside the range read below.
+        flow(&link(&funnel, d + 5, "/", 1, "/", "/x"), 7),
+        flow(&link(&funnel, d - 1, "/", 1, "/", "/y"), 7),
+    ]);
+    store
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
+        .await
+        .expect("apply");
+
+    // Summed over days, partitions and landing pages; sorted by (step, from, to).
+    let all = links(&[
+        (1, "/", "/pricing", 7),
+        (1, "/blog", "/pricing", 2),
+        (2, "/pricing", EXIT, 5),
+        (2, "/pricing", "/signup", 1),
+    ]);
+    assert_eq!(flows_of(store, &funnel, d, d + 1, None).await, all);
+    // startsWith: only the links of the sessions that landed on the path.
+    assert_eq!(
+        flows_of(store, &funnel, d, d + 1, Some("/blog")).await,
+        links(&[(1, "/blog", "/pricing", 2), (2, "/pricing", EXIT, 2)])
+    );
+    assert_eq!(
+        flows_of(store, &funnel, d, d + 1, Some("/")).await,
+        links(&[
+            (1, "/", "/pricing", 7),
+            (2, "/pricing", EXIT, 3),
+            (2, "/pricing", "/signup", 1)
+        ])
+    );
+    assert!(flows_of(store, &funnel, d, d + 1, Some("/nowhere"))
+        .await
+        .is_empty());
+    assert!(flows_of(store, &funnel, d + 1, d, None).await.is_empty());
+    assert!(flows_of(store, &format!("{ns}-other"), d, d + 1, None)
+        .await
+        .is_empty());
+
+    // A partition loads its own shares.
+    let absent = link(&funnel, d, "/", 1, "/", "/nowhere");
+    let keys = [home.clone(), absent.clone()];
+    let load = |partition| store.load_flow_shares(TOPIC, partition, &keys);
+    assert_eq!(load(0).await.expect("shares"), vec![Some(3), None]);
+    assert_eq!(load(1).await.expect("shares"), vec![Some(4), None]);
+    assert_eq!(load(2).await.expect("shares"), vec![None, None]);
+
+    // A stale flush is skipped; a later one replaces the share, not adds to it.
+    let mut behind = part(0, 5);
+    behind.flows.push(flow(&home, 100));
+    store
+        .apply(Arc::new(flush(&group, vec![behind])))
+        .await
+        .expect("apply stale");
+    assert_eq!(flows_of(store, &funnel, d, d + 1, None).await, all);
+    let mut later = part(0, 20);
+    later.flows.extend([flow(&home, 1), flow(&home, 2)]); // the last one wins
+    store
+        .apply(Arc::new(flush(&group, vec![later])))
+        .await
+        .expect("apply later");
+    assert_eq!(load(0).await.expect("shares"), vec![Some(2), None]);
+    assert_eq!(
+        flows_of(store, &funnel, d, d, None).await,
+        links(&[
+            (1, "/", "/pricing", 6),
+            (1, "/blog", "/pricing", 2),
+            (2, "/pricing", EXIT, 5),
+        ])
+    );
+}
+
+fn cell(funnel: &str, cohort: i32, offset: u8, visitors: i64) -> RetentionShare {
+    RetentionShare {
+        key: RetentionKey {
+            funnel_id: funnel.into(),
+            cohort,
+            offset,
+        },
+        visitors,
+    }
+}
+
+async fn retention_of(store: &dyn Store, funnel: &str, from: i32, to: i32) -> Vec<(i32, u8, i64)> {
+    store
+        .retention(funnel, from, to)
+        .await
+        .expect("retention")
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.key.funnel_id, funnel);
+            (r.key.cohort, r.key.offset, r.visitors)
+        })
+        .collect()
+}
+
+async fn retention_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let c = 19_674; // a Monday (2023-11-13)
+    let mut p0 = part(0, 10);
+    p0.retention.extend([
+        cell(&funnel, c, 0, 5),
+        cell(&funnel, c, 1, 2),
+        cell(&funnel, c + 7, 0, 3),
+    ]);
+    let mut p1 = part(1, 10);
+    p1.retention.extend([
+        cell(&funnel, c, 0, 4),
+        cell(&funnel, c, 3, 1),
+        cell(&funnel, c + 7, 1, 0),
+        cell(&funnel, c + 14, 0, 9),
+        cell(&funnel, c - 7, 0, 9),
+    ]);
+    store
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
+        .await
+        .expect("apply");
+
+    let both = vec![(c, 0, 9), (c, 1, 2), (c, 3, 1), (c + 7, 0, 3)];
+    assert_eq!(retention_of(store, &funnel, c, c + 7).await, both);
+    assert_eq!(
+        retention_of(store, &funnel, c + 7, c + 7).await,
+        vec![(c + 7, 0, 3)]
+    );
+    assert!(retention_of(store, &funnel, c + 7, c).await.is_empty());
+    assert!(retention_of(store, &format!("{ns}-other"), c, c + 7)
+        .await
+        .is_empty());
+
+    let keys = [cell(&funnel, c, 0, 0).key, cell(&funnel, c, 2, 0).key];
+    let load = |partition| store.load_retention_shares(TOPIC, partition, &keys);
+    assert_eq!(load(0).await.expect("shares"), vec![Some(5), None]);
+    assert_eq!(load(1).await.expect("shares"), vec![Some(4), None]);
+    assert_eq!(load(2).await.expect("shares"), vec![None, None]);
+
+    let mut behind = part(1, 9);
+    behind.retention.push(cell(&funnel, c, 0, 100));
+    store
+        .apply(Arc::new(flush(&group, vec![behind])))
+        .await
+        .expect("apply stale");
+    assert_eq!(retention_of(store, &funnel, c, c + 7).await, both);
+    // A visitor moved to another cohort: its cells drop to 0 and leave the sums.
+    let mut later = part(1, 20);
+    later
+        .retention
+        .extend([cell(&funnel, c, 0, 3), cell(&funnel, c, 3, 0)]);
+    store
+        .apply(Arc::new(flush(&group, vec![later])))
+        .await
+        .expect("apply later");
+    assert_eq!(load(1).await.expect("shares"), vec![Some(3), None]);
+    assert_eq!(
+        retention_of(store, &funnel, c, c + 7).await,
+        vec![(c, 0, 8), (c, 1, 2), (c + 7, 0, 3)]
+    );
+}
+
+fn bot(funnel: &str, day: i32, name: &str, events: i64) -> BotShare {
+    BotShare {
+        key: BotKey {
+            funnel_id: funnel.into(),
+            day,
+            bot: name.into(),
+        },
+        events,
+    }
+}
+
+async fn bots_of(store: &dyn Store, funnel: &str, from: i32, to: i32) -> Vec<(String, i64)> {
+    store
+        .bots(funnel, from, to)
+        .await
+        .expect("bots")
+        .into_iter()
+        .map(|r| {
+            assert_eq!((r.key.funnel_id.as_str(), r.key.day), (funnel, from));
+            (r.key.bot, r.events)
+        })
+        .collect()
+}
+
+fn named(rows: &[(&str, i64)]) -> Vec<(String, i64)> {
+    rows.iter().map(|&(n, e)| (n.to_string(), e)).collect()
+}
+
+async fn bot_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let d = 19_675;
+    let mut p0 = part(0, 10);
+    p0.bots.extend([
+        bot(&funnel, d, "Googlebot", 10),
+        bot(&funnel, d + 1, "Googlebot", 5),
+        bot(&funnel, d, "bingbot", 2),
+    ]);
+    let mut p1 = part(1, 10);
+    p1.bots.extend([
+        bot(&funnel, d, "Googlebot", 1),
+        bot(&funnel, d + 1, "AhrefsBot", 4),
+        bot(&funnel, d, "Slurp", 0),
+        bot(&funnel, d + 3, "Googlebot", 100),
+    ]);
+    store
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
+        .await
+        .expect("apply");
+
+    // Summed per bot over days and partitions, sorted by name (UTF-8 bytes).
+    let both = named(&[("AhrefsBot", 4), ("Googlebot", 16), ("bingbot", 2)]);
+    assert_eq!(bots_of(store, &funnel, d, d + 1).await, both);
+    assert_eq!(
+        bots_of(store, &funnel, d + 1, d + 3).await,
+        named(&[("AhrefsBot", 4), ("Googlebot", 105)])
+    );
+    assert!(bots_of(store, &funnel, d + 1, d).await.is_empty());
+
+    let keys = [
+        bot(&funnel, d, "Googlebot", 0).key,
+        bot(&funnel, d, "AhrefsBot", 0).key,
+    ];
+    let load = |partition| store.load_bot_shares(TOPIC, partition, &keys);
+    assert_eq!(load(0).await.expect("shares"), vec![Some(10), None]);
+    assert_eq!(load(1).await.expect("shares"), vec![Some(1), None]);
+
+    let mut behind = part(0, 10); // not beyond the checkpoint: a replay
+    behind.bots.push(bot(&funnel, d, "Googlebot", 100));
+    store
+        .apply(Arc::new(flush(&group, vec![behind])))
+        .await
+        .expect("apply stale");
+    assert_eq!(bots_of(store, &funnel, d, d + 1).await, both);
+    let mut later = part(0, 11);
+    later.bots.push(bot(&funnel, d, "Googlebot", 12));
+    store
+        .apply(Arc::new(flush(&group, vec![later])))
+        .await
+        .expect("apply later");
+    assert_eq!(load(0).await.expect("shares"), vec![Some(12), None]);
+    assert_eq!(
+        bots_of(store, &funnel, d, d).await,
+        named(&[("Googlebot", 13), ("bingbot", 2)])
+    );
+}
+
+fn engaged(key: &TrafficKey, sessions: i64) -> EngagedShare {
+    EngagedShare {
+        key: key.clone(),
+        sessions,
+    }
+}
+
+/// Traffic rows with their engaged sessions as (source, sessions, engaged), each row
+/// checked against the traffic read without them.
+async fn traffic_sums_of(
+    store: &dyn Store,
+    funnel: &str,
+    from: i32,
+    to: i32,
+) -> Vec<(String, i64, i64)> {
+    let sums = store
+        .traffic_sums(funnel, from, to)
+        .await
+        .expect("traffic sums");
+    let mut plain = store.traffic(funnel, from, to).await.expect("traffic");
+    plain.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut rows: Vec<_> = sums.iter().map(|s| s.row.clone()).collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(rows, plain, "the same rows as the traffic read");
+    let mut out: Vec<_> = sums
+        .into_iter()
+        .map(|s| (s.row.key.source, s.row.counts.sessions, s.engaged_sessions))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn engaged_shares_summed(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    let d = 19_675;
+    let google = share(&funnel, d, "google", 3, 1, eur(1000));
+    let bing = share(&funnel, d + 1, "bing", 2, 0, Revenue::new());
+    let mut p0 = part(0, 10);
+    p0.traffic.push(google.clone());
+    p0.engaged.push(engaged(&google.key, 2));
+    let mut p1 = part(1, 10);
+    p1.traffic
+        .push(share(&funnel, d, "google", 4, 0, Revenue::new()));
+    p1.engaged.push(engaged(&google.key, 1));
+    p1.traffic.push(bing.clone());
+    p1.engaged.push(engaged(&bing.key, 0));
+    p1.engaged.push(engaged(
+        &share(&funnel, d + 40, "google", 0, 0, Revenue::new()).key,
+        9,
+    ));
+    store
+        .apply(Arc::new(flush(&group, vec![p0, p1])))
+        .await
+        .expect("apply");
+
+    let both = vec![("bing".to_string(), 2, 0), ("google".to_string(), 7, 3)];
+    assert_eq!(traffic_sums_of(store, &funnel, d, d + 1).await, both);
+    assert!(traffic_sums_of(store, &funnel, d + 1, d).await.is_empty());
+
+    let keys = [google.key.clone(), bing.key.clone()];
+    let load = |partition| store.load_engaged_shares(TOPIC, partition, &keys);
+    assert_eq!(load(0).await.expect("shares"), vec![Some(2), None]);
+    assert_eq!(load(1).await.expect("shares"), vec![Some(1), Some(0)]);
+    assert_eq!(load(2).await.expect("shares"), vec![None, None]);
+
+    let mut behind = part(0, 3);
+    behind.engaged.push(engaged(&google.key, 100));
+    store
+        .apply(Arc::new(flush(&group, vec![behind])))
+        .await
+        .expect("apply stale");
+    assert_eq!(traffic_sums_of(store, &funnel, d, d + 1).await, both);
+    // A flush that changes only the engaged share leaves the traffic share as it was.
+    let mut later = part(0, 20);
+    later.engaged.push(engaged(&google.key, 3));
+    store
+        .apply(Arc::new(flush(&group, vec![later])))
+        .await
+        .expect("apply later");
+    assert_eq!(load(0).await.expect("shares"), vec![Some(3), None]);
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 0, &keys[..1])
+            .await
+            .expect("traffic shares"),
+        vec![Some(google.counts.clone())]
+    );
+    assert_eq!(
+        traffic_sums_of(store, &funnel, d, d).await,
+        vec![("google".to_string(), 7, 4)]
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Engines
 
 mod engines {
@@ -1551,4 +1963,8 @@ conformance!(
     traffic_shares_summed,
     partition_loads_its_own_share,
     funnel_shares_summed,
+    flow_shares_summed,
+    retention_shares_summed,
+    bot_shares_summed,
+    engaged_shares_summed,
 );

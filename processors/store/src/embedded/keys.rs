@@ -1,9 +1,9 @@
 //! How the embedded engine builds its keys: composite byte strings whose byte order is
 //! the order of their parts, so that every query is a range scan.
 
-use funnelfold_core::TrafficKey;
+use funnelfold_core::{BotKey, RetentionKey, TrafficKey};
 
-use crate::{Result, StoreError};
+use crate::{FlowLink, Result, StoreError};
 
 /// Builds order-preserving composite keys.
 ///
@@ -81,6 +81,37 @@ pub(super) fn traffic_key(topic: &str, partition: i32, key: &TrafficKey) -> Key 
         .str(&key.source)
         .str(&key.medium)
         .str(&key.campaign)
+        .str(topic)
+        .i32(partition)
+}
+
+pub(super) fn flow_key(topic: &str, partition: i32, link: &FlowLink) -> Key {
+    let k = &link.key;
+    Key::new()
+        .str(&k.funnel_id)
+        .i32(k.day)
+        .str(&link.landing)
+        .i32(i32::from(k.step))
+        .str(&k.from)
+        .str(&k.to)
+        .str(topic)
+        .i32(partition)
+}
+
+pub(super) fn retention_key(topic: &str, partition: i32, key: &RetentionKey) -> Key {
+    Key::new()
+        .str(&key.funnel_id)
+        .i32(key.cohort)
+        .i32(i32::from(key.offset))
+        .str(topic)
+        .i32(partition)
+}
+
+pub(super) fn bot_key(topic: &str, partition: i32, key: &BotKey) -> Key {
+    Key::new()
+        .str(&key.funnel_id)
+        .i32(key.day)
+        .str(&key.bot)
         .str(topic)
         .i32(partition)
 }

@@ -30,6 +30,10 @@ pub(super) fn create_tables(db: &Database) -> Result<()> {
             EVENTS_BY_VISITOR,
             TRAFFIC_SHARES,
             FUNNEL_SHARES,
+            FLOW_SHARES,
+            RETENTION_SHARES,
+            BOT_SHARES,
+            ENGAGED_SHARES,
         ] {
             txn.open_table(def).map_err(open)?;
         }

@@ -6,17 +6,23 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use funnelfold_core::{EventRow, ProfileRow, SessionRow, TrafficCounts, TrafficKey, TrafficRow};
+use funnelfold_core::{
+    BotKey, BotRow, EventRow, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
+    TrafficCounts, TrafficKey, TrafficRow,
+};
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
 };
 use serde::de::DeserializeOwned;
 
 use crate::queries::distinct;
-use crate::shares::{sum_funnel_shares, sum_traffic_shares};
+use crate::shares::{
+    sum_bot_shares, sum_flow_shares, sum_funnel_shares, sum_retention_shares, sum_traffic_shares,
+    sum_traffic_with_engaged,
+};
 use crate::{
-    BlockingReads, Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary,
-    PageRequest, Result, SessionCursor, Store, VisitorKey,
+    BlockingReads, Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare,
+    FunnelSummary, PageRequest, Result, SessionCursor, Store, TrafficSum, VisitorKey,
 };
 
 use super::db::storage_error;
@@ -101,6 +107,73 @@ fn funnel_shares_in(
     })
 }
 
+fn flow_shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    links: &[FlowLink],
+) -> Result<Vec<Option<i64>>> {
+    let keys = links.iter().map(|l| flow_key(topic, partition, l));
+    get_each(txn, FLOW_SHARES, keys, |v| {
+        decode::<StoredFlow>("flow share", v).map(|s| s.sessions)
+    })
+}
+
+fn retention_shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    keys: &[RetentionKey],
+) -> Result<Vec<Option<i64>>> {
+    let keys = keys.iter().map(|k| retention_key(topic, partition, k));
+    get_each(txn, RETENTION_SHARES, keys, |v| {
+        decode::<StoredRetention>("retention share", v).map(|s| s.visitors)
+    })
+}
+
+fn bot_shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    keys: &[BotKey],
+) -> Result<Vec<Option<i64>>> {
+    let keys = keys.iter().map(|k| bot_key(topic, partition, k));
+    get_each(txn, BOT_SHARES, keys, |v| {
+        decode::<StoredBot>("bot share", v).map(|s| s.events)
+    })
+}
+
+fn engaged_shares_in(
+    txn: &ReadTransaction,
+    topic: &str,
+    partition: i32,
+    keys: &[TrafficKey],
+) -> Result<Vec<Option<i64>>> {
+    let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
+    get_each(txn, ENGAGED_SHARES, keys, |v| {
+        decode::<StoredEngaged>("engaged share", v).map(|s| s.sessions)
+    })
+}
+
+/// Every row of `table` in the range of a funnel's buckets (days, or cohort weeks)
+/// [from, to]: the first parts of its keys.
+fn bucket_range<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<Bytes, Bytes>,
+    what: &str,
+    funnel_id: &str,
+    from: i32,
+    to: i32,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let lower = Key::new().str(funnel_id).i32(from).0;
+    let upper = prefix_end(Key::new().str(funnel_id).i32(to).bytes());
+    scan_back(txn, table, what, lower, upper, usize::MAX, keep)
+}
+
 /// Looks each key up in `table`, in order, turning the values found into `T`.
 fn get_each<T>(
     txn: &ReadTransaction,
@@ -160,6 +233,58 @@ impl BlockingReads for EmbeddedStore {
         let mut shares = self
             .db
             .with(|db| read_now(db, |txn| funnel_shares_in(txn, topic, partition, &funnels)))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &FlowLink,
+    ) -> Result<Option<i64>> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| flow_shares_in(txn, topic, partition, keys)))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_retention_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &RetentionKey,
+    ) -> Result<Option<i64>> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| retention_shares_in(txn, topic, partition, keys)))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_bot_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &BotKey,
+    ) -> Result<Option<i64>> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| bot_shares_in(txn, topic, partition, keys)))?;
+        Ok(shares.pop().flatten())
+    }
+
+    fn load_engaged_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &TrafficKey,
+    ) -> Result<Option<i64>> {
+        let keys = std::slice::from_ref(key);
+        let mut shares = self
+            .db
+            .with(|db| read_now(db, |txn| engaged_shares_in(txn, topic, partition, keys)))?;
         Ok(shares.pop().flatten())
     }
 }
@@ -252,6 +377,50 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Option<FunnelShare>>> {
         let (topic, funnels) = (topic.to_owned(), funnels.to_vec());
         self.read(move |txn| funnel_shares_in(txn, &topic, partition, &funnels))
+            .await
+    }
+
+    async fn load_flow_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        links: &[FlowLink],
+    ) -> Result<Vec<Option<i64>>> {
+        let (topic, links) = (topic.to_owned(), links.to_vec());
+        self.read(move |txn| flow_shares_in(txn, &topic, partition, &links))
+            .await
+    }
+
+    async fn load_retention_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[RetentionKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let (topic, keys) = (topic.to_owned(), keys.to_vec());
+        self.read(move |txn| retention_shares_in(txn, &topic, partition, &keys))
+            .await
+    }
+
+    async fn load_bot_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[BotKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let (topic, keys) = (topic.to_owned(), keys.to_vec());
+        self.read(move |txn| bot_shares_in(txn, &topic, partition, &keys))
+            .await
+    }
+
+    async fn load_engaged_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<i64>>> {
+        let (topic, keys) = (topic.to_owned(), keys.to_vec());
+        self.read(move |txn| engaged_shares_in(txn, &topic, partition, &keys))
             .await
     }
 
@@ -447,6 +616,117 @@ impl Store for EmbeddedStore {
                 &funnel_id,
                 from_day,
                 shares.into_iter().map(|s| (s.key, s.counts)),
+            ))
+        })
+        .await
+    }
+
+    async fn traffic_sums(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<TrafficSum>> {
+        let funnel_id = funnel_id.to_string();
+        self.read(move |txn| {
+            let shares: Vec<StoredShare> = bucket_range(
+                txn,
+                TRAFFIC_SHARES,
+                "traffic_shares",
+                &funnel_id,
+                from_day,
+                to_day,
+                |_: &StoredShare| true,
+            )?;
+            let engaged: Vec<StoredEngaged> = bucket_range(
+                txn,
+                ENGAGED_SHARES,
+                "engaged_shares",
+                &funnel_id,
+                from_day,
+                to_day,
+                |_: &StoredEngaged| true,
+            )?;
+            Ok(sum_traffic_with_engaged(
+                &funnel_id,
+                from_day,
+                shares.into_iter().map(|s| (s.key, s.counts)),
+                engaged.into_iter().map(|e| (e.key, e.sessions)),
+            ))
+        })
+        .await
+    }
+
+    async fn flows(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+        landing: Option<&str>,
+    ) -> Result<Vec<FlowRow>> {
+        let funnel_id = funnel_id.to_string();
+        let landing = landing.map(str::to_owned);
+        self.read(move |txn| {
+            let landing = landing.as_deref();
+            let shares: Vec<StoredFlow> = bucket_range(
+                txn,
+                FLOW_SHARES,
+                "flow_shares",
+                &funnel_id,
+                from_day,
+                to_day,
+                |s: &StoredFlow| landing.is_none_or(|l| l == s.link.landing),
+            )?;
+            Ok(sum_flow_shares(
+                &funnel_id,
+                from_day,
+                landing,
+                shares.into_iter().map(|s| (s.link, s.sessions)),
+            ))
+        })
+        .await
+    }
+
+    async fn retention(
+        &self,
+        funnel_id: &str,
+        from_cohort: i32,
+        to_cohort: i32,
+    ) -> Result<Vec<RetentionRow>> {
+        let funnel_id = funnel_id.to_string();
+        self.read(move |txn| {
+            let shares: Vec<StoredRetention> = bucket_range(
+                txn,
+                RETENTION_SHARES,
+                "retention_shares",
+                &funnel_id,
+                from_cohort,
+                to_cohort,
+                |_: &StoredRetention| true,
+            )?;
+            Ok(sum_retention_shares(
+                shares.into_iter().map(|s| (s.key, s.visitors)),
+            ))
+        })
+        .await
+    }
+
+    async fn bots(&self, funnel_id: &str, from_day: i32, to_day: i32) -> Result<Vec<BotRow>> {
+        let funnel_id = funnel_id.to_string();
+        self.read(move |txn| {
+            let shares: Vec<StoredBot> = bucket_range(
+                txn,
+                BOT_SHARES,
+                "bot_shares",
+                &funnel_id,
+                from_day,
+                to_day,
+                |_: &StoredBot| true,
+            )?;
+            Ok(sum_bot_shares(
+                &funnel_id,
+                from_day,
+                shares.into_iter().map(|s| (s.key, s.events)),
             ))
         })
         .await

@@ -1,10 +1,10 @@
 //! What each table of the embedded engine holds, and how its values are encoded.
 
-use funnelfold_core::{TrafficCounts, TrafficKey};
+use funnelfold_core::{BotKey, RetentionKey, TrafficCounts, TrafficKey};
 use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{FunnelShare, Result, StoreError};
+use crate::{FlowLink, FunnelShare, Result, StoreError};
 
 pub(super) type Bytes = &'static [u8];
 
@@ -96,6 +96,51 @@ pub(super) const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> =
 /// the funnels listing reads all of it.
 pub(super) const FUNNEL_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("funnel_shares");
+
+/// (funnel, day, landing, step, from, to, topic, partition) → [`StoredFlow`]: a page of
+/// flows is a scan of the (funnel, day) range; `startsWith` keeps one landing of it.
+pub(super) const FLOW_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("flow_shares");
+/// (funnel, cohort, offset, topic, partition) → [`StoredRetention`]: a range of
+/// cohort weeks is one scan.
+pub(super) const RETENTION_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("retention_shares");
+/// (funnel, day, bot, topic, partition) → [`StoredBot`].
+pub(super) const BOT_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("bot_shares");
+/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredEngaged`]: keyed
+/// like [`TRAFFIC_SHARES`], so that the traffic read scans the same range of both. A
+/// table of its own rather than a field of [`StoredShare`]: the traffic shares that
+/// stores already hold then read as they are, and a flush that changes only one of the
+/// two writes only that one.
+pub(super) const ENGAGED_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("engaged_shares");
+
+/// A flow share as stored, its link with it (no key decoding on a scan).
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredFlow {
+    pub(super) link: FlowLink,
+    pub(super) sessions: i64,
+}
+
+/// A retention share as stored.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredRetention {
+    pub(super) key: RetentionKey,
+    pub(super) visitors: i64,
+}
+
+/// A bot share as stored.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredBot {
+    pub(super) key: BotKey,
+    pub(super) events: i64,
+}
+
+/// An engaged-session share as stored.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredEngaged {
+    pub(super) key: TrafficKey,
+    pub(super) sessions: i64,
+}
 
 /// A funnel share as stored, with its funnel id so that the listing needs no key
 /// decoding.

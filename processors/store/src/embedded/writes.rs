@@ -11,7 +11,10 @@ use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
 
 use super::db::storage_error;
 use super::events::EventBlocks;
-use super::keys::{checkpoint_key, funnel_share_key, traffic_key, visitor_key, Key};
+use super::keys::{
+    bot_key, checkpoint_key, flow_key, funnel_share_key, retention_key, traffic_key, visitor_key,
+    Key,
+};
 use super::reads::read_checkpoint;
 use super::tables::*;
 use super::EmbeddedStore;
@@ -122,6 +125,18 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     let mut funnels = txn
         .open_table(FUNNEL_SHARES)
         .map_err(err("open funnel_shares"))?;
+    let mut journeys = JourneyTables {
+        flows: txn
+            .open_table(FLOW_SHARES)
+            .map_err(err("open flow_shares"))?,
+        retention: txn
+            .open_table(RETENTION_SHARES)
+            .map_err(err("open retention_shares"))?,
+        bots: txn.open_table(BOT_SHARES).map_err(err("open bot_shares"))?,
+        engaged: txn
+            .open_table(ENGAGED_SHARES)
+            .map_err(err("open engaged_shares"))?,
+    };
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
 
     // The partition flushes to write: not stale, and in order (a flush may list a
@@ -174,6 +189,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
                 &mut sessions,
                 &mut by_start,
                 &mut traffic,
+                &mut journeys,
             )?;
             // Absolute shares: a later entry for the same funnel overwrites an earlier.
             for (funnel_id, share) in &pf.funnels {
@@ -220,7 +236,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
 }
 
 /// Writes one partition flush's rows: visitor states, profiles, sessions and their
-/// index, traffic shares (not its events, nor its checkpoint).
+/// index, traffic and journey shares (not its events, nor its checkpoint).
 fn write_rows(
     pf: &PartitionFlush,
     visitors: &mut redb::Table<'_, Bytes, Bytes>,
@@ -228,6 +244,7 @@ fn write_rows(
     sessions: &mut redb::Table<'_, Bytes, i64>,
     by_start: &mut redb::Table<'_, Bytes, Bytes>,
     traffic: &mut redb::Table<'_, Bytes, Bytes>,
+    journeys: &mut JourneyTables<'_>,
 ) -> Result<()> {
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
     let plan = Plan::rows_of(pf);
@@ -293,6 +310,70 @@ fn write_rows(
             .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
             .map_err(w)?;
     }
+    write_journeys(pf, &plan, journeys)
+}
+
+/// The tables of the journey shares, open in a write transaction.
+struct JourneyTables<'t> {
+    flows: redb::Table<'t, Bytes, Bytes>,
+    retention: redb::Table<'t, Bytes, Bytes>,
+    bots: redb::Table<'t, Bytes, Bytes>,
+    engaged: redb::Table<'t, Bytes, Bytes>,
+}
+
+/// Writes one partition flush's journey shares (absolute values: a later flush's share
+/// overwrites an earlier one's).
+fn write_journeys(
+    pf: &PartitionFlush,
+    plan: &Plan<'_>,
+    tables: &mut JourneyTables<'_>,
+) -> Result<()> {
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+    let (topic, partition) = (pf.topic.as_str(), pf.partition);
+    let mut rows = Vec::with_capacity(plan.flows.len());
+    for (link, sessions) in &plan.flows {
+        let stored = StoredFlow {
+            link: (*link).clone(),
+            sessions: *sessions,
+        };
+        rows.push((
+            flow_key(topic, partition, link).0,
+            encode("flow share", &stored)?,
+        ));
+    }
+    insert_sorted(&mut tables.flows, rows).map_err(w)?;
+    let mut rows = Vec::with_capacity(plan.retention.len());
+    for (key, visitors) in &plan.retention {
+        let stored = StoredRetention {
+            key: (*key).clone(),
+            visitors: *visitors,
+        };
+        let k = retention_key(topic, partition, key).0;
+        rows.push((k, encode("retention share", &stored)?));
+    }
+    insert_sorted(&mut tables.retention, rows).map_err(w)?;
+    let mut rows = Vec::with_capacity(plan.bots.len());
+    for (key, events) in &plan.bots {
+        let stored = StoredBot {
+            key: (*key).clone(),
+            events: *events,
+        };
+        rows.push((
+            bot_key(topic, partition, key).0,
+            encode("bot share", &stored)?,
+        ));
+    }
+    insert_sorted(&mut tables.bots, rows).map_err(w)?;
+    let mut rows = Vec::with_capacity(plan.engaged.len());
+    for (key, sessions) in &plan.engaged {
+        let stored = StoredEngaged {
+            key: (*key).clone(),
+            sessions: *sessions,
+        };
+        let k = traffic_key(topic, partition, key).0;
+        rows.push((k, encode("engaged share", &stored)?));
+    }
+    insert_sorted(&mut tables.engaged, rows).map_err(w)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! Time buckets: partitions that grow with time are bucketed (sessions by UTC day,
-//! events by hour, traffic shares by 30-day month), and two small index tables
+//! Time buckets: partitions that grow with time are bucketed (sessions, flow and bot
+//! shares by UTC day, events by hour, traffic and engaged shares by 30-day month,
+//! retention shares by cohort week), and two small index tables
 //! (`active_years`, `active_buckets`) list the buckets that hold anything, walked
 //! newest first.
 
@@ -42,6 +43,10 @@ pub(super) enum Kind {
     SessionDay,
     EventHour,
     TrafficMonth,
+    FlowDay,
+    BotDay,
+    /// Cohort weeks of retention shares, by the day number of their Monday.
+    RetentionWeek,
 }
 
 impl Kind {
@@ -50,6 +55,9 @@ impl Kind {
             Kind::SessionDay => "session_day",
             Kind::EventHour => "event_hour",
             Kind::TrafficMonth => "traffic_month",
+            Kind::FlowDay => "flow_day",
+            Kind::BotDay => "bot_day",
+            Kind::RetentionWeek => "retention_week",
         }
     }
 
@@ -57,7 +65,7 @@ impl Kind {
     /// bucket, so the years of a bucket range are the range of its ends' years.
     pub(super) fn year_of(self, bucket: i32) -> i32 {
         let first_day = match self {
-            Kind::SessionDay => bucket as i64,
+            Kind::SessionDay | Kind::FlowDay | Kind::BotDay | Kind::RetentionWeek => bucket as i64,
             Kind::EventHour => (bucket as i64).div_euclid(24),
             Kind::TrafficMonth => bucket as i64 * DAYS_PER_MONTH_BUCKET,
         };
@@ -78,6 +86,23 @@ impl ScyllaStore {
             years: None,
             current: Vec::new(),
         }
+    }
+
+    /// Every non-empty bucket of `kind` within `[lo, hi]`, newest first: for a read
+    /// that looks each of them up (concurrently) and sums.
+    pub(super) async fn active(
+        &self,
+        funnel_id: &str,
+        kind: Kind,
+        lo: i32,
+        hi: i32,
+    ) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        let mut walk = self.buckets(funnel_id, kind, lo, hi);
+        while let Some(bucket) = walk.next(self).await? {
+            out.push(bucket);
+        }
+        Ok(out)
     }
 
     pub(super) async fn read_index(
@@ -147,7 +172,14 @@ mod tests {
 
     #[test]
     fn index_years_do_not_decrease() {
-        for kind in [Kind::SessionDay, Kind::EventHour, Kind::TrafficMonth] {
+        for kind in [
+            Kind::SessionDay,
+            Kind::EventHour,
+            Kind::TrafficMonth,
+            Kind::FlowDay,
+            Kind::BotDay,
+            Kind::RetentionWeek,
+        ] {
             let mut last = i32::MIN;
             for bucket in -2000..2000 {
                 let year = kind.year_of(bucket);

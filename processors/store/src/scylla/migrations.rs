@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "004_funnel_shares.cql",
         include_str!("../../../../schemas/cql/004_funnel_shares.cql"),
     ),
+    (
+        "005_journeys.cql",
+        include_str!("../../../../schemas/cql/005_journeys.cql"),
+    ),
 ];
 
 /// Checks a keyspace name before it is pasted into CQL: an unquoted CQL identifier

@@ -50,7 +50,8 @@
 //! (every statement the store prepares), `exec` (running statements: binding,
 //! concurrency, paging), `buckets` (time buckets and the index of the non-empty ones),
 //! `writes` (a flush: rows first, checkpoint last), `reads` (the
-//! [`Store`](crate::Store) trait as this engine answers it), `errors` (driver errors
+//! [`Store`](crate::Store) trait as this engine answers it), `journeys` (the reads of
+//! page flows, retention, bots and engaged sessions it hands over to), `errors` (driver errors
 //! classified as transient or not). This file connects.
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ use crate::{Result, StoreError};
 mod buckets;
 mod errors;
 mod exec;
+mod journeys;
 mod migrations;
 mod reads;
 mod rows;

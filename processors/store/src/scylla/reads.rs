@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use funnelfold_core::{
-    EventRow, ProfileRow, Revenue, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
+    BotKey, BotRow, EventRow, FlowRow, ProfileRow, RetentionKey, RetentionRow, Revenue, SessionRow,
+    TrafficCounts, TrafficKey, TrafficRow,
 };
 use futures::FutureExt;
 use scylla::value::CqlTimestamp;
@@ -14,8 +15,8 @@ use scylla::value::CqlTimestamp;
 use crate::queries::distinct;
 use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
-    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary, PageRequest, Result,
-    SessionCursor, Store, StoreError, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare, FunnelSummary, PageRequest,
+    Result, SessionCursor, Store, StoreError, TrafficSum, VisitorKey,
 };
 
 use super::buckets::{day_of, hour_of, month_of_day, Kind};
@@ -142,6 +143,74 @@ impl Store for ScyllaStore {
             .boxed()
         });
         in_order(reads.collect()).await
+    }
+
+    async fn load_flow_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        links: &[FlowLink],
+    ) -> Result<Vec<Option<i64>>> {
+        self.flow_shares(topic, partition, links).await
+    }
+
+    async fn load_retention_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[RetentionKey],
+    ) -> Result<Vec<Option<i64>>> {
+        self.retention_shares(topic, partition, keys).await
+    }
+
+    async fn load_bot_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[BotKey],
+    ) -> Result<Vec<Option<i64>>> {
+        self.bot_shares(topic, partition, keys).await
+    }
+
+    async fn load_engaged_shares(
+        &self,
+        topic: &str,
+        partition: i32,
+        keys: &[TrafficKey],
+    ) -> Result<Vec<Option<i64>>> {
+        self.engaged_shares(topic, partition, keys).await
+    }
+
+    async fn traffic_sums(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<TrafficSum>> {
+        self.read_traffic_sums(funnel_id, from_day, to_day).await
+    }
+
+    async fn flows(
+        &self,
+        funnel_id: &str,
+        from_day: i32,
+        to_day: i32,
+        landing: Option<&str>,
+    ) -> Result<Vec<FlowRow>> {
+        self.read_flows(funnel_id, from_day, to_day, landing).await
+    }
+
+    async fn retention(
+        &self,
+        funnel_id: &str,
+        from_cohort: i32,
+        to_cohort: i32,
+    ) -> Result<Vec<RetentionRow>> {
+        self.read_retention(funnel_id, from_cohort, to_cohort).await
+    }
+
+    async fn bots(&self, funnel_id: &str, from_day: i32, to_day: i32) -> Result<Vec<BotRow>> {
+        self.read_bots(funnel_id, from_day, to_day).await
     }
 
     async fn funnels(&self) -> Result<Vec<FunnelSummary>> {

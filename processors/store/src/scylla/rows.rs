@@ -414,6 +414,31 @@ pub(super) const FUNNEL_SHARE_BINDS: &[Bind] =
 /// The one partition of `funnel_shares` (see `004_funnel_shares.cql`).
 pub(super) const FUNNEL_SHARD: i32 = 0;
 
+pub(super) const FLOW_COLUMNS: &str =
+    "funnel_id, day_bucket, landing, step, from_path, to_path, topic, source_partition, sessions";
+
+/// The Rust type bound to each of [`FLOW_COLUMNS`] (a tuple, in `row_writes`).
+pub(super) const FLOW_BINDS: &[Bind] = &[Str, I32, Str, I32, Str, Str, Str, I32, I64];
+
+pub(super) const RETENTION_COLUMNS: &str =
+    "funnel_id, cohort_day, week_offset, topic, source_partition, visitors";
+
+/// The Rust type bound to each of [`RETENTION_COLUMNS`] (a tuple, in `row_writes`).
+pub(super) const RETENTION_BINDS: &[Bind] = &[Str, I32, I32, Str, I32, I64];
+
+pub(super) const BOT_COLUMNS: &str =
+    "funnel_id, day_bucket, bot_name, topic, source_partition, events";
+
+/// The Rust type bound to each of [`BOT_COLUMNS`] (a tuple, in `row_writes`).
+pub(super) const BOT_BINDS: &[Bind] = &[Str, I32, Str, Str, I32, I64];
+
+pub(super) const ENGAGED_COLUMNS: &str =
+    "funnel_id, month_bucket, day_bucket, source, medium, campaign, topic, \
+    source_partition, engaged_sessions";
+
+/// The Rust type bound to each of [`ENGAGED_COLUMNS`] (a tuple, in `row_writes`).
+pub(super) const ENGAGED_BINDS: &[Bind] = &[Str, I32, I32, Str, Str, Str, Str, I32, I64];
+
 /// What range reads of traffic shares select (the shares of all source partitions,
 /// to be summed).
 #[derive(DeserializeRow)]

@@ -135,6 +135,19 @@ statements!(
     funnel_share_put,
     funnel_share_get,
     funnel_shares_all,
+    flow_put,
+    flow_get,
+    flows_of_day,
+    flows_of_day_landing,
+    retention_put,
+    retention_get,
+    retention_of_cohort,
+    bot_put,
+    bot_get,
+    bots_of_day,
+    engaged_put,
+    engaged_get,
+    engaged_range,
 );
 
 impl Statements {
@@ -349,6 +362,77 @@ impl Statements<Cql> {
                      FROM {ks}.funnel_shares WHERE shard = ?"
                 ),
                 &[I32],
+            ),
+            flow_put: insert(ks, "flow_shares", FLOW_COLUMNS, FLOW_BINDS),
+            flow_get: cql(
+                format!(
+                    "SELECT sessions FROM {ks}.flow_shares \
+                     WHERE funnel_id = ? AND day_bucket = ? AND landing = ? AND step = ? \
+                     AND from_path = ? AND to_path = ? AND topic = ? AND source_partition = ?"
+                ),
+                &[Str, I32, Str, I32, Str, Str, Str, I32],
+            ),
+            flows_of_day: cql(
+                format!(
+                    "SELECT landing, step, from_path, to_path, sessions FROM {ks}.flow_shares \
+                     WHERE funnel_id = ? AND day_bucket = ?"
+                ),
+                &[Str, I32],
+            ),
+            flows_of_day_landing: cql(
+                format!(
+                    "SELECT landing, step, from_path, to_path, sessions FROM {ks}.flow_shares \
+                     WHERE funnel_id = ? AND day_bucket = ? AND landing = ?"
+                ),
+                &[Str, I32, Str],
+            ),
+            retention_put: insert(ks, "retention_shares", RETENTION_COLUMNS, RETENTION_BINDS),
+            retention_get: cql(
+                format!(
+                    "SELECT visitors FROM {ks}.retention_shares \
+                     WHERE funnel_id = ? AND cohort_day = ? AND week_offset = ? AND topic = ? \
+                     AND source_partition = ?"
+                ),
+                &[Str, I32, I32, Str, I32],
+            ),
+            retention_of_cohort: cql(
+                format!(
+                    "SELECT week_offset, visitors FROM {ks}.retention_shares \
+                     WHERE funnel_id = ? AND cohort_day = ?"
+                ),
+                &[Str, I32],
+            ),
+            bot_put: insert(ks, "bot_shares", BOT_COLUMNS, BOT_BINDS),
+            bot_get: cql(
+                format!(
+                    "SELECT events FROM {ks}.bot_shares \
+                     WHERE funnel_id = ? AND day_bucket = ? AND bot_name = ? AND topic = ? \
+                     AND source_partition = ?"
+                ),
+                &[Str, I32, Str, Str, I32],
+            ),
+            bots_of_day: cql(
+                format!(
+                    "SELECT bot_name, events FROM {ks}.bot_shares \
+                     WHERE funnel_id = ? AND day_bucket = ?"
+                ),
+                &[Str, I32],
+            ),
+            engaged_put: insert(ks, "engaged_shares", ENGAGED_COLUMNS, ENGAGED_BINDS),
+            engaged_get: cql(
+                format!(
+                    "SELECT engaged_sessions FROM {ks}.engaged_shares \
+                     WHERE funnel_id = ? AND month_bucket = ? AND day_bucket = ? AND source = ? \
+                     AND medium = ? AND campaign = ? AND topic = ? AND source_partition = ?"
+                ),
+                &[Str, I32, I32, Str, Str, Str, Str, I32],
+            ),
+            engaged_range: cql(
+                format!(
+                    "SELECT source, medium, campaign, engaged_sessions FROM {ks}.engaged_shares \
+                     WHERE funnel_id = ? AND month_bucket = ? AND day_bucket >= ? AND day_bucket <= ?"
+                ),
+                &[Str, I32, I32, I32],
             ),
         }
     }

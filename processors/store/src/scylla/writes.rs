@@ -114,6 +114,66 @@ impl ScyllaStore {
             );
             writes.push(bind(&st.funnel_share_put, &values)?);
         }
+        for (link, sessions) in &plan.flows {
+            let k = &link.key;
+            let values = (
+                &k.funnel_id,
+                k.day,
+                &link.landing,
+                i32::from(k.step),
+                &k.from,
+                &k.to,
+                &pf.topic,
+                pf.partition,
+                *sessions,
+                ts,
+            );
+            writes.push(bind(&st.flow_put, &values)?);
+            buckets.insert((&k.funnel_id, Kind::FlowDay, k.day));
+        }
+        for (key, visitors) in &plan.retention {
+            let values = (
+                &key.funnel_id,
+                key.cohort,
+                i32::from(key.offset),
+                &pf.topic,
+                pf.partition,
+                *visitors,
+                ts,
+            );
+            writes.push(bind(&st.retention_put, &values)?);
+            buckets.insert((&key.funnel_id, Kind::RetentionWeek, key.cohort));
+        }
+        for (key, events) in &plan.bots {
+            let values = (
+                &key.funnel_id,
+                key.day,
+                &key.bot,
+                &pf.topic,
+                pf.partition,
+                *events,
+                ts,
+            );
+            writes.push(bind(&st.bot_put, &values)?);
+            buckets.insert((&key.funnel_id, Kind::BotDay, key.day));
+        }
+        for (key, sessions) in &plan.engaged {
+            let month_bucket = month_of_day(key.day);
+            let values = (
+                &key.funnel_id,
+                month_bucket,
+                key.day,
+                &key.source,
+                &key.medium,
+                &key.campaign,
+                &pf.topic,
+                pf.partition,
+                *sessions,
+                ts,
+            );
+            writes.push(bind(&st.engaged_put, &values)?);
+            buckets.insert((&key.funnel_id, Kind::TrafficMonth, month_bucket));
+        }
 
         let mut years: BTreeSet<(&str, Kind, i32)> = BTreeSet::new();
         for &(funnel, kind, bucket) in &buckets {
