@@ -117,3 +117,106 @@ fn stopping_one_of_two_processors_mid_stream_keeps_the_projections_exact() {
     let actual = rt.block_on(common::read_back(&store, &expected));
     common::assert_same(&actual, &expected);
 }
+
+/// Scale-out: two processors fold, a third joins the group mid-stream and takes
+/// partitions over from them. Over one shared store, the projections equal a single
+/// clean pass, and every record of the log is accounted for once, summed over the
+/// three processors across the rebalance: `read = folded + dead-lettered +
+/// duplicates`, with the bad records dead-lettered and the repeated ones counted as
+/// duplicates.
+#[test]
+fn a_third_processor_joining_mid_stream_keeps_every_record_accounted_for() {
+    let rt = common::runtime();
+    let broker = common::broker_for_two(6);
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let topic = broker.topics().raw.clone();
+    let events = Simulator::new(SimConfig {
+        visitors: 3_000,
+        seed: 23,
+        ..SimConfig::default()
+    })
+    .batch(45_000);
+    let codec = Codec::new();
+    let encode = |e: &funnelfold_core::RawEvent| {
+        (
+            e.anonymous_id.clone().into_bytes(),
+            codec.encode_single_object(e),
+        )
+    };
+    // Each third of the stream carries 100 undecodable records and 100 events sent a
+    // second time (same event id), spread over the partitions by their keys.
+    let third = |n: usize| {
+        let slice = &events[n * 15_000..(n + 1) * 15_000];
+        let mut records: Vec<(Vec<u8>, Vec<u8>)> = slice.iter().map(encode).collect();
+        records.extend(slice.iter().step_by(150).map(encode));
+        records.extend(
+            (0..100).map(|i| (format!("bad-{n}-{i}").into_bytes(), b"\xff not an event".to_vec())),
+        );
+        records
+    };
+    let (bad, repeated) = (300u64, 300u64);
+    let total = events.len() as u64 + bad + repeated;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("scale-out.redb")).expect("store"));
+    let start = || {
+        let mut cfg = broker.processor_config(PipelineConfig::default());
+        cfg.stop_when_caught_up = false;
+        funnelfold_runtime::spawn(cfg, Arc::clone(&store), rt.handle().clone()).expect("processor")
+    };
+    rt.block_on(common::produce(&bootstrap, &topic, third(0)));
+    let a = start();
+    let b = start();
+    broker.wait_assigned(&[&a, &b], 6, Duration::from_secs(60));
+    rt.block_on(common::produce(&bootstrap, &topic, third(1)));
+    let c = start();
+    broker.wait_assigned(&[&a, &b, &c], 6, Duration::from_secs(90));
+    rt.block_on(common::produce(&bootstrap, &topic, third(2)));
+
+    // Done when the checkpoints cover every record produced.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let applied: i64 = rt.block_on(async {
+            let mut sum = 0;
+            for p in 0..6 {
+                sum += store
+                    .checkpoint(&broker.topics().group, &topic, p)
+                    .await
+                    .expect("checkpoint")
+                    .map_or(0, |c| c.next_offset);
+            }
+            sum
+        });
+        if applied as u64 >= total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the three processors did not fold the {total} records on {}: checkpoints sum {applied}",
+            broker.name()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut sum = funnelfold_runtime::Counters::default();
+    for p in [a, b, c] {
+        p.stop();
+        let counted = p.lifetime_counters();
+        p.join().expect("processor stopped cleanly");
+        sum.add(&counted);
+    }
+    // Records a new owner re-read below the checkpoint are counted apart.
+    assert_eq!(
+        sum.read,
+        sum.folded + sum.dead_lettered + sum.duplicates,
+        "{sum:?}"
+    );
+    assert_eq!(sum.read, total, "every record read once: {sum:?}");
+    assert_eq!(sum.dead_lettered, bad, "{sum:?}");
+    assert_eq!(sum.duplicates, repeated, "{sum:?}");
+    eprintln!("e2e: three processors on {} counted {sum:?}", broker.name());
+
+    let expected = common::reference(PipelineConfig::default(), &events);
+    let actual = rt.block_on(common::read_back(&store, &expected));
+    common::assert_same(&actual, &expected);
+}

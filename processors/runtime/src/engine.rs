@@ -76,6 +76,18 @@ pub struct Counters {
     pub offsets_skipped: u64,
 }
 
+impl Counters {
+    /// Adds another partition's (or ownership's) counts to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.read += other.read;
+        self.folded += other.folded;
+        self.dead_lettered += other.dead_lettered;
+        self.duplicates += other.duplicates;
+        self.already_applied += other.already_applied;
+        self.offsets_skipped += other.offsets_skipped;
+    }
+}
+
 /// A visitor's fold state plus what the store last received of its sessions.
 #[derive(Debug)]
 struct Visitor {
@@ -221,6 +233,9 @@ pub struct Engine {
     pending_events: usize,
     /// Visitor lookups answered from memory and from the store, since last taken.
     lookups: (u64, u64),
+    /// The counters of partitions released since the engine started, summed: what
+    /// this processor did with partitions it no longer owns.
+    released: Counters,
     /// Changes of the fold being applied (reused to avoid an allocation per event).
     scratch: Vec<ChangeRecord>,
 }
@@ -247,6 +262,7 @@ impl Engine {
             dirty_visitors: 0,
             pending_events: 0,
             lookups: (0, 0),
+            released: Counters::default(),
             scratch: Vec::new(),
         }
     }
@@ -293,6 +309,17 @@ impl Engine {
             .iter()
             .map(|(p, s)| (*p, s.counters.clone()))
             .collect()
+    }
+
+    /// Everything this engine has counted since it started, over the partitions it owns
+    /// and those it has released: across rebalances, the sums over every processor of
+    /// a group account for each record of the log once.
+    pub fn lifetime_counters(&self) -> Counters {
+        let mut total = self.released.clone();
+        for part in self.partitions.values() {
+            total.add(&part.counters);
+        }
+        total
     }
 
     /// Visitor lookups (hits in memory, misses read from the store) since the last call.
@@ -736,6 +763,7 @@ impl Engine {
     /// go too, so that a later owner's writes are never shadowed by stale memory.
     pub fn release(&mut self, partition: i32) {
         if let Some(part) = self.partitions.remove(&partition) {
+            self.released.add(&part.counters);
             self.dirty_visitors -= part.dirty.len();
             self.pending_events -= part.events.len();
         }

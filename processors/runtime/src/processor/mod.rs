@@ -202,6 +202,16 @@ impl ProcessorHandle {
             .engine
             .counters()
     }
+
+    /// Everything this processor has counted since it started, summed over the
+    /// partitions it owns and those it has given up (see `Engine::lifetime_counters`).
+    pub fn lifetime_counters(&self) -> Counters {
+        self.core
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .engine
+            .lifetime_counters()
+    }
 }
 
 /// Starts a fold processor on its own thread. `rt` runs the store's async I/O.
