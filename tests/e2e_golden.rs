@@ -97,7 +97,7 @@ fn read_events_changelog(bootstrap: &str, n: usize) -> Vec<(String, funnelfold_c
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let topic = funnelfold_runtime::Topics::default().events_changelog;
+    let topic = funnelfold_config::Topics::default().events_changelog;
     let metadata = consumer
         .fetch_metadata(Some(&topic), std::time::Duration::from_secs(5))
         .expect("metadata");

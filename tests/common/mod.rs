@@ -9,11 +9,13 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::{RawEvent, TrafficKey, TrafficRow};
+use funnelfold_kafka::ClientConfigExt;
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::{KafkaSettings, ProcessorConfig, Topics};
+use funnelfold_runtime::ProcessorConfig;
 use funnelfold_store::{PageRequest, SessionCursor, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

@@ -15,7 +15,7 @@
 //! Every role reads one configuration file format (`--config PATH`, see
 //! `config/funnelfold.example.toml`): built-in defaults, then the file, then
 //! `FUNNELFOLD_*` environment variables, then the flags below
-//! (`funnelfold_runtime::settings`).
+//! (`funnelfold_config`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use funnelfold_config::{self as settings, Flags, KafkaSettings, Settings, Topics};
 use funnelfold_core::sim::{LiveSimulator, SimConfig};
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::settings::{self, Flags, Settings};
-use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, ProcessorConfig, Topics};
-use funnelfold_store::Store;
+use funnelfold_runtime::{producer, OnMismatch, ProcessorConfig};
+use funnelfold_store::{Health, Store};
 
 mod inbox;
 mod store_url;
@@ -716,7 +716,7 @@ fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs) -> Result<
         "api: http://{} (access checks {access}; Ctrl-C stops)",
         api.local_addr()
     );
-    let mut cfg = settings.processor_config(kafka);
+    let mut cfg = ProcessorConfig::from_settings(&settings, kafka);
     // The embedded broker's log is new at every start (its offsets begin at 0 again),
     // while the store keeps everything folded before: fold the new log from its start
     // on top of the store's state.
@@ -761,7 +761,7 @@ fn query(rt: &tokio::runtime::Runtime, settings: Settings) -> Result<()> {
 fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Result<()> {
     let kafka = required_kafka(&settings)?;
     install_metrics(rt, settings.metrics.listen)?;
-    let mut cfg = settings.processor_config(kafka.clone());
+    let mut cfg = ProcessorConfig::from_settings(&settings, kafka.clone());
     cfg.stop_when_caught_up = args.until_caught_up;
     cfg.on_log_mismatch = if args.rebuild {
         OnMismatch::Rebuild
@@ -980,7 +980,7 @@ fn broker(rt: &tokio::runtime::Runtime, args: BrokerArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
-    use funnelfold_runtime::settings::Key;
+    use funnelfold_config::Key;
 
     use super::*;
 

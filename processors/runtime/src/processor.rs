@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::{Codec, ProjectionCodec};
 use funnelfold_core::{FoldedEvent, RejectReason, SessionRow, TrafficCounts, TrafficKey};
+use funnelfold_kafka::ClientConfigExt;
 use funnelfold_store::{
-    Checkpoint, EventRowRef, Flush, FunnelShare, PartitionFlush, Store, StoreError, VisitorKey,
+    Checkpoint, EventRowRef, Flush, FunnelShare, Health, PartitionFlush, Store, StoreError,
+    VisitorKey,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -31,11 +34,9 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use crate::assignment::{self, Observed, OnMismatch};
-use crate::config::{KafkaSettings, Topics};
 use crate::engine::{
     write_timestamp, Counters, Engine, EngineConfig, FlushPlan, Outcome, Record, StoreReader,
 };
-use crate::health::Health;
 use crate::log_identity;
 use crate::telemetry;
 

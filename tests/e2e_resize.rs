@@ -18,17 +18,18 @@
 //! one thing the emulation does not show is the group noticing the new partitions
 //! and rebalancing, which the procedure does not rely on (it restarts the processors).
 
-#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_core::RawEvent;
-use funnelfold_runtime::{KafkaSettings, ProcessorConfig, ProcessorHandle};
+use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::{ProcessorConfig, ProcessorHandle};
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::Store;
 use funnelfold_topology::wait_for_drain;
