@@ -30,6 +30,9 @@ fn start(bootstrap: &str, store: &std::path::Path, until_caught_up: bool) -> Chi
     ])
     .arg("--store")
     .arg(format!("embedded:{}", store.display()))
+    // Only what the test sets: a FUNNELFOLD_* variable of the machine's would change
+    // the processor under test.
+    .env_clear()
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
