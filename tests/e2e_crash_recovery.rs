@@ -30,6 +30,9 @@ fn start(broker: &common::TestBroker, store: &std::path::Path, until_caught_up: 
     ])
     .arg("--store")
     .arg(format!("embedded:{}", store.display()))
+    // Only what the test sets: a FUNNELFOLD_* variable of the machine's would change
+    // the processor under test.
+    .env_clear()
     .env("RUST_LOG", "warn")
     .envs(broker.env())
     .stdout(Stdio::null())

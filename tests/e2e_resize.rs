@@ -23,11 +23,13 @@ use funnelfold_e2e::common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_core::RawEvent;
-use funnelfold_runtime::{KafkaSettings, ProcessorConfig, ProcessorHandle};
+use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::{ProcessorConfig, ProcessorHandle};
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::Store;
 use funnelfold_topology::wait_for_drain;

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::LiveSimulator;
-use funnelfold_runtime::{producer, KafkaSettings};
+use funnelfold_runtime::producer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;

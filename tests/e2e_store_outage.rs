@@ -17,11 +17,11 @@ use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_core::{
     EventRow, ProfileRow, RawEvent, SessionRow, TrafficCounts, TrafficKey, TrafficRow,
 };
-use funnelfold_runtime::{Health, ProcessorHandle};
+use funnelfold_runtime::ProcessorHandle;
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::{
-    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary, PageRequest, Result,
-    SessionCursor, Store, StoreError, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, Flush, FunnelShare, FunnelSummary, Health, PageRequest,
+    Result, SessionCursor, Store, StoreError, VisitorKey,
 };
 
 const PARTITIONS: i32 = 3;

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use funnelfold_e2e::broker::{external, unique_topics, write_topology_files};
 use funnelfold_e2e::common;
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_config::KafkaSettings;
+use funnelfold_kafka::ClientConfigExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};

@@ -178,7 +178,7 @@ fn every_histogram_has_buckets_so_it_is_exported_as_one() {
             .map(|(_, b)| *b)
             .unwrap_or_else(|| {
                 panic!(
-                    "`{}` is a histogram without buckets: add it to its telemetry.rs's HISTOGRAM_BUCKETS",
+                    "`{}` is a histogram without buckets: add it to funnelfold_config::metrics::HISTOGRAM_BUCKETS (fold) or the query's telemetry::histogram_buckets",
                     m.name
                 )
             });

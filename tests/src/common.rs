@@ -8,10 +8,12 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::{RawEvent, TrafficKey, TrafficRow};
-use funnelfold_runtime::{KafkaSettings, ProcessorConfig};
+use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::ProcessorConfig;
 use funnelfold_store::{PageRequest, SessionCursor, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

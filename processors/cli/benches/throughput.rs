@@ -16,9 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::SimConfig;
-use funnelfold_runtime::{producer, KafkaSettings};
+use funnelfold_runtime::producer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;

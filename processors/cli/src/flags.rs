@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use funnelfold_runtime::settings::{self, Flags, Settings};
-use funnelfold_runtime::{KafkaSettings, OnMismatch};
+use funnelfold_config::{self as settings, Flags, KafkaSettings, Settings};
+use funnelfold_runtime::OnMismatch;
 
 /// How to reach Kafka, over the config file's `[kafka]`.
 #[derive(Args)]
@@ -225,7 +225,7 @@ pub(crate) fn load_settings(config: Option<&Path>, flags: Flags) -> Result<Setti
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
-    use funnelfold_runtime::settings::Key;
+    use funnelfold_config::Key;
 
     use super::*;
     use crate::{Cli, Command};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_config::KafkaSettings;
+use funnelfold_kafka::ClientConfigExt;
 use funnelfold_store::inbox::Inbox;
 use funnelfold_store::Store;
 use rdkafka::producer::{FutureProducer, FutureRecord};

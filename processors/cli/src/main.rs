@@ -20,14 +20,14 @@
 //!
 //! Every role reads one configuration file format (`--config PATH`, see
 //! `config/funnelfold.example.toml`): built-in defaults, then the file, then
-//! `FUNNELFOLD_*` environment variables, then the flags
-//! (`funnelfold_runtime::settings`).
+//! `FUNNELFOLD_*` environment variables, then the flags below
+//! (`funnelfold_config`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use funnelfold_runtime::settings::Flags;
+use funnelfold_config::Flags;
 
 use commands::broker::{self, BrokerArgs};
 use commands::config::{self, ConfigCommand};

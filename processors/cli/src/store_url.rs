@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use funnelfold_runtime::settings::StoreSection;
+use funnelfold_config::StoreSection;
 use funnelfold_store::embedded::EmbeddedStore;
 use funnelfold_store::scylla_store::ScyllaStore;
 use funnelfold_store::Store;

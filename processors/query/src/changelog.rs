@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::ProjectionCodec;
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_kafka::ClientConfigExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};

@@ -27,11 +27,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::validate::{validate, ValidationConfig};
 use funnelfold_core::RawEvent;
-use funnelfold_kafka::produce;
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_kafka::{produce, ClientConfigExt};
 use funnelfold_store::inbox::Inbox;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};

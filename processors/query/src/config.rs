@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use funnelfold_store::inbox::Inbox;
 
+use funnelfold_config::{KafkaSettings, Settings, Topics};
 use funnelfold_core::validate::ValidationConfig;
-use funnelfold_runtime::settings::Settings;
-use funnelfold_runtime::{Health, KafkaSettings, Topics};
+use funnelfold_store::Health;
 use serde::Deserialize;
 
 /// The environment variable [`ApiKeys::from_env`] reads.

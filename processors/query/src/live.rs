@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::sse::Event;
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::ProjectionCodec;
-use funnelfold_runtime::KafkaSettings;
 use futures::Stream;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;

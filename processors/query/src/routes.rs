@@ -16,8 +16,7 @@ use axum::Router;
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_core::{EventRow, SessionRow};
-use funnelfold_runtime::Health;
-use funnelfold_store::{EventCursor, EventFilter, PageRequest, SessionCursor, Store};
+use funnelfold_store::{EventCursor, EventFilter, Health, PageRequest, SessionCursor, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Need};

@@ -32,11 +32,11 @@ pub const REQUEST_SECONDS_BUCKETS: &[f64] = &[
 ];
 
 /// Buckets of a histogram listed nowhere: seconds, from a millisecond to a minute.
-const DEFAULT_SECONDS_BUCKETS: &[f64] = funnelfold_runtime::telemetry::FLUSH_SECONDS_BUCKETS;
+const DEFAULT_SECONDS_BUCKETS: &[f64] = funnelfold_config::metrics::FLUSH_SECONDS_BUCKETS;
 
 /// Every histogram of a funnelfold process (fold and query) with its buckets.
 pub fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
-    let mut all = funnelfold_runtime::telemetry::HISTOGRAM_BUCKETS.to_vec();
+    let mut all = funnelfold_config::metrics::HISTOGRAM_BUCKETS.to_vec();
     all.push((REQUEST_SECONDS, REQUEST_SECONDS_BUCKETS));
     all
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::ProjectionCodec;
 use funnelfold_core::ProfileRow;
 use funnelfold_query::QueryConfig;
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::{KafkaSettings, Topics};
 use funnelfold_store::Store;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

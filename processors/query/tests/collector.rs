@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::{Codec, SINGLE_OBJECT_MAGIC};
 use funnelfold_core::RawEvent;
 use funnelfold_query::{ApiKeys, QueryConfig};
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::{KafkaSettings, Topics};
 use funnelfold_store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};
@@ -320,7 +320,7 @@ async fn a_forbidden_batch_produces_nothing() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_store_cannot_write_track_is_503_and_produces_nothing() -> anyhow::Result<()> {
     let broker = EmbeddedBroker::start(1, &Topics::default(), 1)?;
-    let health = Arc::new(funnelfold_runtime::Health::new());
+    let health = Arc::new(funnelfold_store::Health::new());
     let cfg = QueryConfig {
         kafka: Some(KafkaSettings::new(broker.bootstrap_servers())),
         follow_changelog: false,

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use common::*;
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::ProjectionCodec;
 use funnelfold_core::{Channel, FoldedEvent, Revenue, SessionRow};
 use funnelfold_query::{ApiKeys, QueryConfig, QueryHandle};
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::{KafkaSettings, Topics};
 use funnelfold_store::Store;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

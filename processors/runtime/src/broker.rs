@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use funnelfold_config::Topics;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
 
-use crate::config::Topics;
 use crate::log_identity::{embedded_log, EMBEDDED_MARKER};
 
 /// An id for an embedded broker instance: the time, the process and a counter, so

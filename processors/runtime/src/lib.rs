@@ -9,9 +9,7 @@
 
 pub mod assignment;
 pub mod broker;
-pub mod config;
 pub mod engine;
-pub mod health;
 pub mod log_identity;
 pub mod processor;
 pub mod producer;
@@ -21,9 +19,7 @@ pub mod settings;
 pub mod telemetry;
 
 pub use assignment::OnMismatch;
-pub use config::{KafkaSettings, Topics};
 pub use engine::{Counters, Engine, EngineConfig};
-pub use health::Health;
 pub use processor::{
     spawn, spawn_with_health, FlushTotals, ProcessorConfig, ProcessorError, ProcessorHandle,
 };

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::{LiveSimulator, SimConfig, Simulator};
+use funnelfold_kafka::ClientConfigExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-
-use crate::config::KafkaSettings;
 
 fn now_ms() -> i64 {
     SystemTime::now()

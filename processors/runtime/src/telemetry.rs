@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::engine::Counters;
 
+/// The histograms: their names live beside their buckets in `funnelfold_config::metrics`,
+/// where the exporter finds them.
+pub use funnelfold_config::metrics::{FLUSH_SECONDS, FOLD_SECONDS};
+
 pub const EVENTS_READ: &str = "funnelfold_events_read_total";
 pub const EVENTS_FOLDED: &str = "funnelfold_events_folded_total";
 pub const EVENTS_DEAD_LETTERED: &str = "funnelfold_events_dead_lettered_total";
@@ -12,12 +16,10 @@ pub const EVENTS_DUPLICATE: &str = "funnelfold_events_duplicate_total";
 pub const EVENTS_ALREADY_APPLIED: &str = "funnelfold_events_already_applied_total";
 pub const OFFSETS_SKIPPED: &str = "funnelfold_offsets_skipped_total";
 pub const DEAD_LETTERS_BY_REASON: &str = "funnelfold_dead_letters_total";
-pub const FLUSH_SECONDS: &str = "funnelfold_flush_duration_seconds";
 pub const FLUSH_ROWS: &str = "funnelfold_flush_rows_total";
 pub const STORE_RETRIES: &str = "funnelfold_store_retries_total";
 pub const REBALANCES: &str = "funnelfold_rebalances_total";
 pub const CONSUMER_LAG: &str = "funnelfold_consumer_lag";
-pub const FOLD_SECONDS: &str = "funnelfold_fold_duration_seconds";
 pub const CACHE_VISITORS: &str = "funnelfold_cache_visitors";
 pub const CACHE_DIRTY_VISITORS: &str = "funnelfold_cache_dirty_visitors";
 pub const CACHE_LOOKUPS: &str = "funnelfold_cache_lookups_total";
@@ -25,39 +27,6 @@ pub const STORE_ERRORS: &str = "funnelfold_store_errors_total";
 pub const ASSIGNED_PARTITIONS: &str = "funnelfold_assigned_partitions";
 pub const LOG_MISMATCHES: &str = "funnelfold_log_mismatches_total";
 pub const STORE_WRITABLE: &str = "funnelfold_store_writable";
-
-/// Bucket bounds of [`FLUSH_SECONDS`]: from a millisecond (a small flush to the
-/// embedded store) to a minute (a store far behind the flush interval).
-pub const FLUSH_SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// Bucket bounds of [`FOLD_SECONDS`]: a record folds in about a microsecond from
-/// memory; a cache miss reads the store (milliseconds).
-pub const FOLD_SECONDS_BUCKETS: &[f64] = &[
-    0.000_001,
-    0.000_002_5,
-    0.000_005,
-    0.000_01,
-    0.000_025,
-    0.000_05,
-    0.000_1,
-    0.000_25,
-    0.000_5,
-    0.001,
-    0.002_5,
-    0.01,
-    0.025,
-    0.1,
-];
-
-/// Every histogram of the fold processor with its buckets: the exporter renders a
-/// histogram without buckets as a summary, whose quantiles cannot be aggregated across
-/// processors.
-pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
-    (FLUSH_SECONDS, FLUSH_SECONDS_BUCKETS),
-    (FOLD_SECONDS, FOLD_SECONDS_BUCKETS),
-];
 
 /// Adds what a partition's counters gained since `before`. Every counter is touched,
 /// at zero if need be, so that all of them exist from the partition's first flush on:

@@ -4,7 +4,8 @@
 //!
 //! Both pass the same conformance suite (`tests/conformance.rs`). Beside them,
 //! [`inbox::Inbox`] keeps the events `funnelfold up`'s collector accepted on local
-//! disk until they are folded. The store knows
+//! disk until they are folded, and [`Health`] tells the query processor whether the
+//! fold processor can make what it reads durable (its store can write). The store knows
 //! nothing about Kafka or folds: it keeps rows, visitor states and checkpoints, and
 //! applies a flush atomically (embedded) or idempotently and monotonically (ScyllaDB).
 
@@ -18,6 +19,7 @@ use funnelfold_core::{
 
 pub mod embedded;
 mod event_rows;
+pub mod health;
 pub mod inbox;
 mod plan;
 mod queries;
@@ -38,6 +40,7 @@ pub enum StoreError {
 }
 
 pub use event_rows::{encode_block, EventRowRef, EventRows};
+pub use health::Health;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

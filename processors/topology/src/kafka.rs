@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_config::KafkaSettings;
+use funnelfold_kafka::ClientConfigExt;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,

@@ -11,7 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_config::KafkaSettings;
+use funnelfold_kafka::ClientConfigExt;
 use funnelfold_topology::kafka::group_offsets;
 use funnelfold_topology::{
     apply, check, describe, fetch_cluster_state, plan, wait_for_drain, Action, ApplyOptions,

@@ -91,7 +91,7 @@ fn the_repository_topology_is_valid_and_warning_free() {
 #[test]
 fn the_files_name_the_topics_and_group_the_runtime_uses() {
     let topology = check(&repo_topology()).expect("valid");
-    let runtime = funnelfold_runtime::Topics::default();
+    let runtime = funnelfold_config::Topics::default();
     let role_of = |name: &str| topology.topic(name).map(|t| t.role);
     assert_eq!(role_of(&runtime.raw), Some(Role::Source));
     assert_eq!(role_of(&runtime.dlq), Some(Role::DeadLetter));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::Topics;
+use funnelfold_config::Topics;
 
 use crate::process::on_shutdown_signal;
 

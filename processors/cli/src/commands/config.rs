@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use funnelfold_runtime::settings::{self, Flags};
+use funnelfold_config::{self as settings, Flags};
 
 use crate::store_url;
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use funnelfold_runtime::settings::{Flags, Settings};
+use funnelfold_config::{Flags, Settings};
 
 use crate::store_url;
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use funnelfold_runtime::settings::{Flags, Settings};
-use funnelfold_runtime::{Health, ProcessorConfig};
+use funnelfold_config::{Flags, Settings};
+use funnelfold_runtime::ProcessorConfig;
+use funnelfold_store::Health;
 use funnelfold_store::Store;
 
 use crate::flags::{required_kafka, KafkaArgs, LogMismatchArgs, ProcessorArgs};
@@ -71,7 +72,7 @@ pub(crate) fn run_processor(
 pub(crate) fn run(rt: &tokio::runtime::Runtime, settings: Settings, args: RunArgs) -> Result<()> {
     let kafka = required_kafka(&settings)?;
     install_metrics(rt, settings.metrics.listen)?;
-    let mut cfg = settings.processor_config(kafka.clone());
+    let mut cfg = ProcessorConfig::from_settings(&settings, kafka.clone());
     cfg.stop_when_caught_up = args.until_caught_up;
     cfg.on_log_mismatch = args.mismatch.on_mismatch();
     let store = rt.block_on(store_url::open(&settings.store))?;

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use funnelfold_core::sim::{LiveSimulator, SimConfig};
 use funnelfold_runtime::producer;
-use funnelfold_runtime::settings::{Flags, Settings};
+use funnelfold_config::{Flags, Settings};
 
 use crate::flags::{required_kafka, KafkaArgs};
 use crate::process::wait_for_signal;

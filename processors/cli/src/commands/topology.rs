@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use funnelfold_runtime::KafkaSettings;
+use funnelfold_config::KafkaSettings;
 
 use crate::flags::{flags, load_settings, required_kafka, KafkaArgs};
 

@@ -22,8 +22,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use funnelfold_core::sim::LiveSimulator;
 use funnelfold_runtime::broker::EmbeddedBroker;
-use funnelfold_runtime::settings::{Flags, Settings};
-use funnelfold_runtime::{producer, Health, KafkaSettings, OnMismatch, Topics};
+use funnelfold_config::{Flags, Settings};
+use funnelfold_config::{KafkaSettings, Topics};
+use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::{producer, OnMismatch, ProcessorConfig};
+use funnelfold_store::Health;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::query::{query_config, start_api};
@@ -189,7 +192,7 @@ pub(crate) fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs)
         "api: http://{} (access checks {access}; Ctrl-C stops)",
         api.local_addr()
     );
-    let mut cfg = settings.processor_config(kafka);
+    let mut cfg = ProcessorConfig::from_settings(&settings, kafka);
     // The embedded broker's log is new at every start (its offsets begin at 0 again),
     // while the store keeps everything folded before: fold the new log from its start
     // on top of the store's state. A real cluster's log is the same log as before, so

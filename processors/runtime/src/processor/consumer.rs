@@ -2,6 +2,7 @@
 //! be folded), finishes written flushes, and starts a flush when one is due (by the
 //! bounds, the interval, or the lag while catching up).
 
+use funnelfold_kafka::ClientConfigExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

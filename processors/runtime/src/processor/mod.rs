@@ -32,6 +32,7 @@ mod produce_errors;
 mod rebalance;
 mod retry;
 
+use funnelfold_kafka::ClientConfigExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,9 +46,9 @@ use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 
 use crate::assignment::OnMismatch;
-use crate::config::{KafkaSettings, Topics};
+use funnelfold_config::{KafkaSettings, Topics};
 use crate::engine::{Counters, Engine, EngineConfig};
-use crate::health::Health;
+use funnelfold_store::Health;
 use crate::telemetry;
 
 use consumer::{consumer_config, run};

@@ -18,7 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{spawn, ProcessorConfig, ProcessorError, ProcessorHandle};
 use crate::broker::EmbeddedBroker;
-use crate::config::{KafkaSettings, Topics};
+use funnelfold_config::{KafkaSettings, Topics};
+use funnelfold_kafka::ClientConfigExt;
 
 /// Started with the processor's producer refusing records over 1,000 bytes.
 struct Setup {

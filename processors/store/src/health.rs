@@ -1,6 +1,8 @@
-//! Whether the fold processor can make what it reads durable, shared with whatever
-//! must tell the world: `/healthz`, and the collector, which stops accepting events
-//! that nothing can make durable (see `funnelfold-query`).
+//! Whether the fold processor can make what it reads durable (its store can write),
+//! shared with whatever must tell the world: `/healthz`, and the collector, which
+//! stops accepting events that nothing can make durable (see `funnelfold-query`).
+//! It lives with the store, not the runtime, so that the query processor can read it
+//! without depending on the fold runtime.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
