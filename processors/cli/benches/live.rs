@@ -265,6 +265,17 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted[i]
 }
 
+/// `funnelfold up`, killed should the benchmark stop early (a panic), so that it never
+/// outlives it.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     let rate: f64 = env_or("LIVE_RATE", 50_000.0);
     let secs: u64 = env_or("LIVE_SECS", 60);
@@ -278,7 +289,7 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut up = Command::new(bin())
+    let mut up = Up(Command::new(bin())
         .args(["up", "--listen", "127.0.0.1:0", "--partitions"])
         .arg(partitions.to_string())
         .arg("--data")
@@ -292,10 +303,10 @@ fn main() {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start funnelfold up");
-    let pid = up.id();
+        .expect("start funnelfold up"));
+    let pid = up.0.id();
     let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = up.stdout.take().expect("up stdout");
+    let stdout = up.0.stdout.take().expect("up stdout");
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -323,9 +334,7 @@ fn main() {
         .expect("runtime");
     let warm_up = Instant::now();
     let sim = producer::live_sim_config(FUNNEL, rate, now_ms() as u64);
-    let sim = rt
-        .block_on(tokio::task::spawn_blocking(move || LiveSimulator::new(sim, rate)))
-        .expect("simulator");
+    let sim = LiveSimulator::new(sim, rate);
     println!(
         "simulator warmed up in {:.1} s",
         warm_up.elapsed().as_secs_f64()
@@ -420,7 +429,7 @@ fn main() {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
-    let _ = up.wait();
+    let _ = up.0.wait();
     let _ = reader.join();
     let summary = lines
         .try_iter()
@@ -460,14 +469,15 @@ fn main() {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     );
-    let kept_up = drained.is_some() && p.never == 0 && produced as f64 >= 0.95 * rate * window;
+    // Committed offsets trail by a flush interval and the flush itself: a processor
+    // keeping up is at most about two seconds of the rate behind at any moment.
+    let kept_up = produced as f64 >= 0.95 * rate * window
+        && ((high_end - folded_end) as f64) <= 2.0 * rate
+        && drained.is_some()
+        && p.never == 0;
     println!(
-        "kept up:              {}",
-        if kept_up {
-            "yes (rate produced, lag drained, every probe readable)"
-        } else {
-            "NO (see above)"
-        }
+        "kept up:              {} (asked: rate produced, lag at the end under 2 s of the rate, drained, every probe readable)",
+        if kept_up { "yes" } else { "NO" }
     );
     println!(
         "funnelfold up:        {:.2} CPU s per s of the window ({:.2} µs per event; broker, processor and API together), peak RSS {:.1} MiB",

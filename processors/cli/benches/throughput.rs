@@ -225,6 +225,9 @@ fn bare_consumer(bootstrap: &str, topic: &str, group: &str, expected: u64) -> (u
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "16777216")
+        // As the fold processor does: a broker that holds a fetch until its maximum
+        // wait (tansu does) would otherwise hold it librdkafka's default 500 ms.
+        .set("fetch.wait.max.ms", "100")
         // As the fold processor does: fetch again soon after the local queue drains
         // below its bound, not after librdkafka's default second.
         .set("fetch.queue.backoff.ms", "20")
