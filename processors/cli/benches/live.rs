@@ -109,7 +109,7 @@ fn poll_probes(
 ) {
     loop {
         let front = {
-            let p = probes.lock().unwrap();
+            let p = probes.lock().expect("lock");
             p.pending
                 .front()
                 .map(|f| (f.visitor.clone(), f.produced_ms))
@@ -117,13 +117,13 @@ fn poll_probes(
         let draining = stop.load(Ordering::Relaxed);
         let past_deadline = drain_until
             .lock()
-            .unwrap()
+            .expect("lock")
             .is_some_and(|d| Instant::now() >= d);
         match front {
             None if draining => return,
             None => std::thread::sleep(POLL),
             Some(_) if past_deadline => {
-                let mut p = probes.lock().unwrap();
+                let mut p = probes.lock().expect("lock");
                 p.never += p.pending.len() as u64;
                 p.pending.clear();
                 return;
@@ -131,7 +131,7 @@ fn poll_probes(
             Some((visitor, produced_ms)) => {
                 if readable(&api, &visitor) {
                     let seen = now_ms();
-                    let mut p = probes.lock().unwrap();
+                    let mut p = probes.lock().expect("lock");
                     p.pending.pop_front();
                     p.latencies.push(seen - produced_ms);
                 } else {
@@ -188,18 +188,18 @@ async fn send_probes(
         let record = FutureRecord::to(&topic).key(&visitor).payload(&payload);
         match producer::enqueue(&producer, record).await {
             Ok(delivery) => {
-                probes.lock().unwrap().pending.push_back(Probe {
+                probes.lock().expect("lock").pending.push_back(Probe {
                     visitor,
                     produced_ms,
                 });
                 let probes = Arc::clone(&probes);
                 tokio::spawn(async move {
                     if !matches!(delivery.await, Ok(Ok(_))) {
-                        probes.lock().unwrap().failed_sends += 1;
+                        probes.lock().expect("lock").failed_sends += 1;
                     }
                 });
             }
-            Err(_) => probes.lock().unwrap().failed_sends += 1,
+            Err(_) => probes.lock().expect("lock").failed_sends += 1,
         }
     }
 }
@@ -323,7 +323,10 @@ fn main() {
             api = a.split_whitespace().next().map(str::to_owned);
         }
     }
-    let (bootstrap, api) = (bootstrap.unwrap(), api.unwrap());
+    let (bootstrap, api) = (
+        bootstrap.expect("broker address"),
+        api.expect("API address"),
+    );
     println!("funnelfold up: broker {bootstrap}, api http://{api}");
     let topics = Topics::default();
 
@@ -354,8 +357,7 @@ fn main() {
             topics.raw.clone(),
         );
         rt.spawn(async move {
-            producer::produce_live(&KafkaSettings::new(&bootstrap), &topic, sim, &stop, &sent)
-                .await
+            producer::produce_live(&KafkaSettings::new(&bootstrap), &topic, sim, &stop, &sent).await
         })
     };
     let probing = rt.spawn(send_probes(
@@ -385,7 +387,7 @@ fn main() {
         if started.elapsed() >= next_report {
             next_report += Duration::from_secs(10);
             let (folded, high) = lag.read();
-            let p = probes.lock().unwrap();
+            let p = probes.lock().expect("lock");
             println!(
                 "{:>4.0} s: produced {:>9}, folded {:>9}, lag {:>8}; probes readable {}, pending {}",
                 started.elapsed().as_secs_f64(),
@@ -409,7 +411,7 @@ fn main() {
 
     // Drain: until the lag is gone and every probe answered, or the deadline.
     let drain_started = Instant::now();
-    *drain_until.lock().unwrap() = Some(drain_started + Duration::from_secs(drain_secs));
+    *drain_until.lock().expect("lock") = Some(drain_started + Duration::from_secs(drain_secs));
     let mut drained = None;
     while drain_started.elapsed() < Duration::from_secs(drain_secs) {
         peak_kb = peak_rss_kb(pid).unwrap_or(peak_kb).max(peak_kb);
@@ -417,7 +419,7 @@ fn main() {
         if folded >= high && drained.is_none() {
             drained = Some(drain_started.elapsed());
         }
-        if drained.is_some() && probes.lock().unwrap().pending.is_empty() {
+        if drained.is_some() && probes.lock().expect("lock").pending.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -436,7 +438,7 @@ fn main() {
         .find(|l| l.starts_with("summary:"))
         .unwrap_or_else(|| "summary: (missing)".into());
 
-    let p = probes.lock().unwrap();
+    let p = probes.lock().expect("lock");
     let mut latencies = p.latencies.clone();
     latencies.sort_unstable();
     let folded = folded_end - folded_before;

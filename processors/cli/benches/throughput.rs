@@ -434,14 +434,25 @@ fn print_table(outcomes: &[Outcome]) {
         .collect();
     println!("\n{:<36}{head}", "");
     let row = |label: &str, cell: &dyn Fn(&Outcome) -> String| {
-        let cells: String = outcomes.iter().map(|o| format!("{:>20}", cell(o))).collect();
+        let cells: String = outcomes
+            .iter()
+            .map(|o| format!("{:>20}", cell(o)))
+            .collect();
         println!("{label:<36}{cells}");
     };
     row("events", &|o| o.events.to_string());
-    row("(a) bare consumer + decode, ev/s", &|o| format!("{:.0}", o.bare_rate));
-    row("(b) processor end to end, ev/s", &|o| format!("{:.0}", o.full_rate));
-    row("ratio (b)/(a)", &|o| format!("{:.2}", o.full_rate / o.bare_rate));
-    row("CPU µs per event", &|o| format!("{:.2}", o.cpu_us_per_event));
+    row("(a) bare consumer + decode, ev/s", &|o| {
+        format!("{:.0}", o.bare_rate)
+    });
+    row("(b) processor end to end, ev/s", &|o| {
+        format!("{:.0}", o.full_rate)
+    });
+    row("ratio (b)/(a)", &|o| {
+        format!("{:.2}", o.full_rate / o.bare_rate)
+    });
+    row("CPU µs per event", &|o| {
+        format!("{:.2}", o.cpu_us_per_event)
+    });
     row("projection rows per 1,000 events", &|o| {
         format!("{:.1}", o.rows_per_1000)
     });
