@@ -144,14 +144,20 @@ fn a_third_processor_joining_mid_stream_keeps_every_record_accounted_for() {
         )
     };
     // Each third of the stream carries 100 undecodable records and 100 events sent a
-    // second time (same event id), spread over the partitions by their keys.
+    // second time right after the first (same event id: an SDK's retry), spread over
+    // the partitions by their keys.
     let third = |n: usize| {
         let slice = &events[n * 15_000..(n + 1) * 15_000];
-        let mut records: Vec<(Vec<u8>, Vec<u8>)> = slice.iter().map(encode).collect();
-        records.extend(slice.iter().step_by(150).map(encode));
-        records.extend(
-            (0..100).map(|i| (format!("bad-{n}-{i}").into_bytes(), b"\xff not an event".to_vec())),
-        );
+        let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (i, e) in slice.iter().enumerate() {
+            records.push(encode(e));
+            if i % 150 == 0 {
+                records.push(encode(e));
+            }
+            if i % 150 == 75 {
+                records.push((format!("bad-{n}-{i}").into_bytes(), b"\xff not an event".to_vec()));
+            }
+        }
         records
     };
     let (bad, repeated) = (300u64, 300u64);

@@ -17,6 +17,12 @@ impl Up {
     /// Starts `funnelfold up --data DATA` with two partitions, 200 ms flushes and
     /// `args`, and waits until it prints where its API listens.
     pub fn start(data: &Path, args: &[&str]) -> Up {
+        Up::start_with_env(data, args, &[])
+    }
+
+    /// Like [`Up::start`], with these environment variables (say, a test broker's
+    /// topic names, [`crate::broker::TestBroker::env`]).
+    pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, String)]) -> Up {
         let mut child = Command::new(crate::binary::funnelfold())
             .arg("up")
             .arg("--data")
@@ -26,6 +32,7 @@ impl Up {
             .args(args)
             // Nothing of the caller's environment (FUNNELFOLD_* variables) applies.
             .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

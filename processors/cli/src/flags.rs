@@ -154,6 +154,11 @@ pub(crate) struct ProcessorArgs {
     /// [fold.write_generation, FUNNELFOLD_WRITE_GENERATION; default 0].
     #[arg(long)]
     write_generation: Option<i64>,
+    /// A Confluent-compatible schema registry, http://HOST:PORT: Confluent-framed
+    /// records with a schema id this processor does not know are resolved there
+    /// (schemas/README.md) [fold.schema_registry, FUNNELFOLD_SCHEMA_REGISTRY].
+    #[arg(long)]
+    schema_registry: Option<String>,
 }
 
 impl ProcessorArgs {
@@ -192,6 +197,11 @@ impl ProcessorArgs {
             "fold.write_generation",
             self.write_generation,
             "--write-generation",
+        );
+        f.set(
+            "fold.schema_registry",
+            self.schema_registry.as_ref(),
+            "--schema-registry",
         );
     }
 }

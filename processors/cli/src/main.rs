@@ -5,7 +5,8 @@
 //! - `up`: embedded broker + embedded store + fold processor + API (+ simulator) in
 //!   one process, for a first run with nothing installed; accepted events wait in an
 //!   inbox on local disk until folded, and each start folds its new broker's log on
-//!   top of the store's state;
+//!   top of the store's state; with `--brokers`, the same process on an existing
+//!   Kafka cluster instead of its own broker;
 //! - `run`: a fold processor against any Kafka and the embedded store or ScyllaDB;
 //!   it refuses a partition whose store checkpoint and log disagree unless told to
 //!   `--rebuild` or `--rebase`;

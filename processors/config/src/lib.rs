@@ -12,6 +12,10 @@
 //! output and in everything [`Loaded::render`] prints, and error messages never quote
 //! them.
 //!
+//! What it is not: it builds no Kafka client (see `funnelfold-kafka`) and opens no
+//! store, so every crate, the topology tool included, can read the settings without
+//! compiling either.
+//!
 //! The rooms: [`sections`] (the file's sections, their defaults and checks),
 //! [`client_settings`] (`[kafka.settings]`), [`keys`] (key names and environment
 //! variables), [`layers`] (the layering and provenance), [`secret`], [`render`] (the

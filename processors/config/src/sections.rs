@@ -120,6 +120,11 @@ pub struct FoldSection {
     pub internal_domains: Vec<String>,
     /// Records larger than this are dead-lettered as `too_large` (bytes).
     pub max_record_bytes: usize,
+    /// A Confluent-compatible schema registry (`http://HOST:PORT`): records in the
+    /// Confluent wire format whose schema id this processor does not know are resolved
+    /// there (schemas/README.md). Without it, only the built-in id 1 is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<String>,
 }
 
 impl Default for FoldSection {
@@ -135,6 +140,7 @@ impl Default for FoldSection {
             write_generation: 0,
             internal_domains: Vec::new(),
             max_record_bytes: 1 << 20,
+            schema_registry: None,
         }
     }
 }

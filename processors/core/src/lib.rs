@@ -5,6 +5,9 @@
 //! Everything here is synchronous and deterministic: time comes from the events, names
 //! from a seeded portable RNG, and there is no Kafka, no database and no clock. The
 //! runtime (`funnelfold-runtime`) wraps it with I/O; most tests drive it directly.
+//!
+//! What it is not: where state lives (`funnelfold-store`), how records arrive and
+//! leave (`funnelfold-runtime`), or how anyone reads the result (`funnelfold-query`).
 
 pub mod codec;
 pub mod enrich;

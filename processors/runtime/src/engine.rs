@@ -311,6 +311,12 @@ impl Engine {
             .collect()
     }
 
+    /// The decoder of raw records, for registering writer schemas learned at run time
+    /// (a schema registry's).
+    pub fn codec_mut(&mut self) -> &mut Codec {
+        &mut self.codec
+    }
+
     /// Everything this engine has counted since it started, over the partitions it owns
     /// and those it has released: across rebalances, the sums over every processor of
     /// a group account for each record of the log once.

@@ -1,7 +1,8 @@
 //! funnelfold's streaming runtime: the fold processor that consumes `events.raw` with
 //! rdkafka, folds per visitor through a moka write-coalescing cache, flushes to a
 //! [`funnelfold_store::Store`], publishes the changelog topics, dead-letters what it
-//! cannot fold and commits offsets only after the state is durable; plus the embedded
+//! cannot fold and commits offsets only after the state is durable; the schema
+//! registry client it resolves unknown Confluent schema ids with; plus the embedded
 //! broker and the traffic simulator's producer.
 //!
 //! What it is not: the semantics of the folds (see `funnelfold-core`) or the storage

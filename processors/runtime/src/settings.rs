@@ -33,6 +33,7 @@ pub fn apply_fold(fold: &FoldSection, cfg: &mut ProcessorConfig) {
     let enrich = &mut cfg.engine.pipeline.enrich;
     enrich.internal_domains.clone_from(&fold.internal_domains);
     cfg.max_record_bytes = fold.max_record_bytes;
+    cfg.schema_registry.clone_from(&fold.schema_registry);
 }
 
 #[cfg(test)]
@@ -93,6 +94,7 @@ mod tests {
             ("fold.write_generation", "7"),
             ("fold.internal_domains", "[\"shop.example\"]"),
             ("fold.max_record_bytes", "7"),
+            ("fold.schema_registry", "\"http://registry.example:8081\""),
         ];
         let listed: Vec<String> = funnelfold_config::keys()
             .into_iter()

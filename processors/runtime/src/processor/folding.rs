@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use funnelfold_core::codec::confluent_schema_id;
 use funnelfold_store::StoreError;
 
 use super::retry::Backoff;
@@ -84,12 +85,37 @@ impl Core {
         }
     }
 
+    /// Before a record in the Confluent wire format with a schema id the codec does
+    /// not know is folded, asks the schema registry (when there is one) for it. A
+    /// registry that cannot answer is retried with backoff, like the store: the record
+    /// is not at fault, so it is neither dead-lettered nor skipped, and nothing past it
+    /// is committed meanwhile.
+    fn learn_schema(&mut self, payload: Option<&[u8]>, shutdown: &AtomicBool) {
+        let Some(registry) = self.registry.as_mut() else {
+            return;
+        };
+        let Some(id) = payload.and_then(confluent_schema_id) else {
+            return;
+        };
+        let mut backoff = Backoff::new();
+        while let Err(e) = registry.resolve(self.engine.codec_mut(), id) {
+            if shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            // Logged, not reported as the processor's health: the store still
+            // works, and the collector may go on accepting events meanwhile.
+            tracing::warn!(error = %e, "schema registry unavailable; folding waits and retries the record");
+            backoff.pause(shutdown);
+        }
+    }
+
     /// Retries transient store errors with backoff; never skips the record.
     pub(super) fn apply(
         &mut self,
         rec: Record<'_>,
         shutdown: &AtomicBool,
     ) -> Result<Outcome, StoreError> {
+        self.learn_schema(rec.payload, shutdown);
         let mut backoff = Backoff::new();
         let mut failed = false;
         loop {

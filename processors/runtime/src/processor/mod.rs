@@ -48,6 +48,7 @@ use tokio::runtime::Handle;
 use crate::assignment::OnMismatch;
 use funnelfold_config::{KafkaSettings, Topics};
 use crate::engine::{Counters, Engine, EngineConfig};
+use crate::schema_registry::SchemaRegistry;
 use funnelfold_store::Health;
 use crate::telemetry;
 
@@ -73,6 +74,9 @@ pub struct ProcessorConfig {
     pub catch_up_lag: i64,
     /// Records larger than this are dead-lettered as too large.
     pub max_record_bytes: usize,
+    /// Where unknown Confluent schema ids are resolved (see
+    /// [`crate::schema_registry`]); without it they are dead-lettered.
+    pub schema_registry: Option<String>,
     /// Stop (flushed and committed) once every assigned partition is read to its end:
     /// for replays, benchmarks and tests.
     pub stop_when_caught_up: bool,
@@ -91,6 +95,7 @@ impl Default for ProcessorConfig {
             catch_up_flush_interval: Duration::from_secs(10),
             catch_up_lag: 100_000,
             max_record_bytes: 1 << 20,
+            schema_registry: None,
             stop_when_caught_up: false,
             on_log_mismatch: OnMismatch::Refuse,
         }
@@ -115,11 +120,17 @@ pub enum ProcessorError {
     /// broker's error. Nothing past it was committed.
     #[error("{0}")]
     Produce(String),
+    /// The processor cannot start with these settings: a released schema that no
+    /// longer resolves, a schema registry URL it cannot use.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Everything a flush needs besides the consumer.
 struct Core {
     engine: Engine,
+    /// Resolves Confluent schema ids the engine's codec does not know, when set.
+    registry: Option<SchemaRegistry>,
     store: Arc<dyn Store>,
     rt: Handle,
     producer: FutureProducer,
@@ -236,9 +247,17 @@ pub fn spawn_with_health(
     let producer: FutureProducer = cfg.kafka.producer_config().create()?;
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.group.clone_from(&cfg.topics.group);
-    let codec = Codec::new().with_max_record_bytes(cfg.max_record_bytes);
+    // Every released RawEvent version, so that records of SDKs still on one fold.
+    let codec = Codec::with_history()
+        .map_err(|e| ProcessorError::Config(format!("a released schema cannot be read: {e}")))?
+        .with_max_record_bytes(cfg.max_record_bytes);
+    let registry = match &cfg.schema_registry {
+        Some(url) => Some(SchemaRegistry::new(url).map_err(ProcessorError::Config)?),
+        None => None,
+    };
     let core = Arc::new(Mutex::new(Core {
         engine: Engine::new(engine_cfg, codec),
+        registry,
         store,
         rt,
         producer,
