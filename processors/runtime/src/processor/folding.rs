@@ -90,23 +90,31 @@ impl Core {
     /// registry that cannot answer is retried with backoff, like the store: the record
     /// is not at fault, so it is neither dead-lettered nor skipped, and nothing past it
     /// is committed meanwhile.
-    fn learn_schema(&mut self, payload: Option<&[u8]>, shutdown: &AtomicBool) {
+    fn learn_schema(
+        &mut self,
+        payload: Option<&[u8]>,
+        shutdown: &AtomicBool,
+    ) -> Result<(), StoreError> {
         let Some(registry) = self.registry.as_mut() else {
-            return;
+            return Ok(());
         };
         let Some(id) = payload.and_then(confluent_schema_id) else {
-            return;
+            return Ok(());
         };
         let mut backoff = Backoff::new();
         while let Err(e) = registry.resolve(self.engine.codec_mut(), id) {
             if shutdown.load(Ordering::Relaxed) {
-                return;
+                // Not folded and not dead-lettered: the next owner asks again.
+                return Err(StoreError::Transient(format!(
+                    "stopping while the schema registry cannot answer: {e}"
+                )));
             }
             // Logged, not reported as the processor's health: the store still
             // works, and the collector may go on accepting events meanwhile.
             tracing::warn!(error = %e, "schema registry unavailable; folding waits and retries the record");
             backoff.pause(shutdown);
         }
+        Ok(())
     }
 
     /// Retries transient store errors with backoff; never skips the record.
@@ -115,7 +123,7 @@ impl Core {
         rec: Record<'_>,
         shutdown: &AtomicBool,
     ) -> Result<Outcome, StoreError> {
-        self.learn_schema(rec.payload, shutdown);
+        self.learn_schema(rec.payload, shutdown)?;
         let mut backoff = Backoff::new();
         let mut failed = false;
         loop {
