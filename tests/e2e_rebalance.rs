@@ -155,7 +155,10 @@ fn a_third_processor_joining_mid_stream_keeps_every_record_accounted_for() {
                 records.push(encode(e));
             }
             if i % 150 == 75 {
-                records.push((format!("bad-{n}-{i}").into_bytes(), b"\xff not an event".to_vec()));
+                records.push((
+                    format!("bad-{n}-{i}").into_bytes(),
+                    b"\xff not an event".to_vec(),
+                ));
             }
         }
         records

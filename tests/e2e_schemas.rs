@@ -34,9 +34,8 @@ use rdkafka::ClientConfig;
 fn registry(schemas: HashMap<u32, String>) -> (String, Arc<HashMap<u32, AtomicUsize>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let asked: Arc<HashMap<u32, AtomicUsize>> = Arc::new(
-        (0..100).map(|id| (id, AtomicUsize::new(0))).collect(),
-    );
+    let asked: Arc<HashMap<u32, AtomicUsize>> =
+        Arc::new((0..100).map(|id| (id, AtomicUsize::new(0))).collect());
     let counts = Arc::clone(&asked);
     std::thread::spawn(move || {
         for stream in listener.incoming() {

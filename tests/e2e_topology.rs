@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use funnelfold_config::KafkaSettings;
 use funnelfold_e2e::broker::{external, unique_topics, write_topology_files};
 use funnelfold_e2e::common;
-use funnelfold_config::KafkaSettings;
 use funnelfold_kafka::ClientConfigExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};

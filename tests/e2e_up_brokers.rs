@@ -131,7 +131,11 @@ fn up_with_brokers_folds_an_existing_cluster_and_serves_the_api_across_restarts(
 
     // First run: half the SDK's events, then a collector batch.
     let up = Up::start_with_env(dir.path(), &["--brokers", &bootstrap], &env);
-    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, sdk(&events[..300])));
+    rt.block_on(common::produce(
+        &bootstrap,
+        &broker.topics().raw,
+        sdk(&events[..300]),
+    ));
     let (batch, mut want_tracked) = tracked(0);
     let (status, body) = common::http(&up.api, "POST", "/v1/track", &batch);
     assert_eq!(status, 200, "{body}");
@@ -141,7 +145,11 @@ fn up_with_brokers_folds_an_existing_cluster_and_serves_the_api_across_restarts(
     up.stop();
 
     // Events written while it was down are folded by the next start, on the same log.
-    rt.block_on(common::produce(&bootstrap, &broker.topics().raw, sdk(&events[300..])));
+    rt.block_on(common::produce(
+        &bootstrap,
+        &broker.topics().raw,
+        sdk(&events[300..]),
+    ));
     let up = Up::start_with_env(dir.path(), &["--brokers", &bootstrap], &env);
     let (batch, more) = tracked(20);
     let (status, body) = common::http(&up.api, "POST", "/v1/track", &batch);
@@ -149,7 +157,12 @@ fn up_with_brokers_folds_an_existing_cluster_and_serves_the_api_across_restarts(
     want.extend(events[300..].iter().map(|e| e.event_id.clone()));
     want_tracked.extend(more);
     wait_for_ids(&up, &funnel, &want, "second run, SDK events");
-    wait_for_ids(&up, "tracked", &want_tracked, "second run, collector events");
+    wait_for_ids(
+        &up,
+        "tracked",
+        &want_tracked,
+        "second run, collector events",
+    );
     // Nothing folded twice: exactly the events sent are listed.
     assert_eq!(up.event_ids(&funnel).len(), want.len());
     assert_eq!(up.event_ids("tracked").len(), want_tracked.len());
@@ -171,10 +184,16 @@ fn up_refuses_a_cluster_without_its_topics_and_mismatch_flags_without_brokers() 
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .expect("run funnelfold up");
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let mut env = broker.env();
-    env.push(("FUNNELFOLD_TOPICS_RAW", "no-such-topic.events.raw".to_owned()));
+    env.push((
+        "FUNNELFOLD_TOPICS_RAW",
+        "no-such-topic.events.raw".to_owned(),
+    ));
     let (ok, err) = run(&["--brokers", broker.bootstrap_servers()], &env);
     assert!(!ok, "started without its topics");
     assert!(
@@ -183,7 +202,10 @@ fn up_refuses_a_cluster_without_its_topics_and_mismatch_flags_without_brokers() 
     );
     let (ok, err) = run(&["--rebuild"], &[]);
     assert!(!ok);
-    assert!(err.contains("--rebuild and --rebase go with --brokers"), "{err}");
+    assert!(
+        err.contains("--rebuild and --rebase go with --brokers"),
+        "{err}"
+    );
 }
 
 /// Now, in epoch milliseconds: the collector refuses events far from its clock.

@@ -17,9 +17,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_runtime::{ProcessorConfig, ProcessorHandle};
 use funnelfold_topology::{ApplyOptions, PlanOptions, Topology};
 use rdkafka::consumer::{BaseConsumer, Consumer};

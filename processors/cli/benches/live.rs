@@ -36,9 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::{LiveSimulator, SimConfig, Simulator};
-use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_kafka::ClientConfigExt;
 use funnelfold_runtime::producer;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -32,9 +32,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_core::codec::Codec;
 use funnelfold_core::sim::SimConfig;
-use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_kafka::ClientConfigExt;
 use funnelfold_runtime::producer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

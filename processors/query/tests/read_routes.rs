@@ -823,7 +823,10 @@ async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Res
             // A bot (the simulator's crawlers) has events but no profile and no
             // session; its rows are still named, by the same rule.
             None => {
-                assert!(!in_sessions.contains(id), "{id} has sessions but no profile");
+                assert!(
+                    !in_sessions.contains(id),
+                    "{id} has sessions but no profile"
+                );
                 assert_eq!(
                     row["displayName"],
                     funnelfold_core::names::display_name(id),
@@ -832,7 +835,10 @@ async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Res
             }
         }
     }
-    assert!(names.len() * 10 >= ids.len() * 8, "most visitors are not bots");
+    assert!(
+        names.len() * 10 >= ids.len() * 8,
+        "most visitors are not bots"
+    );
     // A friendly name, on both kinds of row.
     assert!(names["alice"].as_str().is_some_and(|n| n.contains(' ')));
     assert!(sessions["sessions"][0]["displayName"].is_string());
@@ -958,8 +964,14 @@ async fn events_can_carry_their_sessions_attribution_and_device() -> anyhow::Res
         let ts = e["timestamp"].as_i64().expect("ts");
         // A bot's events (the simulator's crawlers) count in no session: nothing to
         // carry.
-        if !sessions.iter().any(|s| s["anonymousId"] == e["anonymousId"]) {
-            assert!(e.get("source").is_none() && e.get("deviceType").is_none(), "{e}");
+        if !sessions
+            .iter()
+            .any(|s| s["anonymousId"] == e["anonymousId"])
+        {
+            assert!(
+                e.get("source").is_none() && e.get("deviceType").is_none(),
+                "{e}"
+            );
             continue;
         }
         // The session of the same visitor whose span holds the event.

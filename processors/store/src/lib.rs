@@ -553,8 +553,7 @@ pub trait BlockingReads {
         funnel_id: &str,
     ) -> Result<Option<FunnelShare>>;
     /// A partition's own share of a page-flow link; see [`Store::load_flow_shares`].
-    fn load_flow_share(&self, topic: &str, partition: i32, link: &FlowLink)
-        -> Result<Option<i64>>;
+    fn load_flow_share(&self, topic: &str, partition: i32, link: &FlowLink) -> Result<Option<i64>>;
     /// A partition's own share of a retention cell; see
     /// [`Store::load_retention_shares`].
     fn load_retention_share(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_config::Topics;
+use funnelfold_runtime::broker::EmbeddedBroker;
 
 use crate::process::on_shutdown_signal;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use funnelfold_config::{Flags, Settings};
 use funnelfold_config::KafkaSettings;
+use funnelfold_config::{Flags, Settings};
 use funnelfold_store::Store;
 
 use crate::flags::{AccessArgs, KafkaArgs};

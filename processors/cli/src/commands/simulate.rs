@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use funnelfold_config::{Flags, Settings};
 use funnelfold_core::sim::{LiveSimulator, SimConfig};
 use funnelfold_runtime::producer;
-use funnelfold_config::{Flags, Settings};
 
 use crate::flags::{required_kafka, KafkaArgs};
 use crate::process::wait_for_signal;

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use funnelfold_core::sim::LiveSimulator;
-use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_config::{Flags, Settings};
 use funnelfold_config::{KafkaSettings, Topics};
+use funnelfold_core::sim::LiveSimulator;
 use funnelfold_kafka::ClientConfigExt;
+use funnelfold_runtime::broker::EmbeddedBroker;
 use funnelfold_runtime::{producer, OnMismatch, ProcessorConfig};
 use funnelfold_store::Health;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -221,7 +221,12 @@ fn require_topics(kafka: &KafkaSettings, topics: &Topics) -> Result<()> {
         .with_context(|| format!("cannot create a Kafka client for {}", kafka.brokers))?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(15))
-        .with_context(|| format!("cannot read the topics of the Kafka cluster at {}", kafka.brokers))?;
+        .with_context(|| {
+            format!(
+                "cannot read the topics of the Kafka cluster at {}",
+                kafka.brokers
+            )
+        })?;
     let present: std::collections::HashSet<&str> = metadata
         .topics()
         .iter()

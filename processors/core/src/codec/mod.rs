@@ -495,7 +495,6 @@ fn decode_generic(
     decoder.read_value(&mut input).map_err(avro_err)
 }
 
-
 mod avro;
 mod check;
 mod fast;
@@ -575,7 +574,9 @@ mod tests {
             .expect_err("an unreadable version is refused");
         assert_eq!(err.file, "schemas/history/raw_event/v9.avsc");
         assert!(matches!(err.source, SchemaError::Incompatible(_)), "{err}");
-        assert!(err.to_string().starts_with("schemas/history/raw_event/v9.avsc: "));
+        assert!(err
+            .to_string()
+            .starts_with("schemas/history/raw_event/v9.avsc: "));
     }
 
     #[test]
@@ -584,7 +585,9 @@ mod tests {
         for version in crate::schema_history::versions_of("raw_event") {
             let schema = Schema::parse_str(version.json).expect("parses");
             assert!(
-                codec.by_fingerprint.contains_key(&rabin_fingerprint(&schema)),
+                codec
+                    .by_fingerprint
+                    .contains_key(&rabin_fingerprint(&schema)),
                 "{}",
                 version.file
             );
@@ -601,9 +604,11 @@ mod tests {
         assert_eq!(confluent_schema_id(&record), Some(42));
         let err = codec.decode(&record).expect_err("refused");
         assert_eq!(err.code(), "unresolvable_schema");
-        assert!(err.to_string().contains("field eventId: int is not string"), "{err}");
+        assert!(
+            err.to_string().contains("field eventId: int is not string"),
+            "{err}"
+        );
         assert_eq!(confluent_schema_id(&[0x00, 0, 0]), None);
         assert_eq!(confluent_schema_id(b"{}"), None);
     }
 }
-

@@ -236,12 +236,7 @@ impl BlockingReads for EmbeddedStore {
         Ok(shares.pop().flatten())
     }
 
-    fn load_flow_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &FlowLink,
-    ) -> Result<Option<i64>> {
+    fn load_flow_share(&self, topic: &str, partition: i32, key: &FlowLink) -> Result<Option<i64>> {
         let keys = std::slice::from_ref(key);
         let mut shares = self
             .db
@@ -262,12 +257,7 @@ impl BlockingReads for EmbeddedStore {
         Ok(shares.pop().flatten())
     }
 
-    fn load_bot_share(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &BotKey,
-    ) -> Result<Option<i64>> {
+    fn load_bot_share(&self, topic: &str, partition: i32, key: &BotKey) -> Result<Option<i64>> {
         let keys = std::slice::from_ref(key);
         let mut shares = self
             .db

@@ -329,7 +329,11 @@ fn no_cql_is_prepared_or_run_outside_the_checked_statements() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scylla");
     for entry in std::fs::read_dir(&dir).expect("src/scylla") {
         let path = entry.expect("entry").path();
-        let file = path.file_name().expect("a file name").to_string_lossy().into_owned();
+        let file = path
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
         // The migrations run DDL and their own bookkeeping; this file names the calls.
         if ["statements.rs", "migrations.rs", "cql_check.rs"].contains(&file.as_str()) {
             continue;

@@ -305,7 +305,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-
 mod codecs;
 mod groups;
 mod topics;
@@ -352,4 +351,3 @@ mod tests {
         assert_eq!(human_ms(-1), "forever");
     }
 }
-
