@@ -21,6 +21,38 @@ use super::ScyllaStore;
 const PAGE: usize = 1000;
 
 impl ScyllaStore {
+    /// Every source partition's traffic shares of one month bucket for the days in
+    /// [from_day, to_day]: what `traffic` and `traffic_sums` both sum.
+    pub(super) async fn traffic_shares_of_month(
+        &self,
+        funnel_id: &str,
+        month: i32,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<(TrafficKey, TrafficCounts)>> {
+        let values = (funnel_id, month, from_day, to_day);
+        let bound = bind_paged(&self.st.traffic_range, &values, PAGE)?;
+        let mut shares = Vec::new();
+        self.scan(bound, "reading traffic_shares", |row: TrafficDbRow| {
+            let key = TrafficKey {
+                funnel_id: row.funnel_id,
+                day: row.day_bucket,
+                source: row.source,
+                medium: row.medium,
+                campaign: row.campaign,
+            };
+            let counts = TrafficCounts {
+                sessions: row.sessions,
+                conversions: row.conversions,
+                revenue: row.revenue.unwrap_or_default(),
+            };
+            shares.push((key, counts));
+            Ok(true)
+        })
+        .await?;
+        Ok(shares)
+    }
+
     pub(super) async fn flow_shares(
         &self,
         topic: &str,
@@ -143,28 +175,7 @@ impl ScyllaStore {
         let reads = months.into_iter().map(|month| {
             async move {
                 let values = (funnel_id, month, from_day, to_day);
-                let traffic = async {
-                    let bound = bind_paged(&self.st.traffic_range, &values, PAGE)?;
-                    let mut shares = Vec::new();
-                    self.scan(bound, "reading traffic_shares", |row: TrafficDbRow| {
-                        let key = TrafficKey {
-                            funnel_id: row.funnel_id,
-                            day: row.day_bucket,
-                            source: row.source,
-                            medium: row.medium,
-                            campaign: row.campaign,
-                        };
-                        let counts = TrafficCounts {
-                            sessions: row.sessions,
-                            conversions: row.conversions,
-                            revenue: row.revenue.unwrap_or_default(),
-                        };
-                        shares.push((key, counts));
-                        Ok(true)
-                    })
-                    .await?;
-                    Ok::<_, StoreError>(shares)
-                };
+                let traffic = self.traffic_shares_of_month(funnel_id, month, from_day, to_day);
                 let engaged = async {
                     let bound = bind_paged(&self.st.engaged_range, &values, PAGE)?;
                     let mut shares = Vec::new();

@@ -16,7 +16,7 @@ use crate::queries::distinct;
 use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
     Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare, FunnelSummary, PageRequest,
-    Result, SessionCursor, Store, StoreError, TrafficSum, VisitorKey,
+    Result, SessionCursor, Store, TrafficSum, VisitorKey,
 };
 
 use super::buckets::{day_of, hour_of, month_of_day, Kind};
@@ -434,30 +434,8 @@ impl Store for ScyllaStore {
             months.push(month);
         }
         let reads = months.into_iter().map(|month| {
-            async move {
-                let values = (funnel_id, month, from_day, to_day);
-                let bound = bind_paged(&self.st.traffic_range, &values, 1000)?;
-                let mut shares = Vec::new();
-                self.scan(bound, "reading traffic_shares", |row: TrafficDbRow| {
-                    let key = TrafficKey {
-                        funnel_id: row.funnel_id,
-                        day: row.day_bucket,
-                        source: row.source,
-                        medium: row.medium,
-                        campaign: row.campaign,
-                    };
-                    let counts = TrafficCounts {
-                        sessions: row.sessions,
-                        conversions: row.conversions,
-                        revenue: row.revenue.unwrap_or_default(),
-                    };
-                    shares.push((key, counts));
-                    Ok(true)
-                })
-                .await?;
-                Ok::<_, StoreError>(shares)
-            }
-            .boxed()
+            self.traffic_shares_of_month(funnel_id, month, from_day, to_day)
+                .boxed()
         });
         let per_month = in_order(reads.collect()).await?;
         Ok(sum_traffic_shares(
