@@ -217,11 +217,7 @@ where
     }
 
     /// The cached answer for `key`, or `compute`'s (cached when it succeeds).
-    pub async fn get_or_compute<F, E>(
-        &self,
-        key: K,
-        compute: F,
-    ) -> Result<Bytes, E>
+    pub async fn get_or_compute<F, E>(&self, key: K, compute: F) -> Result<Bytes, E>
     where
         F: Future<Output = Result<Bytes, E>>,
         E: Clone + Send + Sync + 'static,

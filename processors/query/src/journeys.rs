@@ -113,9 +113,7 @@ pub fn flow_graph(rows: &[FlowRow], steps: u8, limit: usize) -> Paths<'_> {
     {
         let k = &row.key;
         *outgoing.entry((k.step, k.from.as_str())).or_default() += row.sessions;
-        *incoming
-            .entry((k.step + 1, k.to.as_str()))
-            .or_default() += row.sessions;
+        *incoming.entry((k.step + 1, k.to.as_str())).or_default() += row.sessions;
         by_step.entry(k.step).or_default().push(row);
     }
     let mut links = Vec::new();
@@ -187,7 +185,9 @@ pub(crate) async fn paths(
         encode(&flow_graph(&rows, steps, limit))
     };
     let key = (funnel.clone(), from_day, to_day, steps, limit, starts_with);
-    Ok(json_bytes(s.paths_answers.get_or_compute(key, compute).await?))
+    Ok(json_bytes(
+        s.paths_answers.get_or_compute(key, compute).await?,
+    ))
 }
 
 // ---------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ pub async fn bot_counts(
         .map(|(bot, events)| BotTotal { bot, events })
         .collect();
     // Stable: ties keep the names' order.
-    out.bots.sort_by(|a, b| b.events.cmp(&a.events));
+    out.bots.sort_by_key(|b| std::cmp::Reverse(b.events));
     Ok(out)
 }
 
@@ -459,24 +459,91 @@ mod tests {
         assert_eq!(
             graph.links,
             [
-                Link { step: 1, from: "/", to: "/a", sessions: 5 },
-                Link { step: 1, from: "/", to: "/b", sessions: 3 },
+                Link {
+                    step: 1,
+                    from: "/",
+                    to: "/a",
+                    sessions: 5
+                },
+                Link {
+                    step: 1,
+                    from: "/",
+                    to: "/b",
+                    sessions: 3
+                },
             ]
         );
         assert_eq!(
             graph.nodes,
             [
-                Node { step: 1, path: "/", sessions: 10 },
-                Node { step: 2, path: "/a", sessions: 5 },
-                Node { step: 2, path: "/b", sessions: 3 },
+                Node {
+                    step: 1,
+                    path: "/",
+                    sessions: 10
+                },
+                Node {
+                    step: 2,
+                    path: "/a",
+                    sessions: 5
+                },
+                Node {
+                    step: 2,
+                    path: "/b",
+                    sessions: 3
+                },
             ]
         );
         // Ties go by from, then to.
         let graph = flow_graph(&rows, 1, 3);
-        assert_eq!(graph.links[2], Link { step: 1, from: "/", to: "/b", sessions: 3 });
-        let graph = flow_graph(&rows, 1, 4);
-        assert_eq!(graph.links[2], Link { step: 1, from: "/", to: "/b", sessions: 3 });
-        assert_eq!(graph.links[3], Link { step: 1, from: "/x", to: "(exit)", sessions: 3 });
+        assert_eq!(
+            graph.links[1],
+            Link {
+                step: 1,
+                from: "/",
+                to: "/b",
+                sessions: 3
+            }
+        );
+        assert_eq!(
+            graph.links[2],
+            Link {
+                step: 1,
+                from: "/x",
+                to: "(exit)",
+                sessions: 3
+            }
+        );
+        // (exit) at step 2 counts the cut link / -> (exit) too.
+        assert_eq!(
+            graph.nodes,
+            [
+                Node {
+                    step: 1,
+                    path: "/",
+                    sessions: 10
+                },
+                Node {
+                    step: 1,
+                    path: "/x",
+                    sessions: 3
+                },
+                Node {
+                    step: 2,
+                    path: "(exit)",
+                    sessions: 5
+                },
+                Node {
+                    step: 2,
+                    path: "/a",
+                    sessions: 5
+                },
+                Node {
+                    step: 2,
+                    path: "/b",
+                    sessions: 3
+                },
+            ]
+        );
     }
 
     #[test]
@@ -490,12 +557,25 @@ mod tests {
             visitors,
         };
         let monday = week_start(20_780);
-        let rows = vec![cell(monday - 14, 0, 4), cell(monday - 14, 2, 1), cell(monday, 0, 2)];
+        let rows = vec![
+            cell(monday - 14, 0, 4),
+            cell(monday - 14, 2, 1),
+            cell(monday, 0, 2),
+        ];
         let r = cohorts(&rows, monday - 21, monday + 7, monday).expect("cohorts");
-        let weeks: Vec<_> = r.cohorts.iter().map(|c| (c.visitors, c.active.clone())).collect();
+        let weeks: Vec<_> = r
+            .cohorts
+            .iter()
+            .map(|c| (c.visitors, c.active.clone()))
+            .collect();
         assert_eq!(
             weeks,
-            [(2, vec![2]), (0, vec![0, 0]), (4, vec![4, 0, 1]), (0, vec![0, 0, 0, 0])]
+            [
+                (2, vec![2]),
+                (0, vec![0, 0]),
+                (4, vec![4, 0, 1]),
+                (0, vec![0, 0, 0, 0])
+            ]
         );
         assert_eq!(r.cohorts[0].week, "2026-11-23");
     }
@@ -505,20 +585,30 @@ mod tests {
         assert_eq!(steps_param(None).ok(), Some(5));
         assert_eq!(steps_param(Some("10".into())).ok(), Some(10));
         for bad in ["0", "11", "-1", "+3", "x", ""] {
-            assert_eq!(steps_param(Some(bad.into())).err().map(|e| e.code), Some("bad_steps"));
+            assert_eq!(
+                steps_param(Some(bad.into())).err().map(|e| e.code),
+                Some("bad_steps")
+            );
         }
         let now = 20_780 * DAY_MS;
         for bad in ["0", "53", "x", "+2"] {
             assert_eq!(
-                cohort_range(Some(bad.into()), None, None, now).err().map(|e| e.code),
+                cohort_range(Some(bad.into()), None, None, now)
+                    .err()
+                    .map(|e| e.code),
                 Some("bad_weeks")
             );
         }
         assert_eq!(
-            cohort_range(Some("2".into()), Some(0), None, now).err().map(|e| e.code),
+            cohort_range(Some("2".into()), Some(0), None, now)
+                .err()
+                .map(|e| e.code),
             Some("bad_range")
         );
         let monday = week_start(20_780);
-        assert_eq!(cohort_range(None, None, None, now).ok(), Some((monday - 77, monday)));
+        assert_eq!(
+            cohort_range(None, None, None, now).ok(),
+            Some((monday - 77, monday))
+        );
     }
 }

@@ -389,9 +389,22 @@ fn overview_op() -> Value {
 
 fn range_params(example: &str) -> [Value; 3] {
     [
-        query_param("range", "7d, 30d or 90d (any Nd up to 366d). Not with from/to.", json!({ "type": "string", "pattern": "^[0-9]+d$" }), json!(example)),
-        time_param("from", "Start (inclusive). Not with range.", "2026-11-01T00:00:00Z"),
-        time_param("to", "End (exclusive); default now. Needs from.", "2026-11-08T00:00:00Z"),
+        query_param(
+            "range",
+            "7d, 30d or 90d (any Nd up to 366d). Not with from/to.",
+            json!({ "type": "string", "pattern": "^[0-9]+d$" }),
+            json!(example),
+        ),
+        time_param(
+            "from",
+            "Start (inclusive). Not with range.",
+            "2026-11-01T00:00:00Z",
+        ),
+        time_param(
+            "to",
+            "End (exclusive); default now. Needs from.",
+            "2026-11-08T00:00:00Z",
+        ),
     ]
 }
 
@@ -417,9 +430,19 @@ fn paths_schema() -> Value {
 fn paths_op() -> Value {
     let mut params = vec![funnel_param()];
     params.extend(range_params("7d"));
-    params.push(query_param("steps", "Steps to answer.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": DEFAULT_STEPS }), json!(5)));
+    params.push(query_param(
+        "steps",
+        "Steps to answer.",
+        json!({ "type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": DEFAULT_STEPS }),
+        json!(5),
+    ));
     params.push(query_param("limit", "Links kept per step, the busiest.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PATH_LINKS, "default": DEFAULT_PATH_LINKS }), json!(10)));
-    params.push(query_param("startsWith", "Only the sessions that landed on this exact path.", json!({ "type": "string", "minLength": 1 }), json!("/pricing")));
+    params.push(query_param(
+        "startsWith",
+        "Only the sessions that landed on this exact path.",
+        json!({ "type": "string", "minLength": 1 }),
+        json!("/pricing"),
+    ));
     json!({ "get": {
                 "summary": "Page flows: how sessions move through the funnel's pages, step by step, for a Sankey diagram.",
                 "description": format!("A session's steps are the paths of its page views, consecutive repeats collapsed; step 1 is the landing page. A link (step, from, to) counts the sessions at from on that step that went to to next; (exit) when they ended there, (more) when they went on past step 10. Sessions count on the UTC day they started; ranges as traffic-sources (default 7d, at most {MAX_RANGE_DAYS} days). Bot events count in no flow."),

@@ -25,8 +25,8 @@ use crate::auth::Need;
 use crate::error::ApiError;
 use crate::extract::{FunnelPath, Params};
 use crate::money::RevenueJson;
-use crate::views::engagement_rate;
 use crate::routes::{day_range, json_bytes, now_ms, AppState, DAY_MS, MAX_LOOKUP_IDS};
+use crate::views::engagement_rate;
 
 /// Most sessions one overview scans: bounds one request's store reads and the memory
 /// of its distinct-visitor set.

@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Need};
 use crate::cache::{AnswerCache, CachedProfile, ProfileCache};
-use crate::journeys::{self, PathsKey};
 use crate::collector::{self, Collector};
 use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
+use crate::journeys::{self, PathsKey};
 use crate::live::Live;
 use crate::money::compare_revenue;
 use crate::overview::overview;

@@ -117,7 +117,11 @@ async fn journeys_store() -> anyhow::Result<(i32, i32, Arc<dyn Store>)> {
             cell(monday - 196, 0, 9),
             cell(monday - 196, 25, 1),
         ],
-        bots: vec![bot(y, "Googlebot", 3), bot(y, "bingbot", 1), bot(old, "Googlebot", 100)],
+        bots: vec![
+            bot(y, "Googlebot", 3),
+            bot(y, "bingbot", 1),
+            bot(old, "Googlebot", 100),
+        ],
         traffic: t0,
         engaged: e0,
         ..PartitionFlush::default()
@@ -257,7 +261,12 @@ async fn retention_is_newest_cohort_first_up_to_the_current_week() -> anyhow::Re
     let base = "/v1/funnels/shop/retention";
 
     let three = get(addr, &format!("{base}?weeks=3"), None).await?;
-    assert_eq!(three.status, 200, "{}", String::from_utf8_lossy(&three.body));
+    assert_eq!(
+        three.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&three.body)
+    );
     assert_eq!(
         three.json(),
         json!({"cohorts": [
@@ -271,7 +280,10 @@ async fn retention_is_newest_cohort_first_up_to_the_current_week() -> anyhow::Re
     let twelve = get(addr, base, None).await?.json();
     let cohorts = twelve["cohorts"].as_array().expect("cohorts");
     assert_eq!(cohorts.len(), 12);
-    assert_eq!(cohorts[..3], three.json()["cohorts"].as_array().expect("3")[..]);
+    assert_eq!(
+        cohorts[..3],
+        three.json()["cohorts"].as_array().expect("3")[..]
+    );
     assert_eq!(cohorts[11]["week"], day_label(monday - 77));
     assert_eq!(cohorts[11]["active"].as_array().map(Vec::len), Some(12));
 
@@ -301,11 +313,17 @@ async fn bots_are_counted_per_day_and_name() -> anyhow::Result<()> {
     let addr = server.local_addr();
 
     let answer = get(addr, "/v1/funnels/shop/bots?range=7d", None).await?;
-    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     let mut days: Vec<_> = (today - 6..=today)
         .map(|d| json!({"day": day_label(d), "events": 0, "bots": {}}))
         .collect();
-    days[5] = json!({"day": day_label(today - 1), "events": 6, "bots": {"Googlebot": 5, "bingbot": 1}});
+    days[5] =
+        json!({"day": day_label(today - 1), "events": 6, "bots": {"Googlebot": 5, "bingbot": 1}});
     days[6] = json!({"day": day_label(today), "events": 5, "bots": {"AhrefsBot": 5}});
     assert_eq!(
         answer.json(),
@@ -322,8 +340,16 @@ async fn bots_are_counted_per_day_and_name() -> anyhow::Result<()> {
         })
     );
     let (from, to) = (i64::from(today - 10) * DAY, i64::from(today - 9) * DAY);
-    let old = get(addr, &format!("/v1/funnels/shop/bots?from={from}&to={to}"), None).await?;
-    assert_eq!(old.json()["bots"], json!([{"bot": "Googlebot", "events": 100}]));
+    let old = get(
+        addr,
+        &format!("/v1/funnels/shop/bots?from={from}&to={to}"),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        old.json()["bots"],
+        json!([{"bot": "Googlebot", "events": 100}])
+    );
     let other = get(addr, "/v1/funnels/blog/bots?range=1d", None).await?;
     assert_eq!(other.json()["events"], 0);
     server.shutdown().await?;
@@ -343,12 +369,20 @@ async fn traffic_and_overview_carry_engaged_sessions_and_bots() -> anyhow::Resul
     let picked: Vec<_> = rows
         .iter()
         .map(|r| {
-            json!([r["source"], r["sessions"], r["engagedSessions"], r["engagementRate"]])
+            json!([
+                r["source"],
+                r["sessions"],
+                r["engagedSessions"],
+                r["engagementRate"]
+            ])
         })
         .collect();
     assert_eq!(
         picked,
-        [json!(["google", 4, 3, 0.75]), json!(["(direct)", 2, 0, 0.0])]
+        [
+            json!(["google", 4, 3, 0.75]),
+            json!(["(direct)", 2, 0, 0.0])
+        ]
     );
 
     let overview = get(addr, "/v1/funnels/shop/overview?range=7d", None)
@@ -405,7 +439,11 @@ async fn bad_parameters_are_400_with_their_codes() -> anyhow::Result<()> {
         assert_eq!(answer.error_code(), code, "{query}");
     }
     // The largest accepted values.
-    for query in ["paths?steps=10&limit=100&range=366d", "retention?weeks=52", "bots?range=366d"] {
+    for query in [
+        "paths?steps=10&limit=100&range=366d",
+        "retention?weeks=52",
+        "bots?range=366d",
+    ] {
         let answer = get(addr, &format!("/v1/funnels/shop/{query}"), None).await?;
         assert_eq!(answer.status, 200, "{query}");
     }
@@ -427,11 +465,20 @@ async fn journeys_need_a_key_of_the_funnel() -> anyhow::Result<()> {
         let path = format!("/v1/funnels/shop/{route}");
         assert_eq!(get(addr, &path, Some(SHOP)).await?.status, 200, "{route}");
         let none = get(addr, &path, None).await?;
-        assert_eq!((none.status, none.error_code()), (401, "missing_key".into()));
+        assert_eq!(
+            (none.status, none.error_code()),
+            (401, "missing_key".into())
+        );
         let wrong = get(addr, &path, Some("not-a-key-0123456789abcdef")).await?;
-        assert_eq!((wrong.status, wrong.error_code()), (401, "invalid_key".into()));
+        assert_eq!(
+            (wrong.status, wrong.error_code()),
+            (401, "invalid_key".into())
+        );
         let other = get(addr, &path, Some(BLOG)).await?;
-        assert_eq!((other.status, other.error_code()), (403, "forbidden".into()));
+        assert_eq!(
+            (other.status, other.error_code()),
+            (403, "forbidden".into())
+        );
     }
     server.shutdown().await?;
     Ok(())

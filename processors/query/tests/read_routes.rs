@@ -138,6 +138,8 @@ async fn traffic_sources_are_sorted_and_exact() -> anyhow::Result<()> {
             "campaign",
             "channel",
             "sessions",
+            "engagedSessions",
+            "engagementRate",
             "conversions",
             "revenue",
         ]
@@ -671,10 +673,14 @@ async fn overview_equals_a_recomputation_from_the_other_routes() -> anyhow::Resu
         "newVisitors",
         "returningVisitors",
         "sessions",
+        "engagedSessions",
+        "engagementRate",
         "bounces",
         "bounceRate",
         "conversions",
         "revenue",
+        "botEvents",
+        "bots",
         "days",
     ];
     expected.sort_unstable();
@@ -729,7 +735,9 @@ async fn overview_equals_a_recomputation_from_the_other_routes() -> anyhow::Resu
         json!({
             "from": 1_577_836_800_000_i64, "to": 1_578_096_000_000_i64,
             "visitors": 0, "newVisitors": 0, "returningVisitors": 0,
-            "sessions": 0, "bounces": 0, "bounceRate": 0.0, "conversions": 0, "revenue": {},
+            "sessions": 0, "engagedSessions": 0, "engagementRate": 0.0,
+            "bounces": 0, "bounceRate": 0.0, "conversions": 0, "revenue": {},
+            "botEvents": 0, "bots": {},
             "days": [
                 {"day": "2020-01-01", "sessions": 0, "channels": {}},
                 {"day": "2020-01-02", "sessions": 0, "channels": {}},
@@ -823,7 +831,10 @@ async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Res
             // A bot (the simulator's crawlers) has events but no profile and no
             // session; its rows are still named, by the same rule.
             None => {
-                assert!(!in_sessions.contains(id), "{id} has sessions but no profile");
+                assert!(
+                    !in_sessions.contains(id),
+                    "{id} has sessions but no profile"
+                );
                 assert_eq!(
                     row["displayName"],
                     funnelfold_core::names::display_name(id),
@@ -832,7 +843,10 @@ async fn session_and_event_rows_carry_the_profiles_display_name() -> anyhow::Res
             }
         }
     }
-    assert!(names.len() * 10 >= ids.len() * 8, "most visitors are not bots");
+    assert!(
+        names.len() * 10 >= ids.len() * 8,
+        "most visitors are not bots"
+    );
     // A friendly name, on both kinds of row.
     assert!(names["alice"].as_str().is_some_and(|n| n.contains(' ')));
     assert!(sessions["sessions"][0]["displayName"].is_string());
@@ -958,8 +972,14 @@ async fn events_can_carry_their_sessions_attribution_and_device() -> anyhow::Res
         let ts = e["timestamp"].as_i64().expect("ts");
         // A bot's events (the simulator's crawlers) count in no session: nothing to
         // carry.
-        if !sessions.iter().any(|s| s["anonymousId"] == e["anonymousId"]) {
-            assert!(e.get("source").is_none() && e.get("deviceType").is_none(), "{e}");
+        if !sessions
+            .iter()
+            .any(|s| s["anonymousId"] == e["anonymousId"])
+        {
+            assert!(
+                e.get("source").is_none() && e.get("deviceType").is_none(),
+                "{e}"
+            );
             continue;
         }
         // The session of the same visitor whose span holds the event.
