@@ -161,7 +161,7 @@ async fn run(
             script: timeline_script(&ids),
         },
         Route {
-            name: "GET paths (7d/30d, steps 5/10, startsWith)",
+            name: "GET paths?range=7d/30d&steps=5/10",
             script: get_script(&[
                 "/v1/funnels/demo/paths?range=7d&steps=5&limit=10",
                 "/v1/funnels/demo/paths?range=30d&steps=10&limit=10",
