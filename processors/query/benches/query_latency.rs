@@ -18,6 +18,11 @@
 //!
 //! The load tool runs on the same machine as the server and competes with it for the
 //! cores, so the numbers are a floor of what the server does on its own.
+//!
+//! The journeys routes (paths, retention, bots) read aggregates the fold writes once
+//! the runtime flushes them; while the loader's flushes carry none, the benchmark
+//! writes a synthetic set of the same shape for the same 85 days (see
+//! [`seed_journeys`]) and says so.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -118,6 +123,17 @@ async fn run(
         ids.len(),
         started.elapsed().as_secs_f64()
     );
+    let today = funnelfold_core::projection::utc_day(now);
+    if store
+        .flows("demo", today - 84, today, None)
+        .await?
+        .is_empty()
+    {
+        let rows = seed_journeys(&*store, today).await?;
+        println!(
+            "query_latency: the fold wrote no page flows, so {rows} synthetic journeys shares (flows, retention, bots) were written"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = funnelfold_query::spawn(QueryConfig::default(), store, listener).await?;
@@ -143,6 +159,28 @@ async fn run(
         Route {
             name: "GET profiles/{id}/timeline",
             script: timeline_script(&ids),
+        },
+        Route {
+            name: "GET paths?range=7d/30d&steps=5/10",
+            script: get_script(&[
+                "/v1/funnels/demo/paths?range=7d&steps=5&limit=10",
+                "/v1/funnels/demo/paths?range=30d&steps=10&limit=10",
+                "/v1/funnels/demo/paths?range=30d&steps=5&limit=10&startsWith=%2Fpricing",
+            ]),
+        },
+        Route {
+            name: "GET retention?weeks=12/26",
+            script: get_script(&[
+                "/v1/funnels/demo/retention?weeks=12",
+                "/v1/funnels/demo/retention?weeks=26",
+            ]),
+        },
+        Route {
+            name: "GET bots?range=7d/30d",
+            script: get_script(&[
+                "/v1/funnels/demo/bots?range=7d",
+                "/v1/funnels/demo/bots?range=30d",
+            ]),
         },
     ];
     println!(
@@ -289,6 +327,122 @@ fn lookup_script(ids: &[String]) -> String {
          request = function()\n  return wrk.format(\"POST\", \"/v1/funnels/demo/profiles/lookup\", headers, bodies[math.random(#bodies)])\nend\n",
     );
     s
+}
+
+/// Pages of the synthetic flow graph.
+const PAGES: [&str; 12] = [
+    "/",
+    "/pricing",
+    "/features",
+    "/docs",
+    "/blog",
+    "/signup",
+    "/checkout",
+    "/about",
+    "/contact",
+    "/faq",
+    "/careers",
+    "/changelog",
+];
+const BOT_NAMES: [&str; 5] = [
+    "Googlebot",
+    "bingbot",
+    "AhrefsBot",
+    "YandexBot",
+    "HeadlessChrome",
+];
+
+/// Writes journeys shares for the 85 days ending `today`, from 4 partitions of their
+/// own topic (so that the fold's checkpoints do not refuse them): per day and
+/// partition, each page at each of the 10 steps links to 3 pages and `(exit)` (one
+/// landing page per link), 5 bots per day, and 13 cohort weeks of 26 offsets.
+/// Returns the shares written.
+async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
+    use funnelfold_core::journey::week_start;
+    use funnelfold_core::{BotKey, FlowKey, RetentionKey};
+    use funnelfold_store::{BotShare, FlowLink, FlowShare, Flush, PartitionFlush, RetentionShare};
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: i64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        1 + (x % n as u64) as i64
+    };
+    let mut written = 0;
+    for (i, day) in (today - 84..=today).enumerate() {
+        let mut partitions = Vec::new();
+        for partition in 0..4 {
+            let mut flush = PartitionFlush {
+                topic: "journeys.bench".into(),
+                partition,
+                next_offset: i as i64 + 1,
+                write_timestamp: i as i64 + 1,
+                ..PartitionFlush::default()
+            };
+            for step in 1..=10u8 {
+                for (f, from) in PAGES.iter().enumerate() {
+                    let landing = if step == 1 {
+                        *from
+                    } else {
+                        PAGES[(f + usize::from(step)) % 3]
+                    };
+                    for k in 1..=4 {
+                        let to = if k == 4 {
+                            "(exit)"
+                        } else {
+                            PAGES[(f * 7 + k * 5 + usize::from(step)) % PAGES.len()]
+                        };
+                        flush.flows.push(FlowShare {
+                            link: FlowLink {
+                                key: FlowKey {
+                                    funnel_id: "demo".into(),
+                                    day,
+                                    step,
+                                    from: (*from).into(),
+                                    to: to.into(),
+                                },
+                                landing: landing.into(),
+                            },
+                            sessions: next(50),
+                        });
+                    }
+                }
+            }
+            for bot in BOT_NAMES {
+                flush.bots.push(BotShare {
+                    key: BotKey {
+                        funnel_id: "demo".into(),
+                        day,
+                        bot: bot.into(),
+                    },
+                    events: next(200),
+                });
+            }
+            if i == 0 {
+                for w in 0..13 {
+                    for offset in 0..26u8 {
+                        flush.retention.push(RetentionShare {
+                            key: RetentionKey {
+                                funnel_id: "demo".into(),
+                                cohort: week_start(today) - 7 * w,
+                                offset,
+                            },
+                            visitors: next(500),
+                        });
+                    }
+                }
+            }
+            written += flush.flows.len() + flush.bots.len() + flush.retention.len();
+            partitions.push(flush);
+        }
+        store
+            .apply(Arc::new(Flush {
+                group: "bench".into(),
+                partitions,
+            }))
+            .await?;
+    }
+    Ok(written)
 }
 
 /// `n` ids drawn with a small deterministic generator (xorshift), with repeats.

@@ -186,21 +186,27 @@ impl ProfileCache {
     }
 }
 
-/// Serialized answers of the traffic-sources report by (funnel, first day, last day,
-/// limit), kept for a short TTL.
+/// Serialized answers of a report by its parameters (for the traffic-sources report,
+/// (funnel, first day, last day, limit)), kept for a short TTL.
 ///
 /// The report changes only when the fold processor flushes (every second by default)
 /// and is the most expensive read (a 90-day range sums thousands of stored shares), so
 /// dashboards polling it share one computation per TTL: concurrent requests for a key
 /// that is being computed wait for that one computation instead of starting their own.
 /// The answer may trail the store by the TTL.
-pub struct AnswerCache {
-    entries: Option<moka::future::Cache<(String, i32, i32, usize), Bytes>>,
+pub struct AnswerCache<K = AnswerKey> {
+    entries: Option<moka::future::Cache<K, Bytes>>,
 }
 
-impl AnswerCache {
+/// The key of the traffic and overview answers: (funnel, first day, last day, limit).
+pub type AnswerKey = (String, i32, i32, usize);
+
+impl<K> AnswerCache<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
     /// A cache keeping answers for `ttl`; a zero TTL turns it off.
-    pub fn new(ttl: Duration, capacity: u64) -> AnswerCache {
+    pub fn new(ttl: Duration, capacity: u64) -> Self {
         let entries = (!ttl.is_zero()).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(capacity)
@@ -211,11 +217,7 @@ impl AnswerCache {
     }
 
     /// The cached answer for `key`, or `compute`'s (cached when it succeeds).
-    pub async fn get_or_compute<F, E>(
-        &self,
-        key: (String, i32, i32, usize),
-        compute: F,
-    ) -> Result<Bytes, E>
+    pub async fn get_or_compute<F, E>(&self, key: K, compute: F) -> Result<Bytes, E>
     where
         F: Future<Output = Result<Bytes, E>>,
         E: Clone + Send + Sync + 'static,

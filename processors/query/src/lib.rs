@@ -1,7 +1,8 @@
 //! funnelfold's HTTP face: the query processor, a JSON API over the projections in a
 //! [`funnelfold_store::Store`] (profile lookups through a moka cache kept coherent
 //! with `profiles.changelog`; traffic sources, whose answers are reused for a second;
-//! cursor-paged sessions and events; visitor timelines), and the `/v1/track` collector
+//! cursor-paged sessions and events; visitor timelines; page flows, cohort retention
+//! and bot counts), and the `/v1/track` collector
 //! that validates browser events and produces them to `events.raw`. Per-funnel API
 //! keys, JSON errors everywhere, an OpenAPI document, Prometheus metrics on their own
 //! port.
@@ -29,6 +30,7 @@ pub mod cursor;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod journeys;
 pub mod live;
 pub mod money;
 pub mod openapi;
@@ -191,6 +193,10 @@ pub async fn spawn(
         traffic_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
         // Overviews scan sessions and change as often as the traffic report: the same TTL.
         overview_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
+        // The journeys reports read aggregates the same flushes write: the same TTL.
+        paths_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
+        retention_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
+        bots_answers: cache::AnswerCache::new(cfg.traffic_cache_ttl, 10_000),
         access,
         cursors: cursor::CursorKey::new(cfg.cursor_secret.as_deref()),
         collector,

@@ -9,6 +9,9 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::collector::{MAX_BODY_BYTES, MAX_EVENTS};
+use crate::journeys::{
+    DEFAULT_PATH_LINKS, DEFAULT_STEPS, DEFAULT_WEEKS, MAX_PATH_LINKS, MAX_STEPS, MAX_WEEKS,
+};
 use crate::overview::MAX_OVERVIEW_SESSIONS;
 use crate::routes::{
     DEFAULT_PAGE, DEFAULT_TRAFFIC_ROWS, MAX_LOOKUP_IDS, MAX_PAGE, MAX_RANGE_DAYS, MAX_TRAFFIC_ROWS,
@@ -178,15 +181,20 @@ fn schemas() -> Value {
                     }
                 }));
     schemas.insert("TrafficSource".into(), json!({
-                    "type": "object", "required": ["source", "medium", "campaign", "channel", "sessions", "conversions", "revenue"],
+                    "type": "object", "required": ["source", "medium", "campaign", "channel", "sessions", "engagedSessions", "engagementRate", "conversions", "revenue"],
                     "properties": {
                         "source": { "type": "string" }, "medium": { "type": "string" }, "campaign": { "type": "string" },
                         "channel": { "type": "string" }, "sessions": { "type": "integer" },
+                        "engagedSessions": { "type": "integer", "description": "sessions that lasted more than 10 s (fold.engaged_after_ms), converted, or had at least 2 pageviews (GA4's engaged session)" },
+                        "engagementRate": { "type": "number", "minimum": 0, "maximum": 1, "description": "engagedSessions / sessions; 0 without sessions" },
                         "conversions": { "type": "integer", "description": "converted sessions" },
                         "revenue": schema_ref("Revenue")
                     }
                 }));
     schemas.insert("Overview".into(), overview_schema());
+    schemas.insert("Paths".into(), paths_schema());
+    schemas.insert("Retention".into(), retention_schema());
+    schemas.insert("Bots".into(), bots_schema());
     schemas.insert("RawEvent".into(), json!({
                     "type": "object",
                     "description": "An event of the contract (schemas/raw_event.avsc), camelCase. Unknown fields are refused.",
@@ -231,6 +239,9 @@ fn paths() -> Value {
         traffic_sources_op(),
     );
     paths.insert("/v1/funnels/{funnelId}/overview".into(), overview_op());
+    paths.insert("/v1/funnels/{funnelId}/paths".into(), paths_op());
+    paths.insert("/v1/funnels/{funnelId}/retention".into(), retention_op());
+    paths.insert("/v1/funnels/{funnelId}/bots".into(), bots_op());
     paths.insert("/v1/funnels/{funnelId}/sessions".into(), sessions_op());
     paths.insert("/v1/funnels/{funnelId}/events".into(), events_op());
     paths.insert("/v1/funnels/{funnelId}/live".into(), live_op());
@@ -332,7 +343,7 @@ fn traffic_sources_op() -> Value {
 fn overview_schema() -> Value {
     json!({
         "type": "object",
-        "required": ["from", "to", "visitors", "newVisitors", "returningVisitors", "sessions", "bounces", "bounceRate", "conversions", "revenue", "days"],
+        "required": ["from", "to", "visitors", "newVisitors", "returningVisitors", "sessions", "engagedSessions", "engagementRate", "bounces", "bounceRate", "conversions", "revenue", "botEvents", "bots", "days"],
         "properties": {
             "from": { "type": "integer", "description": "epoch ms, the start of the first UTC day" },
             "to": { "type": "integer", "description": "epoch ms, the end of the last UTC day (exclusive)" },
@@ -340,10 +351,15 @@ fn overview_schema() -> Value {
             "newVisitors": { "type": "integer", "description": "visitors first seen (profile firstSeen) in the range" },
             "returningVisitors": { "type": "integer", "description": "visitors - newVisitors: first seen before the range" },
             "sessions": { "type": "integer" },
+            "engagedSessions": { "type": "integer", "description": "sessions that lasted more than 10 s, converted, or had at least 2 pageviews" },
+            "engagementRate": { "type": "number", "minimum": 0, "maximum": 1, "description": "engagedSessions / sessions; 0 without sessions" },
             "bounces": { "type": "integer", "description": "sessions that bounced" },
             "bounceRate": { "type": "number", "minimum": 0, "maximum": 1, "description": "bounces / sessions scanned; 0 without sessions" },
             "conversions": { "type": "integer", "description": "converted sessions" },
             "revenue": schema_ref("Revenue"),
+            "botEvents": { "type": "integer", "description": "bot events of the range; bots count in no other number" },
+            "bots": { "type": "object", "description": "bot events per bot name; bots without events are absent",
+                "additionalProperties": { "type": "integer" }, "example": { "Googlebot": 12 } },
             "days": { "type": "array", "description": "every UTC day of the range, oldest first, days without sessions included", "items": {
                 "type": "object", "required": ["day", "sessions", "channels"], "properties": {
                     "day": { "type": "string", "format": "date", "example": "2026-11-23" },
@@ -356,7 +372,7 @@ fn overview_schema() -> Value {
 
 fn overview_op() -> Value {
     json!({ "get": {
-                "summary": "Visitors (new, returning), sessions, bounces, conversions and revenue of a range, with sessions per day by channel group.",
+                "summary": "Visitors (new, returning), sessions (engaged), bounces, conversions, revenue and bot events of a range, with sessions per day by channel group.",
                 "description": format!("Ranges as traffic-sources: range=Nd is the N UTC days ending today (default 7d); from/to cover the UTC days the instants [from, to) touch; at most {MAX_RANGE_DAYS} days. Sessions count by the day they started. Visitors are counted over the sessions of the range: a range holding more than {MAX_OVERVIEW_SESSIONS} sessions answers 422 range_too_large (narrow the range)."),
                 "operationId": "overview",
                 "security": security(),
@@ -368,6 +384,135 @@ fn overview_op() -> Value {
                 ],
                 "responses": with_ok(read_errors(&[("422", "range_too_large: more sessions than an overview scans; narrow the range.")]),
                     ok("The overview.", schema_ref("Overview")))
+            } })
+}
+
+fn range_params(example: &str) -> [Value; 3] {
+    [
+        query_param(
+            "range",
+            "7d, 30d or 90d (any Nd up to 366d). Not with from/to.",
+            json!({ "type": "string", "pattern": "^[0-9]+d$" }),
+            json!(example),
+        ),
+        time_param(
+            "from",
+            "Start (inclusive). Not with range.",
+            "2026-11-01T00:00:00Z",
+        ),
+        time_param(
+            "to",
+            "End (exclusive); default now. Needs from.",
+            "2026-11-08T00:00:00Z",
+        ),
+    ]
+}
+
+fn paths_schema() -> Value {
+    json!({
+        "type": "object", "required": ["nodes", "links"],
+        "properties": {
+            "nodes": { "type": "array", "description": "the nodes the links touch, by step, then sessions (descending), then path", "items": {
+                "type": "object", "required": ["step", "path", "sessions"], "properties": {
+                    "step": { "type": "integer", "minimum": 1, "maximum": 11 },
+                    "path": { "type": "string", "description": "a page path, (exit) or (more)", "example": "/pricing" },
+                    "sessions": { "type": "integer", "description": "sessions at that step on that page: the sum of all its outgoing links at its step (kept or not), which equals the sum of the links into it; for nodes at step steps+1 and for (exit)/(more), the sum of all the links into it" } } } },
+            "links": { "type": "array", "description": "per step the limit busiest links, by step, then sessions (descending), then from and to", "items": {
+                "type": "object", "required": ["step", "from", "to", "sessions"], "properties": {
+                    "step": { "type": "integer", "minimum": 1, "maximum": 10, "description": "the step of from; to is at step + 1" },
+                    "from": { "type": "string" },
+                    "to": { "type": "string", "description": "a page path, (exit) when the session ended at step, (more) when it went on past step 10" },
+                    "sessions": { "type": "integer" } } } }
+        }
+    })
+}
+
+fn paths_op() -> Value {
+    let mut params = vec![funnel_param()];
+    params.extend(range_params("7d"));
+    params.push(query_param(
+        "steps",
+        "Steps to answer.",
+        json!({ "type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": DEFAULT_STEPS }),
+        json!(5),
+    ));
+    params.push(query_param("limit", "Links kept per step, the busiest.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PATH_LINKS, "default": DEFAULT_PATH_LINKS }), json!(10)));
+    params.push(query_param(
+        "startsWith",
+        "Only the sessions that landed on this exact path.",
+        json!({ "type": "string", "minLength": 1 }),
+        json!("/pricing"),
+    ));
+    json!({ "get": {
+                "summary": "Page flows: how sessions move through the funnel's pages, step by step, for a Sankey diagram.",
+                "description": format!("A session's steps are the paths of its page views, consecutive repeats collapsed; step 1 is the landing page. A link (step, from, to) counts the sessions at from on that step that went to to next; (exit) when they ended there, (more) when they went on past step 10. Sessions count on the UTC day they started; ranges as traffic-sources (default 7d, at most {MAX_RANGE_DAYS} days). Bot events count in no flow."),
+                "operationId": "paths",
+                "security": security(),
+                "parameters": params,
+                "responses": with_ok(read_errors(&[("400", "Bad request: bad_steps, bad_limit, bad_range, bad_time, bad_parameter (an empty startsWith), unknown_parameter, duplicate_parameter, bad_path.")]),
+                    ok("The flow graph.", schema_ref("Paths")))
+            } })
+}
+
+fn retention_schema() -> Value {
+    json!({
+        "type": "object", "required": ["cohorts"],
+        "properties": { "cohorts": { "type": "array", "description": "every cohort week of the range up to the current one, newest first, weeks without visitors included (all zeros)", "items": {
+            "type": "object", "required": ["week", "visitors", "active"], "properties": {
+                "week": { "type": "string", "format": "date", "description": "the Monday (UTC) of the ISO week of the visitors' first non-bot event", "example": "2026-11-02" },
+                "visitors": { "type": "integer", "description": "the cohort's size, active[0]" },
+                "active": { "type": "array", "items": { "type": "integer" }, "maxItems": 26,
+                    "description": "active[k]: visitors of the cohort with a non-bot event in week week+k, for k from 0 up to the current week (UTC now), at most 25" } } } } }
+    })
+}
+
+fn retention_op() -> Value {
+    json!({ "get": {
+                "summary": "Cohort retention: visitors by the week of their first event, and how many came back each week after.",
+                "description": format!("weeks=N is the N cohort weeks ending with the current week (default {DEFAULT_WEEKS}, at most {MAX_WEEKS}); from/to cover the cohort weeks the instants [from, to) touch (at most {MAX_WEEKS}). Weeks are ISO weeks, Monday to Sunday, UTC."),
+                "operationId": "retention",
+                "security": security(),
+                "parameters": [
+                    funnel_param(),
+                    query_param("weeks", "Cohort weeks ending with the current one. Not with from/to.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_WEEKS, "default": DEFAULT_WEEKS }), json!(12)),
+                    time_param("from", "Start (inclusive). Not with weeks.", "2026-11-01T00:00:00Z"),
+                    time_param("to", "End (exclusive); default now. Needs from.", "2026-11-08T00:00:00Z")
+                ],
+                "responses": with_ok(read_errors(&[("400", "Bad request: bad_weeks, bad_range, bad_time, unknown_parameter, duplicate_parameter, bad_path.")]),
+                    ok("The cohorts.", schema_ref("Retention")))
+            } })
+}
+
+fn bots_schema() -> Value {
+    json!({
+        "type": "object", "required": ["from", "to", "events", "bots", "days"],
+        "properties": {
+            "from": { "type": "integer", "description": "epoch ms, the start of the first UTC day" },
+            "to": { "type": "integer", "description": "epoch ms, the end of the last UTC day (exclusive)" },
+            "events": { "type": "integer", "description": "bot events of the range" },
+            "bots": { "type": "array", "description": "per bot name over the range, by events (descending), then name", "items": {
+                "type": "object", "required": ["bot", "events"], "properties": {
+                    "bot": { "type": "string", "example": "Googlebot" }, "events": { "type": "integer" } } } },
+            "days": { "type": "array", "description": "every UTC day of the range, oldest first, days without bot events included", "items": {
+                "type": "object", "required": ["day", "events", "bots"], "properties": {
+                    "day": { "type": "string", "format": "date", "example": "2026-11-23" },
+                    "events": { "type": "integer" },
+                    "bots": { "type": "object", "description": "events per bot name; bots without events that day are absent",
+                        "additionalProperties": { "type": "integer" }, "example": { "Googlebot": 3 } } } } }
+        }
+    })
+}
+
+fn bots_op() -> Value {
+    let mut params = vec![funnel_param()];
+    params.extend(range_params("7d"));
+    json!({ "get": {
+                "summary": "Bot events per day by bot name.",
+                "description": format!("Events whose user agent is a known crawler, bot, monitor or headless browser: stored and listed, but counted in no session, traffic, path, retention or overview number. By event time (UTC day); ranges as traffic-sources (default 7d, at most {MAX_RANGE_DAYS} days)."),
+                "operationId": "bots",
+                "security": security(),
+                "parameters": params,
+                "responses": with_ok(read_errors(&[]), ok("The bot counts.", schema_ref("Bots")))
             } })
 }
 

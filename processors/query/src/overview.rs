@@ -1,9 +1,10 @@
 //! `GET /v1/funnels/{funnelId}/overview`: the headline numbers of a range of UTC days
-//! (visitors new and returning, sessions, bounces, conversions, revenue) and sessions
-//! per day by channel group.
+//! (visitors new and returning, sessions, engaged sessions, bounces, conversions,
+//! revenue, bot events) and sessions per day by channel group.
 //!
-//! Everything is read from projections, never from events: sessions, conversions,
-//! revenue and the daily series from the traffic aggregates; visitors and bounces from
+//! Everything is read from projections, never from events: sessions, engaged sessions,
+//! conversions, revenue and the daily series from the traffic aggregates; bot events
+//! from the bot counts; visitors and bounces from
 //! the sessions of the range; new visitors from their profiles' `firstSeen`. Visitors
 //! are distinct over the range, which no aggregate can answer, so the sessions of the
 //! range are scanned, and the scan is capped: past the cap the answer is a 422 asking
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use funnelfold_core::{Revenue, TrafficCounts};
-use funnelfold_store::{PageRequest, SessionCursor, Store};
+use funnelfold_store::{PageRequest, SessionCursor, Store, TrafficSum};
 use serde::{Serialize, Serializer};
 
 use crate::auth::Need;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 use crate::extract::{FunnelPath, Params};
 use crate::money::RevenueJson;
 use crate::routes::{day_range, json_bytes, now_ms, AppState, DAY_MS, MAX_LOOKUP_IDS};
+use crate::views::engagement_rate;
 
 /// Most sessions one overview scans: bounds one request's store reads and the memory
 /// of its distinct-visitor set.
@@ -33,7 +35,7 @@ pub const MAX_OVERVIEW_SESSIONS: usize = 200_000;
 const SESSION_PAGE: usize = 1_000;
 /// Store reads in flight at once (per-day traffic, profile batches): enough to hide a
 /// cluster's round trips without one request monopolizing it.
-const CONCURRENT_READS: usize = 8;
+pub(crate) const CONCURRENT_READS: usize = 8;
 
 /// The answer.
 #[derive(Debug, Serialize)]
@@ -47,11 +49,19 @@ pub struct Overview {
     pub new_visitors: i64,
     pub returning_visitors: i64,
     pub sessions: i64,
+    /// Sessions that lasted over 10 s, converted, or had 2+ pageviews.
+    pub engaged_sessions: i64,
+    /// `engaged_sessions / sessions`; 0 without sessions.
+    pub engagement_rate: f64,
     pub bounces: i64,
     pub bounce_rate: f64,
     pub conversions: i64,
     #[serde(serialize_with = "revenue_json")]
     pub revenue: Revenue,
+    /// Bot events of the range (counted in no other number here).
+    pub bot_events: i64,
+    /// Bot events per bot name; bots without events are absent.
+    pub bots: BTreeMap<String, i64>,
     pub days: Vec<Day>,
 }
 
@@ -97,7 +107,7 @@ pub(crate) async fn overview(
 }
 
 /// `2026-11-23` for a day number (days since 1970-01-01).
-fn day_label(day: i32) -> Result<String, ApiError> {
+pub(crate) fn day_label(day: i32) -> Result<String, ApiError> {
     chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)
         .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
         .ok_or_else(|| ApiError::bad_request("bad_range", "the range is out of bounds"))
@@ -119,13 +129,20 @@ pub async fn compute(
         i64::from(from_day) * DAY_MS,
         (i64::from(to_day) + 1) * DAY_MS,
     );
-    let (scan, traffic) = futures::try_join!(
+    let (scan, traffic, bot_rows) = futures::try_join!(
         scan_sessions(store, funnel, from, to, max_sessions, SESSION_PAGE),
         daily_traffic(store, funnel, from_day, to_day),
+        async {
+            store
+                .bots(funnel, from_day, to_day)
+                .await
+                .map_err(ApiError::from)
+        },
     )?;
     let returning = returning_visitors(store, funnel, &scan.visitors, from).await?;
 
     let mut totals = TrafficCounts::default();
+    let mut engaged = 0;
     let mut days = Vec::with_capacity(labels.len());
     for (label, rows) in labels.into_iter().zip(traffic) {
         let mut day = Day {
@@ -133,7 +150,9 @@ pub async fn compute(
             sessions: 0,
             channels: BTreeMap::new(),
         };
-        for row in rows {
+        for sum in rows {
+            engaged += sum.engaged_sessions;
+            let row = sum.row;
             totals.add(&row.counts, 1);
             day.sessions += row.counts.sessions;
             if row.counts.sessions != 0 {
@@ -157,10 +176,18 @@ pub async fn compute(
         new_visitors: visitors - returning,
         returning_visitors: returning,
         sessions: totals.sessions,
+        engaged_sessions: engaged,
+        engagement_rate: engagement_rate(engaged, totals.sessions),
         bounces: scan.bounces,
         bounce_rate,
         conversions: totals.conversions,
         revenue: totals.revenue,
+        bot_events: bot_rows.iter().map(|r| r.events).sum(),
+        bots: bot_rows
+            .into_iter()
+            .filter(|r| r.events != 0)
+            .map(|r| (r.key.bot, r.events))
+            .collect(),
         days,
     })
 }
@@ -245,13 +272,14 @@ async fn scan_sessions(
     Ok(scan)
 }
 
-/// The traffic rows of each day of [`from_day`, `to_day`], oldest first.
+/// The traffic rows of each day of [`from_day`, `to_day`], with their engaged sessions,
+/// oldest first.
 async fn daily_traffic(
     store: &dyn Store,
     funnel: &str,
     from_day: i32,
     to_day: i32,
-) -> Result<Vec<Vec<funnelfold_core::TrafficRow>>, ApiError> {
+) -> Result<Vec<Vec<TrafficSum>>, ApiError> {
     // One read per day: the store sums a range over its days, and the series needs
     // them apart. (Batches of joined futures rather than a buffered stream: a stream
     // of borrowing closures trips rustc's `Send` check in an axum handler.)
@@ -260,7 +288,7 @@ async fn daily_traffic(
     for batch in days.chunks(CONCURRENT_READS) {
         let reads: Vec<_> = batch
             .iter()
-            .map(|&day| store.traffic(funnel, day, day))
+            .map(|&day| store.traffic_sums(funnel, day, day))
             .collect();
         rows.extend(futures::future::try_join_all(reads).await?);
     }

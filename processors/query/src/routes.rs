@@ -25,6 +25,7 @@ use crate::collector::{self, Collector};
 use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
+use crate::journeys::{self, PathsKey};
 use crate::live::Live;
 use crate::money::compare_revenue;
 use crate::overview::overview;
@@ -60,6 +61,13 @@ pub struct AppState {
     pub cache: Arc<ProfileCache>,
     pub traffic_answers: AnswerCache,
     pub overview_answers: AnswerCache,
+    /// Page flows by (funnel, first day, last day, steps, limit, startsWith).
+    pub paths_answers: AnswerCache<PathsKey>,
+    /// Retention by (funnel, first cohort, last cohort, current week): the current
+    /// week bounds the offsets answered.
+    pub retention_answers: AnswerCache<(String, i32, i32, i32)>,
+    /// Bot counts by (funnel, first day, last day, 0).
+    pub bots_answers: AnswerCache,
     pub access: Access,
     pub cursors: CursorKey,
     pub collector: Option<Collector>,
@@ -114,6 +122,13 @@ pub fn table() -> Vec<RouteDef> {
             traffic_sources,
         ),
         route(Method::GET, "/v1/funnels/{funnelId}/overview", overview),
+        route(Method::GET, "/v1/funnels/{funnelId}/paths", journeys::paths),
+        route(
+            Method::GET,
+            "/v1/funnels/{funnelId}/retention",
+            journeys::retention,
+        ),
+        route(Method::GET, "/v1/funnels/{funnelId}/bots", journeys::bots),
         route(Method::GET, "/v1/funnels/{funnelId}/sessions", sessions),
         route(Method::GET, "/v1/funnels/{funnelId}/events", events),
         route(Method::GET, "/v1/funnels/{funnelId}/live", live),
@@ -412,8 +427,9 @@ async fn traffic_sources(
     let (from_day, to_day) = day_range(range, from, to, now_ms())?;
     let store = &s.store;
     let compute = async {
-        let mut rows = store.traffic(&funnel, from_day, to_day).await?;
+        let mut rows = store.traffic_sums(&funnel, from_day, to_day).await?;
         rows.sort_by(|a, b| {
+            let (a, b) = (&a.row, &b.row);
             b.counts
                 .sessions
                 .cmp(&a.counts.sessions)

@@ -3,7 +3,8 @@
 //! milliseconds, as in the event contract.
 
 use funnelfold_core::names::display_name;
-use funnelfold_core::{Channel, EventRow, FoldedEvent, ProfileRow, SessionRow, Touch, TrafficRow};
+use funnelfold_core::{Channel, EventRow, FoldedEvent, ProfileRow, SessionRow, Touch};
+use funnelfold_store::TrafficSum;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::money::{format_minor, RevenueJson};
@@ -195,18 +196,36 @@ pub struct TrafficSourceJson<'a> {
     pub campaign: &'a str,
     pub channel: Channel,
     pub sessions: i64,
+    /// Sessions that lasted over 10 s, converted, or had 2+ pageviews (GA4's engaged).
+    pub engaged_sessions: i64,
+    /// `engagedSessions / sessions`; 0 without sessions.
+    pub engagement_rate: f64,
     pub conversions: i64,
     pub revenue: RevenueJson<'a>,
 }
 
-impl<'a> From<&'a TrafficRow> for TrafficSourceJson<'a> {
-    fn from(t: &'a TrafficRow) -> Self {
+/// `engaged / sessions` in [0, 1]; 0 without sessions. Clamped because the two counts
+/// are separate aggregates: a flush landing between the writes of one partition's
+/// shares could for a moment leave more engaged sessions than sessions.
+pub fn engagement_rate(engaged: i64, sessions: i64) -> f64 {
+    if sessions <= 0 {
+        0.0
+    } else {
+        (engaged as f64 / sessions as f64).clamp(0.0, 1.0)
+    }
+}
+
+impl<'a> From<&'a TrafficSum> for TrafficSourceJson<'a> {
+    fn from(sum: &'a TrafficSum) -> Self {
+        let t = &sum.row;
         TrafficSourceJson {
             source: &t.key.source,
             medium: &t.key.medium,
             campaign: &t.key.campaign,
             channel: t.channel,
             sessions: t.counts.sessions,
+            engaged_sessions: sum.engaged_sessions,
+            engagement_rate: engagement_rate(sum.engaged_sessions, t.counts.sessions),
             conversions: t.counts.conversions,
             revenue: RevenueJson(&t.counts.revenue),
         }

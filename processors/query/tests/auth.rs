@@ -39,6 +39,9 @@ fn reads(funnel: &str) -> Vec<(&'static str, String, Option<Vec<u8>>)> {
             None,
         ),
         ("GET", format!("/v1/funnels/{funnel}/overview"), None),
+        ("GET", format!("/v1/funnels/{funnel}/paths"), None),
+        ("GET", format!("/v1/funnels/{funnel}/retention"), None),
+        ("GET", format!("/v1/funnels/{funnel}/bots"), None),
         ("GET", format!("/v1/funnels/{funnel}/sessions"), None),
         ("GET", format!("/v1/funnels/{funnel}/events"), None),
         (

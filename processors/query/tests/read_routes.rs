@@ -138,6 +138,8 @@ async fn traffic_sources_are_sorted_and_exact() -> anyhow::Result<()> {
             "campaign",
             "channel",
             "sessions",
+            "engagedSessions",
+            "engagementRate",
             "conversions",
             "revenue",
         ]
@@ -671,10 +673,14 @@ async fn overview_equals_a_recomputation_from_the_other_routes() -> anyhow::Resu
         "newVisitors",
         "returningVisitors",
         "sessions",
+        "engagedSessions",
+        "engagementRate",
         "bounces",
         "bounceRate",
         "conversions",
         "revenue",
+        "botEvents",
+        "bots",
         "days",
     ];
     expected.sort_unstable();
@@ -729,7 +735,9 @@ async fn overview_equals_a_recomputation_from_the_other_routes() -> anyhow::Resu
         json!({
             "from": 1_577_836_800_000_i64, "to": 1_578_096_000_000_i64,
             "visitors": 0, "newVisitors": 0, "returningVisitors": 0,
-            "sessions": 0, "bounces": 0, "bounceRate": 0.0, "conversions": 0, "revenue": {},
+            "sessions": 0, "engagedSessions": 0, "engagementRate": 0.0,
+            "bounces": 0, "bounceRate": 0.0, "conversions": 0, "revenue": {},
+            "botEvents": 0, "bots": {},
             "days": [
                 {"day": "2020-01-01", "sessions": 0, "channels": {}},
                 {"day": "2020-01-02", "sessions": 0, "channels": {}},
