@@ -23,20 +23,25 @@
 //! committed offset is ahead of the store is refused, or moved explicitly (a rebuild
 //! or a rebase, recorded in the store before the first record is folded).
 
+mod shares;
+
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use funnelfold_core::codec::Codec;
 use funnelfold_core::enrich::Enricher;
-use funnelfold_core::fold::{Change, Folded, Session, VisitorState};
+use funnelfold_core::fold::{Change, Folded, Session, Sink, VisitorState};
 use funnelfold_core::memory::PipelineConfig;
+use funnelfold_core::projection::{BotKey, FlowKey, RetentionKey};
 use funnelfold_core::validate::validate;
-use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
+use funnelfold_core::{RejectReason, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, Checkpoint, EventRowRef, EventRows, Flush, FunnelShare, PartitionFlush,
-    SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
+    BlockingReads, Checkpoint, EventRowRef, EventRows, FlowLink, Flush, FunnelShare,
+    PartitionFlush, SessionDelete, SessionWrite, StoreError, VisitorKey,
 };
+
+use shares::{PartitionShares, ShareDelta};
 
 /// One Kafka record, as the engine sees it.
 #[derive(Debug, Clone, Copy)]
@@ -139,13 +144,9 @@ struct Partition {
     closed: Vec<SessionWrite>,
     deleted: Vec<SessionDelete>,
     events: EventRows,
-    /// This partition's absolute shares of the traffic aggregates it touched.
-    traffic: HashMap<TrafficKey, TrafficCounts>,
-    traffic_dirty: HashSet<TrafficKey>,
-    /// Deltas of folded events whose share could not be read yet (a store error after
-    /// the fold, which can no longer be undone: retrying the record would find it a
-    /// duplicate). Settled before the partition folds anything else, and before a flush.
-    traffic_deferred: Vec<(TrafficKey, TrafficCounts)>,
+    /// This partition's absolute shares of the traffic, engaged-session, page-flow,
+    /// retention and bot aggregates it touched.
+    shares: PartitionShares,
     /// This partition's absolute shares of the funnels it folded events of.
     funnels: HashMap<String, FunnelShare>,
     funnels_dirty: HashSet<String>,
@@ -165,8 +166,8 @@ impl FlushPlan {
         self.flush.partitions.is_empty()
     }
 
-    /// Projection rows written (profiles + sessions + traffic and funnel shares;
-    /// events apart).
+    /// Projection rows written (profiles + sessions + traffic, funnel and journey
+    /// shares; events apart).
     pub fn projection_rows(&self) -> usize {
         self.flush
             .partitions
@@ -244,7 +245,47 @@ pub struct Engine {
 enum ChangeRecord {
     Removed(String),
     Closed(Box<Session>),
-    Traffic(TrafficKey, TrafficCounts),
+    Share(ShareDelta),
+}
+
+/// The fold's sink: records its changes for [`Engine::fold_record`] to apply.
+struct Recorder<'a>(&'a mut Vec<ChangeRecord>);
+
+impl Sink for Recorder<'_> {
+    fn change(&mut self, change: Change<'_>) {
+        match change {
+            Change::SessionUpserted(_) => {}
+            Change::SessionRemoved(id) => self.0.push(ChangeRecord::Removed(id.to_owned())),
+            Change::SessionClosed(s) => self.0.push(ChangeRecord::Closed(Box::new(s))),
+            Change::Traffic { key, delta } => self
+                .0
+                .push(ChangeRecord::Share(ShareDelta::Traffic(key, delta))),
+        }
+    }
+
+    fn engaged(&mut self, key: TrafficKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Engaged(key, delta)));
+    }
+
+    fn flow(&mut self, key: FlowKey, landing: &str, delta: i64) {
+        let link = FlowLink {
+            key,
+            landing: landing.to_owned(),
+        };
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Flow(link, delta)));
+    }
+
+    fn retention(&mut self, key: RetentionKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Retention(key, delta)));
+    }
+
+    fn bot(&mut self, key: BotKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Bot(key, delta)));
+    }
 }
 
 impl Engine {
@@ -376,27 +417,14 @@ impl Engine {
 }
 
 impl Partition {
-    /// Applies the traffic deltas that wait for a share to be read (see
-    /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
-    fn settle_traffic(
+    /// Applies the share deltas that wait for a share to be read (see
+    /// [`shares::Shares`]); an error leaves the rest waiting, to be tried again.
+    fn settle_shares(
         &mut self,
         store: &dyn BlockingReads,
         partition: i32,
     ) -> Result<(), StoreError> {
-        while let Some((key, _)) = self.traffic_deferred.first() {
-            if !self.traffic.contains_key(key) {
-                let share = store
-                    .load_traffic_share(&self.topic, partition, key)?
-                    .unwrap_or_default();
-                self.traffic.insert(key.clone(), share);
-            }
-            let (key, delta) = self.traffic_deferred.remove(0);
-            if let Some(share) = self.traffic.get_mut(&key) {
-                share.add(&delta, 1);
-            }
-            self.traffic_dirty.insert(key);
-        }
-        Ok(())
+        self.shares.settle(store, &self.topic, partition)
     }
 
     fn new(topic: &str, checkpoint: Checkpoint, generation: i64) -> Self {
@@ -411,9 +439,7 @@ impl Partition {
             closed: Vec::new(),
             deleted: Vec::new(),
             events: EventRows::new(),
-            traffic: HashMap::new(),
-            traffic_dirty: HashSet::new(),
-            traffic_deferred: Vec::new(),
+            shares: PartitionShares::default(),
             funnels: HashMap::new(),
             funnels_dirty: HashSet::new(),
             counters: Counters::default(),
@@ -431,7 +457,7 @@ impl Engine {
     ) -> Result<Outcome, StoreError> {
         let part = self.partition(store, rec.topic, rec.partition)?;
         // Before this record changes anything: an error here retries it cleanly.
-        part.settle_traffic(store, rec.partition)?;
+        part.settle_shares(store, rec.partition)?;
         if rec.offset < part.checkpoint || part.pending.is_some_and(|p| rec.offset <= p) {
             part.counters.already_applied += 1;
             return Ok(Outcome::AlreadyApplied);
@@ -479,14 +505,8 @@ impl Engine {
 
         let mut guard = lock(&visitor);
         let new_visitor = guard.state.total_events == 0;
-        let scratch = &mut self.scratch;
-        scratch.clear();
-        let mut sink = |change: Change<'_>| match change {
-            Change::SessionUpserted(_) => {}
-            Change::SessionRemoved(id) => scratch.push(ChangeRecord::Removed(id.to_owned())),
-            Change::SessionClosed(s) => scratch.push(ChangeRecord::Closed(Box::new(s))),
-            Change::Traffic { key, delta } => scratch.push(ChangeRecord::Traffic(key, delta)),
-        };
+        self.scratch.clear();
+        let mut sink = Recorder(&mut self.scratch);
         let folded = guard.state.fold(&event, &self.cfg.pipeline.fold, &mut sink);
         let changes = std::mem::take(&mut self.scratch);
         let result = match folded {
@@ -520,7 +540,7 @@ impl Engine {
                                 });
                             }
                         }
-                        ChangeRecord::Traffic(..) => {}
+                        ChangeRecord::Share(_) => {}
                     }
                 }
                 part.events.push_ref(&EventRowRef {
@@ -548,11 +568,15 @@ impl Engine {
             }
         };
         drop(guard);
-        // Traffic deltas are applied after the visitor's lock is released, since a
-        // share may need a store read; one that fails waits (see `traffic_deferred`).
+        // Share deltas are applied after the visitor's lock is released, since a share
+        // may need a store read; one that fails waits (see [`shares::Shares`]).
+        let part = self
+            .partitions
+            .get_mut(&rec.partition)
+            .expect("loaded above");
         for change in changes {
-            if let ChangeRecord::Traffic(key, delta) = change {
-                self.add_traffic(store, rec.topic, rec.partition, key, delta);
+            if let ChangeRecord::Share(delta) = change {
+                part.shares.add(store, rec.topic, rec.partition, delta);
             }
         }
         Ok(result)
@@ -615,47 +639,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds a folded event's traffic delta to its share, reading the share first if
-    /// it is not in memory; if that read fails, the delta waits in `traffic_deferred`.
-    fn add_traffic(
-        &mut self,
-        store: &dyn BlockingReads,
-        topic: &str,
-        partition: i32,
-        key: TrafficKey,
-        delta: TrafficCounts,
-    ) {
-        let part = self
-            .partitions
-            .get_mut(&partition)
-            .expect("loaded by apply");
-        if !part.traffic.contains_key(&key) {
-            if !part.traffic_deferred.is_empty() {
-                // Deltas apply in fold order: behind the ones already waiting.
-                part.traffic_deferred.push((key, delta));
-                return;
-            }
-            match store.load_traffic_share(topic, partition, &key) {
-                Ok(share) => {
-                    part.traffic.insert(key.clone(), share.unwrap_or_default());
-                }
-                Err(_) => {
-                    part.traffic_deferred.push((key, delta));
-                    return;
-                }
-            }
-        }
-        if let Some(share) = part.traffic.get_mut(&key) {
-            share.add(&delta, 1);
-        }
-        part.traffic_dirty.insert(key);
-    }
-
-    /// Settles every partition's waiting traffic deltas: a flush must not be planned
-    /// without them.
+    /// Settles every partition's waiting share deltas (traffic and journeys): a flush
+    /// must not be planned without them.
     pub fn settle_all_traffic(&mut self, store: &dyn BlockingReads) -> Result<(), StoreError> {
         for (partition, part) in &mut self.partitions {
-            part.settle_traffic(store, *partition)?;
+            part.settle_shares(store, *partition)?;
         }
         Ok(())
     }
@@ -722,12 +710,7 @@ impl Engine {
             pf.deleted_sessions.append(&mut part.deleted);
             self.pending_events -= part.events.len();
             pf.events.append(&mut part.events);
-            let mut traffic: Vec<TrafficKey> = part.traffic_dirty.drain().collect();
-            traffic.sort();
-            for key in traffic {
-                let counts = part.traffic.get(&key).cloned().unwrap_or_default();
-                pf.traffic.push(TrafficShare { key, counts });
-            }
+            part.shares.plan(&mut pf);
             let mut funnels: Vec<String> = part.funnels_dirty.drain().collect();
             funnels.sort();
             for funnel_id in funnels {
@@ -753,10 +736,7 @@ impl Engine {
                 part.inflight.clear();
                 // Clean shares are cheap to reload now that the store has them; keep
                 // memory bounded by dropping them.
-                if part.traffic.len() > 10_000 {
-                    let dirty = &part.traffic_dirty;
-                    part.traffic.retain(|k, _| dirty.contains(k));
-                }
+                part.shares.trim();
                 if part.funnels.len() > 10_000 {
                     let dirty = &part.funnels_dirty;
                     part.funnels.retain(|f, _| dirty.contains(f));

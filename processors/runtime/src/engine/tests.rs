@@ -1,6 +1,7 @@
 //! The engine's unit tests, against small in-memory stores.
 
 use funnelfold_core::sim::{SimConfig, Simulator};
+use funnelfold_core::TrafficCounts;
 
 use super::*;
 
@@ -426,4 +427,87 @@ fn pending_events_make_a_flush_due_and_a_plan_takes_them() {
         engine.next_offsets().collect::<Vec<_>>(),
         vec![("events.raw", 0, 3)]
     );
+}
+
+/// The journey shares of a flush are absolute and coalesced: one row per key, however
+/// many deltas it took, each the sum the reference projector computes (an empty store:
+/// a single partition's shares are the totals; flow links summed over landing pages).
+#[test]
+fn journey_shares_are_the_reference_sums_one_row_per_key() {
+    use std::collections::BTreeMap;
+
+    fn one_row_per_key<K: Ord + Clone>(keys: impl Iterator<Item = K>, into: &mut Vec<K>) {
+        let before = into.len();
+        into.extend(keys);
+        let mut seen: Vec<K> = into[before..].to_vec();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            into.len() - before,
+            "a key written twice in one flush"
+        );
+    }
+
+    let codec = Codec::new();
+    let events = Simulator::new(
+        SimConfig {
+            visitors: 40,
+            ..SimConfig::default()
+        }
+        .with_journeys(),
+    )
+    .batch(3_000);
+    let mut reference = funnelfold_core::memory::Projector::new(PipelineConfig::default());
+    for e in &events {
+        let _ = reference.apply_raw(e.clone(), None);
+    }
+    let expected = reference.projections();
+
+    let store = Empty { checkpoint: 0 };
+    let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+    // The last share written per stored key: what the store holds after the flushes.
+    let mut links: BTreeMap<FlowLink, i64> = BTreeMap::new();
+    let mut engaged: BTreeMap<TrafficKey, i64> = BTreeMap::new();
+    let mut retention: BTreeMap<RetentionKey, i64> = BTreeMap::new();
+    let mut bots: BTreeMap<BotKey, i64> = BTreeMap::new();
+    for (chunk, batch) in events.chunks(500).enumerate() {
+        for (i, e) in batch.iter().enumerate() {
+            let payload = codec.encode_single_object(e);
+            engine
+                .apply(&store, record((chunk * 500 + i) as i64, &payload))
+                .expect("apply");
+        }
+        let plan = engine.plan_flush(None).expect("plan");
+        engine.flushed(&plan.offsets);
+        for pf in &plan.flush.partitions {
+            one_row_per_key(pf.flows.iter().map(|f| f.link.clone()), &mut Vec::new());
+            one_row_per_key(pf.engaged.iter().map(|s| s.key.clone()), &mut Vec::new());
+            one_row_per_key(pf.retention.iter().map(|s| s.key.clone()), &mut Vec::new());
+            one_row_per_key(pf.bots.iter().map(|s| s.key.clone()), &mut Vec::new());
+            links.extend(pf.flows.iter().map(|f| (f.link.clone(), f.sessions)));
+            engaged.extend(pf.engaged.iter().map(|s| (s.key.clone(), s.sessions)));
+            retention.extend(pf.retention.iter().map(|s| (s.key.clone(), s.visitors)));
+            bots.extend(pf.bots.iter().map(|s| (s.key.clone(), s.events)));
+        }
+    }
+    let mut flows: BTreeMap<FlowKey, i64> = BTreeMap::new();
+    for (link, sessions) in links {
+        if link.key.step == 1 {
+            assert_eq!(
+                link.landing, link.key.from,
+                "a step-1 link lands on its from"
+            );
+        }
+        *flows.entry(link.key).or_default() += sessions;
+    }
+    fn non_zero<K: Ord>(m: BTreeMap<K, i64>) -> BTreeMap<K, i64> {
+        m.into_iter().filter(|(_, v)| *v != 0).collect()
+    }
+    assert!(!expected.flows.is_empty() && !expected.bots.is_empty());
+    assert!(!expected.retention.is_empty() && !expected.engaged.is_empty());
+    assert_eq!(non_zero(flows), expected.flows);
+    assert_eq!(non_zero(engaged), expected.engaged);
+    assert_eq!(non_zero(retention), expected.retention);
+    assert_eq!(non_zero(bots), expected.bots);
 }
