@@ -511,3 +511,77 @@ fn journey_shares_are_the_reference_sums_one_row_per_key() {
     assert_eq!(non_zero(retention), expected.retention);
     assert_eq!(non_zero(bots), expected.bots);
 }
+
+/// Projection rows per 1,000 events by kind, for the throughput benchmark's traffic
+/// (500,000 events of 20,000 visitors, keyed over 48 partitions like Kafka's), flushed
+/// `ROWS_FLUSHES` times (default 12, the debug binary's count in that run);
+/// `ROWS_JOURNEYS=1` sends the journeys' traffic instead. A measurement, not a check:
+/// `cargo test -p funnelfold-runtime --lib rows_per_kind -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn rows_per_kind_of_the_benchmark_traffic() {
+    const EVENTS: usize = 500_000;
+    const PARTITIONS: usize = 48;
+    let codec = Codec::new();
+    let mut sim = SimConfig {
+        visitors: 20_000,
+        ..SimConfig::default()
+    };
+    if std::env::var("ROWS_JOURNEYS").is_ok() {
+        sim = sim.with_journeys();
+    }
+    let events = Simulator::new(sim).batch(EVENTS);
+    let flushes: usize = std::env::var("ROWS_FLUSHES")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(12);
+    let store = Empty { checkpoint: 0 };
+    let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+    let mut offsets = [0i64; PARTITIONS];
+    let mut rows = [0usize; 9];
+    for batch in events.chunks(EVENTS / flushes) {
+        for e in batch {
+            let p = (funnelfold_core::hash::stable_hash(&[&e.anonymous_id]) % PARTITIONS as u64)
+                as usize;
+            let payload = codec.encode_single_object(e);
+            let r = Record {
+                partition: p as i32,
+                ..record(offsets[p], &payload)
+            };
+            offsets[p] += 1;
+            engine.apply(&store, r).expect("apply");
+        }
+        let plan = engine.plan_flush(None).expect("plan");
+        engine.flushed(&plan.offsets);
+        for pf in &plan.flush.partitions {
+            let kinds = [
+                pf.profiles.len(),
+                pf.sessions.len() + pf.deleted_sessions.len(),
+                pf.traffic.len(),
+                pf.funnels.len(),
+                pf.engaged.len(),
+                pf.flows.len(),
+                pf.retention.len(),
+                pf.bots.len(),
+                pf.projection_rows(),
+            ];
+            for (sum, n) in rows.iter_mut().zip(kinds) {
+                *sum += n;
+            }
+        }
+    }
+    let per_1000 = rows.map(|n| n as f64 * 1000.0 / EVENTS as f64);
+    println!(
+        "rows per 1,000 events: profiles {:.0}, sessions {:.0}, traffic {:.0}, funnels {:.0}, \
+         engaged {:.0}, flows {:.0}, retention {:.0}, bots {:.0}; in all {:.0}",
+        per_1000[0],
+        per_1000[1],
+        per_1000[2],
+        per_1000[3],
+        per_1000[4],
+        per_1000[5],
+        per_1000[6],
+        per_1000[7],
+        per_1000[8]
+    );
+}
