@@ -1249,9 +1249,7 @@ mod tests {
             .expect_err("an unreadable version is refused");
         assert_eq!(err.file, "schemas/history/raw_event/v9.avsc");
         assert!(matches!(err.source, SchemaError::Incompatible(_)), "{err}");
-        assert!(err
-            .to_string()
-            .starts_with("schemas/history/raw_event/v9.avsc: "));
+        assert!(err.to_string().starts_with("schemas/history/raw_event/v9.avsc: "));
     }
 
     #[test]
@@ -1260,9 +1258,7 @@ mod tests {
         for version in crate::schema_history::versions_of("raw_event") {
             let schema = Schema::parse_str(version.json).expect("parses");
             assert!(
-                codec
-                    .by_fingerprint
-                    .contains_key(&rabin_fingerprint(&schema)),
+                codec.by_fingerprint.contains_key(&rabin_fingerprint(&schema)),
                 "{}",
                 version.file
             );
@@ -1279,10 +1275,7 @@ mod tests {
         assert_eq!(confluent_schema_id(&record), Some(42));
         let err = codec.decode(&record).expect_err("refused");
         assert_eq!(err.code(), "unresolvable_schema");
-        assert!(
-            err.to_string().contains("field eventId: int is not string"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("field eventId: int is not string"), "{err}");
         assert_eq!(confluent_schema_id(&[0x00, 0, 0]), None);
         assert_eq!(confluent_schema_id(b"{}"), None);
     }

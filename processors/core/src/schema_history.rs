@@ -62,8 +62,8 @@ pub fn versions_of(schema: &str) -> impl Iterator<Item = &'static HistoricalSche
 mod tests {
     use super::*;
     use crate::codec::{
-        rabin_fingerprint, EVENT_ROW_SCHEMA, FOLDED_EVENT_SCHEMA, PROFILE_SCHEMA, RAW_EVENT_SCHEMA,
-        SESSION_SCHEMA, TRAFFIC_SOURCE_SCHEMA,
+        rabin_fingerprint, EVENT_ROW_SCHEMA, FOLDED_EVENT_SCHEMA, PROFILE_SCHEMA,
+        RAW_EVENT_SCHEMA, SESSION_SCHEMA, TRAFFIC_SOURCE_SCHEMA,
     };
     use apache_avro::schema_compatibility::SchemaCompatibility;
     use apache_avro::Schema;
@@ -100,10 +100,7 @@ mod tests {
         on_disk.sort();
         let mut listed: Vec<String> = SCHEMA_HISTORY.iter().map(|h| h.file.to_string()).collect();
         listed.sort();
-        assert_eq!(
-            on_disk, listed,
-            "SCHEMA_HISTORY must list exactly the files on disk"
-        );
+        assert_eq!(on_disk, listed, "SCHEMA_HISTORY must list exactly the files on disk");
     }
 
     #[test]
@@ -111,10 +108,7 @@ mod tests {
         for (schema, _) in CURRENT {
             let versions: Vec<u32> = versions_of(schema).map(|h| h.version).collect();
             let expected: Vec<u32> = (1..=versions.len() as u32).collect();
-            assert_eq!(
-                versions, expected,
-                "{schema}: versions must be 1..=N, in order"
-            );
+            assert_eq!(versions, expected, "{schema}: versions must be 1..=N, in order");
         }
     }
 

@@ -68,9 +68,7 @@ pub struct SchemaRegistry {
 
 impl std::fmt::Debug for SchemaRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaRegistry")
-            .field("url", &self.url)
-            .finish()
+        f.debug_struct("SchemaRegistry").field("url", &self.url).finish()
     }
 }
 
@@ -111,10 +109,7 @@ impl SchemaRegistry {
         let mut response = self
             .agent
             .get(format!("{}/schemas/ids/{id}", self.url))
-            .header(
-                "Accept",
-                "application/vnd.schemaregistry.v1+json, application/json",
-            )
+            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json")
             .call()
             .map_err(|e| unavailable(e.to_string()))?;
         let status = response.status().as_u16();
@@ -128,10 +123,7 @@ impl SchemaRegistry {
             _ => return Err(unavailable(format!("HTTP {status}: {}", first_line(&body)))),
         }
         let answer: SchemaById = serde_json::from_str(&body).map_err(|e| {
-            unavailable(format!(
-                "an answer that is not a schema ({e}): {}",
-                first_line(&body)
-            ))
+            unavailable(format!("an answer that is not a schema ({e}): {}", first_line(&body)))
         })?;
         Ok(match answer.schema_type.as_deref() {
             None | Some("AVRO") => Lookup::Avro(answer.schema),
@@ -210,20 +202,13 @@ mod tests {
                 while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
                     line.clear();
                 }
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("")
-                    .to_string();
+                let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
                 seen.lock().expect("lock").push(path.clone());
                 let (status, body) = answers
                     .iter()
                     .find(|(p, _, _)| *p == path)
                     .map(|(_, s, b)| (*s, b.clone()))
-                    .unwrap_or((
-                        404,
-                        r#"{"error_code":40403,"message":"Schema not found"}"#.into(),
-                    ));
+                    .unwrap_or((404, r#"{"error_code":40403,"message":"Schema not found"}"#.into()));
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -292,11 +277,7 @@ mod tests {
         );
         let fake = registry(vec![
             ("/schemas/ids/3", 200, answer(&incompatible, Some("AVRO"))),
-            (
-                "/schemas/ids/4",
-                200,
-                answer("syntax = \"proto3\";", Some("PROTOBUF")),
-            ),
+            ("/schemas/ids/4", 200, answer("syntax = \"proto3\";", Some("PROTOBUF"))),
         ]);
         let mut reg = SchemaRegistry::new(&fake.url).expect("url");
         let mut codec = Codec::new();

@@ -46,11 +46,11 @@ use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 
 use crate::assignment::OnMismatch;
+use funnelfold_config::{KafkaSettings, Topics};
 use crate::engine::{Counters, Engine, EngineConfig};
 use crate::schema_registry::SchemaRegistry;
-use crate::telemetry;
-use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_store::Health;
+use crate::telemetry;
 
 use consumer::{consumer_config, run};
 use dead_letter::PendingDeadLetter;
