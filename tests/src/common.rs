@@ -2,7 +2,7 @@
 //! records, running processors, and reading the projections back out of a store to
 //! compare them with what the pure fold computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use funnelfold_config::KafkaSettings;
 use funnelfold_core::memory::{PipelineConfig, Projections, Projector};
-use funnelfold_core::projection::utc_day;
+use funnelfold_core::projection::{utc_day, BotKey, FlowKey};
 use funnelfold_core::{RawEvent, TrafficKey, TrafficRow};
 use funnelfold_kafka::ClientConfigExt;
 use funnelfold_runtime::ProcessorConfig;
@@ -94,12 +94,19 @@ pub fn reference(pipeline: PipelineConfig, events: &[RawEvent]) -> Projections {
     p.projections()
 }
 
-/// Reads back from the store everything the reference has, in the reference's shape.
+/// Reads back from the store everything the reference has, in the reference's shape:
+/// profiles, sessions, and per day (or cohort week) the traffic, engaged-session,
+/// page-flow (over every landing page), retention and bot aggregates.
 pub async fn read_back(store: &Arc<dyn Store>, reference: &Projections) -> Projections {
     let mut out = Projections::default();
     let mut by_funnel: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (funnel, anon) in reference.profiles.keys() {
         by_funnel.entry(funnel).or_default().push(anon.clone());
+    }
+    // Funnels of bots alone have no profile, and cohorts or flows none without one
+    // either, but their bot counts are still to be read.
+    for key in reference.bots.keys() {
+        by_funnel.entry(&key.funnel_id).or_default();
     }
     for (funnel, ids) in &by_funnel {
         for chunk in ids.chunks(100) {
@@ -135,9 +142,10 @@ pub async fn read_back(store: &Arc<dyn Store>, reference: &Projections) -> Proje
                 );
             }
         }
-        let days: std::collections::BTreeSet<i32> = reference
+        let days: BTreeSet<i32> = reference
             .traffic
             .keys()
+            .chain(reference.engaged.keys())
             .filter(|k| k.funnel_id == *funnel)
             .map(|k| k.day)
             .collect();
@@ -149,9 +157,65 @@ pub async fn read_back(store: &Arc<dyn Store>, reference: &Projections) -> Proje
                 };
                 out.traffic.insert(key.clone(), TrafficRow { key, ..row });
             }
+            for sum in store.traffic_sums(funnel, day, day).await.expect("sums") {
+                if sum.engaged_sessions != 0 {
+                    let key = TrafficKey { day, ..sum.row.key };
+                    out.engaged.insert(key, sum.engaged_sessions);
+                }
+            }
         }
+        read_back_journeys(&**store, funnel, reference, &mut out).await;
     }
     out
+}
+
+/// The page flows, retention cells and bot counts of one funnel, on the reference's
+/// days and cohort weeks.
+async fn read_back_journeys(
+    store: &dyn Store,
+    funnel: &str,
+    reference: &Projections,
+    out: &mut Projections,
+) {
+    let flow_days: BTreeSet<i32> = (reference.flows.keys())
+        .filter(|k| k.funnel_id == funnel)
+        .map(|k| k.day)
+        .collect();
+    for day in flow_days {
+        for row in store.flows(funnel, day, day, None).await.expect("flows") {
+            let key = FlowKey { day, ..row.key };
+            assert!(
+                out.flows.insert(key, row.sessions).is_none(),
+                "a link twice"
+            );
+        }
+    }
+    let cohorts: BTreeSet<i32> = (reference.retention.keys())
+        .filter(|k| k.funnel_id == funnel)
+        .map(|k| k.cohort)
+        .collect();
+    if let (Some(first), Some(last)) = (cohorts.first(), cohorts.last()) {
+        for row in store
+            .retention(funnel, *first, *last)
+            .await
+            .expect("retention")
+        {
+            assert!(
+                out.retention.insert(row.key, row.visitors).is_none(),
+                "a cell twice"
+            );
+        }
+    }
+    let bot_days: BTreeSet<i32> = (reference.bots.keys())
+        .filter(|k| k.funnel_id == funnel)
+        .map(|k| k.day)
+        .collect();
+    for day in bot_days {
+        for row in store.bots(funnel, day, day).await.expect("bots") {
+            let key = BotKey { day, ..row.key };
+            assert!(out.bots.insert(key, row.events).is_none(), "a bot twice");
+        }
+    }
 }
 
 /// Days of the reference's sessions, for sanity checks.
@@ -159,7 +223,7 @@ pub fn session_days(p: &Projections) -> usize {
     p.sessions
         .values()
         .map(|s| utc_day(s.started_at))
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeSet<_>>()
         .len()
 }
 
@@ -188,6 +252,10 @@ pub fn assert_same(actual: &Projections, expected: &Projections) {
     let mut problems = diff("profile", &actual.profiles, &expected.profiles);
     problems.extend(diff("session", &actual.sessions, &expected.sessions));
     problems.extend(diff("traffic", &actual.traffic, &expected.traffic));
+    problems.extend(diff("engaged", &actual.engaged, &expected.engaged));
+    problems.extend(diff("flow", &actual.flows, &expected.flows));
+    problems.extend(diff("retention", &actual.retention, &expected.retention));
+    problems.extend(diff("bot", &actual.bots, &expected.bots));
     assert!(
         problems.is_empty(),
         "{} differences (showing 10):\n{}",

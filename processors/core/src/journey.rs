@@ -81,6 +81,14 @@ impl Pages {
         (steps, self.more)
     }
 
+    /// The landing page: the first step, if any.
+    pub fn landing(&self) -> Option<&str> {
+        self.head
+            .first()
+            .or_else(|| self.live.first().map(|r| &r.path))
+            .map(String::as_str)
+    }
+
     /// The links this session adds to the flows of `day`, for a funnel.
     pub fn links(&self, funnel_id: &str, day: i32) -> Vec<FlowKey> {
         if self.untracked {
@@ -281,6 +289,9 @@ fn links_of<S: AsRef<str>>(
     links
 }
 
+/// Links of one session: its landing page (empty when it has no step) and the links.
+pub type Links = (String, Vec<FlowKey>);
+
 /// A session's page sequence as its links saw it, before a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape {
@@ -292,28 +303,28 @@ pub struct Shape {
 
 impl Shape {
     /// The links to retract and the links to add to go from this shape to `now`'s
-    /// (starting on `day`). Links between two steps both in the unchanged prefix stay:
-    /// a pageview appended only moves the last link or two, so only those are built.
-    pub fn changed_links(
-        &self,
-        funnel_id: &str,
-        now: &Pages,
-        day: i32,
-    ) -> (Vec<FlowKey>, Vec<FlowKey>) {
+    /// (starting on `day`), each with its landing page. Links between two steps both in
+    /// the unchanged prefix stay: a pageview appended only moves the last link or two,
+    /// so only those are built.
+    pub fn changed_links(&self, funnel_id: &str, now: &Pages, day: i32) -> (Links, Links) {
         let (steps, more) = now.steps();
+        let landing_before = self.steps.first().cloned().unwrap_or_default();
+        let landing_after = steps.first().map_or_else(String::new, |s| (*s).to_owned());
         let before = |skip| {
-            if self.untracked {
+            let links = if self.untracked {
                 Vec::new()
             } else {
                 links_of(funnel_id, self.day, &self.steps, self.more, skip)
-            }
+            };
+            (landing_before.clone(), links)
         };
         let after = |skip| {
-            if now.untracked {
+            let links = if now.untracked {
                 Vec::new()
             } else {
                 links_of(funnel_id, day, &steps, more, skip)
-            }
+            };
+            (landing_after.clone(), links)
         };
         if self.untracked != now.untracked || self.day != day {
             return (before(0), after(0));

@@ -29,10 +29,15 @@ pub use funnelfold_kafka::produce::enqueue;
 
 /// The shape of live traffic for [`produce_live`]: sessions come back after 31 to
 /// 101 minutes, and `visitors` bounds the pool of visitors waiting to come back
-/// (about 150 seconds' worth of the rate's sessions, at most 250,000: 8 MB).
+/// (about 150 seconds' worth of the rate's sessions, at most 250,000: 8 MB). The
+/// journeys' traffic is on (a few percent of bots, pages along the page graph with
+/// reloads), so that the dashboard has flows and bots to show, but not the visitors
+/// who come back weeks later: in live time they would wait in the bounded pool for
+/// weeks, and within hours fill it, after which no visitor comes back at all (live
+/// cohorts fill week by week as the traffic runs).
 pub fn live_sim_config(funnel_id: &str, rate: f64, seed: u64) -> SimConfig {
     let visitors = (rate * 150.0).clamp(1_000.0, 250_000.0) as u32;
-    SimConfig {
+    let journeys = SimConfig {
         seed,
         funnel_id: funnel_id.to_owned(),
         visitors,
@@ -40,6 +45,11 @@ pub fn live_sim_config(funnel_id: &str, rate: f64, seed: u64) -> SimConfig {
         mean_events_per_session: 10,
         mean_session_interval_ms: 35 * 60_000,
         ..SimConfig::default()
+    }
+    .with_journeys();
+    SimConfig {
+        weeks_later_permille: 0,
+        ..journeys
     }
 }
 
@@ -297,6 +307,14 @@ pub fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_traffic_has_the_journeys_but_no_visitor_gone_for_weeks() {
+        let cfg = live_sim_config("demo", 200.0, 7);
+        assert!(cfg.page_graph && cfg.bot_permille > 0);
+        assert_eq!(cfg.weeks_later_permille, 0);
+        assert_eq!(cfg.visitors, 30_000);
+    }
 
     #[test]
     fn thousands_groups_digits() {

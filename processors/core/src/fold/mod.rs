@@ -44,7 +44,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::enrich::default_channel;
 use crate::event::{Device, Event, Touch};
 use crate::hash::stable_hash;
-use crate::journey::{Activity, Pages};
+use crate::journey::{Activity, Links, Pages};
 use crate::names::display_name;
 use crate::projection::{
     add_revenue, engaged, utc_day, BotKey, FlowKey, ProfileRow, RetentionKey, Revenue, SessionRow,
@@ -125,9 +125,11 @@ pub trait Sink {
         let _ = (key, delta);
     }
 
-    /// Add `delta` sessions to the page-flow link under `key`.
-    fn flow(&mut self, key: FlowKey, delta: i64) {
-        let _ = (key, delta);
+    /// Add `delta` sessions to the page-flow link under `key`, of sessions that landed
+    /// on `landing` (their step-1 page: what the stores keep beside the key, so that a
+    /// flow can be restricted to the sessions landing on a page).
+    fn flow(&mut self, key: FlowKey, landing: &str, delta: i64) {
+        let _ = (key, landing, delta);
     }
 
     /// Add `delta` visitors to the retention cell under `key`.
@@ -332,6 +334,11 @@ impl Session {
     /// The page-flow links this session adds, on the day it started.
     pub fn links(&self, funnel_id: &str) -> Vec<FlowKey> {
         self.pages.links(funnel_id, utc_day(self.first.0))
+    }
+
+    /// The session's landing page as its flow links count it (its first step).
+    pub fn flow_landing(&self) -> &str {
+        self.pages.landing().unwrap_or_default()
     }
 
     pub fn to_row(&self, funnel_id: &str, anonymous_id: &str) -> SessionRow {
@@ -708,7 +715,7 @@ fn emit_contribution(
         }
         retract((key, counts), sink);
         for link in old.links(funnel_id) {
-            sink.flow(link, -1);
+            sink.flow(link, old.flow_landing(), -1);
         }
     }
     if let Some(new) = new {
@@ -718,14 +725,26 @@ fn emit_contribution(
         }
         sink.change(Change::Traffic { key, delta });
         for link in new.links(funnel_id) {
-            sink.flow(link, 1);
+            sink.flow(link, new.flow_landing(), 1);
         }
     }
 }
 
-/// Retracts the links `before` and adds `after`, leaving out the ones in both.
-fn emit_links(mut before: Vec<FlowKey>, mut after: Vec<FlowKey>, sink: &mut impl Sink) {
-    if before == after {
+/// Retracts the links `before` and adds `after`, leaving out the ones in both (links
+/// of another landing page are other links: nothing cancels then).
+fn emit_links(before: Links, after: Links, sink: &mut impl Sink) {
+    let (before_landing, mut before) = before;
+    let (after_landing, mut after) = after;
+    if before_landing == after_landing && before == after {
+        return;
+    }
+    if before_landing != after_landing {
+        for link in before {
+            sink.flow(link, &before_landing, -1);
+        }
+        for link in after {
+            sink.flow(link, &after_landing, 1);
+        }
         return;
     }
     before.sort_unstable();
@@ -746,10 +765,10 @@ fn emit_links(mut before: Vec<FlowKey>, mut after: Vec<FlowKey>, sink: &mut impl
         }
     }
     for link in before.into_iter().flatten() {
-        sink.flow(link, -1);
+        sink.flow(link, &before_landing, -1);
     }
     for link in after.into_iter().flatten() {
-        sink.flow(link, 1);
+        sink.flow(link, &after_landing, 1);
     }
 }
 
@@ -839,7 +858,7 @@ mod tests {
         fn engaged(&mut self, _: TrafficKey, delta: i64) {
             self.engaged += delta;
         }
-        fn flow(&mut self, _: FlowKey, delta: i64) {
+        fn flow(&mut self, _: FlowKey, _: &str, delta: i64) {
             self.flows += delta;
         }
         fn retention(&mut self, _: RetentionKey, delta: i64) {

@@ -23,20 +23,25 @@
 //! committed offset is ahead of the store is refused, or moved explicitly (a rebuild
 //! or a rebase, recorded in the store before the first record is folded).
 
+mod shares;
+
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use funnelfold_core::codec::Codec;
 use funnelfold_core::enrich::Enricher;
-use funnelfold_core::fold::{Change, Folded, Session, VisitorState};
+use funnelfold_core::fold::{Change, Folded, Session, Sink, VisitorState};
 use funnelfold_core::memory::PipelineConfig;
+use funnelfold_core::projection::{BotKey, FlowKey, RetentionKey};
 use funnelfold_core::validate::validate;
-use funnelfold_core::{RejectReason, TrafficCounts, TrafficKey};
+use funnelfold_core::{RejectReason, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, Checkpoint, EventRowRef, EventRows, Flush, FunnelShare, PartitionFlush,
-    SessionDelete, SessionWrite, StoreError, TrafficShare, VisitorKey,
+    BlockingReads, Checkpoint, EventRowRef, EventRows, FlowLink, Flush, FunnelShare,
+    PartitionFlush, SessionDelete, SessionWrite, StoreError, VisitorKey,
 };
+
+use shares::{PartitionShares, ShareDelta};
 
 /// One Kafka record, as the engine sees it.
 #[derive(Debug, Clone, Copy)]
@@ -139,13 +144,9 @@ struct Partition {
     closed: Vec<SessionWrite>,
     deleted: Vec<SessionDelete>,
     events: EventRows,
-    /// This partition's absolute shares of the traffic aggregates it touched.
-    traffic: HashMap<TrafficKey, TrafficCounts>,
-    traffic_dirty: HashSet<TrafficKey>,
-    /// Deltas of folded events whose share could not be read yet (a store error after
-    /// the fold, which can no longer be undone: retrying the record would find it a
-    /// duplicate). Settled before the partition folds anything else, and before a flush.
-    traffic_deferred: Vec<(TrafficKey, TrafficCounts)>,
+    /// This partition's absolute shares of the traffic, engaged-session, page-flow,
+    /// retention and bot aggregates it touched.
+    shares: PartitionShares,
     /// This partition's absolute shares of the funnels it folded events of.
     funnels: HashMap<String, FunnelShare>,
     funnels_dirty: HashSet<String>,
@@ -165,8 +166,8 @@ impl FlushPlan {
         self.flush.partitions.is_empty()
     }
 
-    /// Projection rows written (profiles + sessions + traffic and funnel shares;
-    /// events apart).
+    /// Projection rows written (profiles + sessions + traffic, funnel and journey
+    /// shares; events apart).
     pub fn projection_rows(&self) -> usize {
         self.flush
             .partitions
@@ -244,7 +245,47 @@ pub struct Engine {
 enum ChangeRecord {
     Removed(String),
     Closed(Box<Session>),
-    Traffic(TrafficKey, TrafficCounts),
+    Share(ShareDelta),
+}
+
+/// The fold's sink: records its changes for [`Engine::fold_record`] to apply.
+struct Recorder<'a>(&'a mut Vec<ChangeRecord>);
+
+impl Sink for Recorder<'_> {
+    fn change(&mut self, change: Change<'_>) {
+        match change {
+            Change::SessionUpserted(_) => {}
+            Change::SessionRemoved(id) => self.0.push(ChangeRecord::Removed(id.to_owned())),
+            Change::SessionClosed(s) => self.0.push(ChangeRecord::Closed(Box::new(s))),
+            Change::Traffic { key, delta } => self
+                .0
+                .push(ChangeRecord::Share(ShareDelta::Traffic(key, delta))),
+        }
+    }
+
+    fn engaged(&mut self, key: TrafficKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Engaged(key, delta)));
+    }
+
+    fn flow(&mut self, key: FlowKey, landing: &str, delta: i64) {
+        let link = FlowLink {
+            key,
+            landing: landing.to_owned(),
+        };
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Flow(link, delta)));
+    }
+
+    fn retention(&mut self, key: RetentionKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Retention(key, delta)));
+    }
+
+    fn bot(&mut self, key: BotKey, delta: i64) {
+        self.0
+            .push(ChangeRecord::Share(ShareDelta::Bot(key, delta)));
+    }
 }
 
 impl Engine {
@@ -376,27 +417,14 @@ impl Engine {
 }
 
 impl Partition {
-    /// Applies the traffic deltas that wait for a share to be read (see
-    /// `traffic_deferred`); an error leaves the rest waiting, to be tried again.
-    fn settle_traffic(
+    /// Applies the share deltas that wait for a share to be read (see
+    /// [`shares::Shares`]); an error leaves the rest waiting, to be tried again.
+    fn settle_shares(
         &mut self,
         store: &dyn BlockingReads,
         partition: i32,
     ) -> Result<(), StoreError> {
-        while let Some((key, _)) = self.traffic_deferred.first() {
-            if !self.traffic.contains_key(key) {
-                let share = store
-                    .load_traffic_share(&self.topic, partition, key)?
-                    .unwrap_or_default();
-                self.traffic.insert(key.clone(), share);
-            }
-            let (key, delta) = self.traffic_deferred.remove(0);
-            if let Some(share) = self.traffic.get_mut(&key) {
-                share.add(&delta, 1);
-            }
-            self.traffic_dirty.insert(key);
-        }
-        Ok(())
+        self.shares.settle(store, &self.topic, partition)
     }
 
     fn new(topic: &str, checkpoint: Checkpoint, generation: i64) -> Self {
@@ -411,9 +439,7 @@ impl Partition {
             closed: Vec::new(),
             deleted: Vec::new(),
             events: EventRows::new(),
-            traffic: HashMap::new(),
-            traffic_dirty: HashSet::new(),
-            traffic_deferred: Vec::new(),
+            shares: PartitionShares::default(),
             funnels: HashMap::new(),
             funnels_dirty: HashSet::new(),
             counters: Counters::default(),
@@ -431,7 +457,7 @@ impl Engine {
     ) -> Result<Outcome, StoreError> {
         let part = self.partition(store, rec.topic, rec.partition)?;
         // Before this record changes anything: an error here retries it cleanly.
-        part.settle_traffic(store, rec.partition)?;
+        part.settle_shares(store, rec.partition)?;
         if rec.offset < part.checkpoint || part.pending.is_some_and(|p| rec.offset <= p) {
             part.counters.already_applied += 1;
             return Ok(Outcome::AlreadyApplied);
@@ -479,14 +505,8 @@ impl Engine {
 
         let mut guard = lock(&visitor);
         let new_visitor = guard.state.total_events == 0;
-        let scratch = &mut self.scratch;
-        scratch.clear();
-        let mut sink = |change: Change<'_>| match change {
-            Change::SessionUpserted(_) => {}
-            Change::SessionRemoved(id) => scratch.push(ChangeRecord::Removed(id.to_owned())),
-            Change::SessionClosed(s) => scratch.push(ChangeRecord::Closed(Box::new(s))),
-            Change::Traffic { key, delta } => scratch.push(ChangeRecord::Traffic(key, delta)),
-        };
+        self.scratch.clear();
+        let mut sink = Recorder(&mut self.scratch);
         let folded = guard.state.fold(&event, &self.cfg.pipeline.fold, &mut sink);
         let changes = std::mem::take(&mut self.scratch);
         let result = match folded {
@@ -520,7 +540,7 @@ impl Engine {
                                 });
                             }
                         }
-                        ChangeRecord::Traffic(..) => {}
+                        ChangeRecord::Share(_) => {}
                     }
                 }
                 part.events.push_ref(&EventRowRef {
@@ -548,11 +568,15 @@ impl Engine {
             }
         };
         drop(guard);
-        // Traffic deltas are applied after the visitor's lock is released, since a
-        // share may need a store read; one that fails waits (see `traffic_deferred`).
+        // Share deltas are applied after the visitor's lock is released, since a share
+        // may need a store read; one that fails waits (see [`shares::Shares`]).
+        let part = self
+            .partitions
+            .get_mut(&rec.partition)
+            .expect("loaded above");
         for change in changes {
-            if let ChangeRecord::Traffic(key, delta) = change {
-                self.add_traffic(store, rec.topic, rec.partition, key, delta);
+            if let ChangeRecord::Share(delta) = change {
+                part.shares.add(store, rec.topic, rec.partition, delta);
             }
         }
         Ok(result)
@@ -615,47 +639,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds a folded event's traffic delta to its share, reading the share first if
-    /// it is not in memory; if that read fails, the delta waits in `traffic_deferred`.
-    fn add_traffic(
-        &mut self,
-        store: &dyn BlockingReads,
-        topic: &str,
-        partition: i32,
-        key: TrafficKey,
-        delta: TrafficCounts,
-    ) {
-        let part = self
-            .partitions
-            .get_mut(&partition)
-            .expect("loaded by apply");
-        if !part.traffic.contains_key(&key) {
-            if !part.traffic_deferred.is_empty() {
-                // Deltas apply in fold order: behind the ones already waiting.
-                part.traffic_deferred.push((key, delta));
-                return;
-            }
-            match store.load_traffic_share(topic, partition, &key) {
-                Ok(share) => {
-                    part.traffic.insert(key.clone(), share.unwrap_or_default());
-                }
-                Err(_) => {
-                    part.traffic_deferred.push((key, delta));
-                    return;
-                }
-            }
-        }
-        if let Some(share) = part.traffic.get_mut(&key) {
-            share.add(&delta, 1);
-        }
-        part.traffic_dirty.insert(key);
-    }
-
-    /// Settles every partition's waiting traffic deltas: a flush must not be planned
-    /// without them.
+    /// Settles every partition's waiting share deltas (traffic and journeys): a flush
+    /// must not be planned without them.
     pub fn settle_all_traffic(&mut self, store: &dyn BlockingReads) -> Result<(), StoreError> {
         for (partition, part) in &mut self.partitions {
-            part.settle_traffic(store, *partition)?;
+            part.settle_shares(store, *partition)?;
         }
         Ok(())
     }
@@ -722,12 +710,7 @@ impl Engine {
             pf.deleted_sessions.append(&mut part.deleted);
             self.pending_events -= part.events.len();
             pf.events.append(&mut part.events);
-            let mut traffic: Vec<TrafficKey> = part.traffic_dirty.drain().collect();
-            traffic.sort();
-            for key in traffic {
-                let counts = part.traffic.get(&key).cloned().unwrap_or_default();
-                pf.traffic.push(TrafficShare { key, counts });
-            }
+            part.shares.plan(&mut pf);
             let mut funnels: Vec<String> = part.funnels_dirty.drain().collect();
             funnels.sort();
             for funnel_id in funnels {
@@ -753,10 +736,7 @@ impl Engine {
                 part.inflight.clear();
                 // Clean shares are cheap to reload now that the store has them; keep
                 // memory bounded by dropping them.
-                if part.traffic.len() > 10_000 {
-                    let dirty = &part.traffic_dirty;
-                    part.traffic.retain(|k, _| dirty.contains(k));
-                }
+                part.shares.trim();
                 if part.funnels.len() > 10_000 {
                     let dirty = &part.funnels_dirty;
                     part.funnels.retain(|f, _| dirty.contains(f));
@@ -782,432 +762,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
-    use funnelfold_core::sim::{SimConfig, Simulator};
-
-    use super::*;
-
-    /// The journey shares of the test stores below: none stored yet.
-    macro_rules! no_journey_shares {
-        () => {
-            fn load_flow_share(
-                &self,
-                _: &str,
-                _: i32,
-                _: &funnelfold_store::FlowLink,
-            ) -> Result<Option<i64>, StoreError> {
-                Ok(None)
-            }
-            fn load_retention_share(
-                &self,
-                _: &str,
-                _: i32,
-                _: &funnelfold_core::projection::RetentionKey,
-            ) -> Result<Option<i64>, StoreError> {
-                Ok(None)
-            }
-            fn load_bot_share(
-                &self,
-                _: &str,
-                _: i32,
-                _: &funnelfold_core::projection::BotKey,
-            ) -> Result<Option<i64>, StoreError> {
-                Ok(None)
-            }
-            fn load_engaged_share(
-                &self,
-                _: &str,
-                _: i32,
-                _: &TrafficKey,
-            ) -> Result<Option<i64>, StoreError> {
-                Ok(None)
-            }
-        };
-    }
-
-    /// An empty store whose checkpoint of every partition is `checkpoint`.
-    struct Empty {
-        checkpoint: i64,
-    }
-
-    impl BlockingReads for Empty {
-        no_journey_shares!();
-        fn checkpoint(&self, _: &str, _: &str, _: i32) -> Result<Option<Checkpoint>, StoreError> {
-            Ok(Some(Checkpoint {
-                next_offset: self.checkpoint,
-                ..Checkpoint::default()
-            }))
-        }
-        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        fn load_traffic_share(
-            &self,
-            _: &str,
-            _: i32,
-            _: &TrafficKey,
-        ) -> Result<Option<TrafficCounts>, StoreError> {
-            Ok(None)
-        }
-        fn load_funnel_share(
-            &self,
-            _: &str,
-            _: i32,
-            _: &str,
-        ) -> Result<Option<FunnelShare>, StoreError> {
-            Ok(None)
-        }
-    }
-
-    /// An empty store whose traffic share reads fail while `failing` is set.
-    struct FlakyShares {
-        failing: std::cell::Cell<bool>,
-    }
-
-    impl BlockingReads for FlakyShares {
-        no_journey_shares!();
-        fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
-            Empty { checkpoint: 0 }.checkpoint(g, t, p)
-        }
-        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        fn load_traffic_share(
-            &self,
-            _: &str,
-            _: i32,
-            _: &TrafficKey,
-        ) -> Result<Option<TrafficCounts>, StoreError> {
-            if self.failing.get() {
-                Err(StoreError::Transient("no space left on device".into()))
-            } else {
-                Ok(None)
-            }
-        }
-        fn load_funnel_share(
-            &self,
-            _: &str,
-            _: i32,
-            _: &str,
-        ) -> Result<Option<FunnelShare>, StoreError> {
-            Ok(None)
-        }
-    }
-
-    /// A share read that fails after the fold must not lose the event's traffic: the
-    /// record is not retried (it would be a duplicate now), its delta waits instead.
-    #[test]
-    fn a_failed_share_read_after_the_fold_loses_no_traffic() {
-        let events = payloads(40);
-        let mut clean = Engine::new(EngineConfig::default(), Codec::new());
-        for (offset, payload) in events.iter().enumerate() {
-            clean
-                .apply(&Empty { checkpoint: 0 }, record(offset as i64, payload))
-                .expect("apply");
-        }
-        let expected = clean.plan_flush(None).expect("plan");
-
-        let flaky = FlakyShares {
-            failing: std::cell::Cell::new(true),
-        };
-        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
-        // The first event folds, its share read fails: it is still folded.
-        assert_eq!(
-            engine.apply(&flaky, record(0, &events[0])).expect("folded"),
-            Outcome::Folded
-        );
-        // The next record waits for the share (an error before it changes anything).
-        assert!(engine.apply(&flaky, record(1, &events[1])).is_err());
-        flaky.failing.set(false);
-        for (offset, payload) in events.iter().enumerate().skip(1) {
-            engine
-                .apply(&flaky, record(offset as i64, payload))
-                .expect("apply");
-        }
-        engine.settle_all_traffic(&flaky).expect("settled");
-        let plan = engine.plan_flush(None).expect("plan");
-        let shares = |p: &FlushPlan| {
-            p.flush
-                .partitions
-                .iter()
-                .flat_map(|p| p.traffic.clone())
-                .collect::<Vec<_>>()
-        };
-        assert!(!shares(&expected).is_empty());
-        assert_eq!(shares(&plan), shares(&expected));
-    }
-
-    fn payloads(n: usize) -> Vec<Vec<u8>> {
-        let codec = Codec::new();
-        Simulator::new(SimConfig {
-            visitors: 3,
-            ..SimConfig::default()
-        })
-        .batch(n)
-        .iter()
-        .map(|e| codec.encode_single_object(e))
-        .collect()
-    }
-
-    fn record(offset: i64, payload: &[u8]) -> Record<'_> {
-        Record {
-            topic: "events.raw",
-            partition: 0,
-            offset,
-            key: None,
-            payload: Some(payload),
-            timestamp_ms: None,
-        }
-    }
-
-    #[test]
-    fn counters_balance_and_gaps_count_as_skipped_offsets() {
-        let store = Empty { checkpoint: 2 };
-        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
-        let events = payloads(4);
-        let garbage = b"not avro".to_vec();
-        // Offsets 0 and 1 are below the checkpoint; 3 and 6..=7 never arrive.
-        for (offset, payload) in [
-            (0, &events[0]),
-            (1, &events[1]),
-            (2, &events[2]),
-            (4, &garbage),
-            (5, &events[2]),
-            (8, &events[3]),
-        ] {
-            engine
-                .apply(&store, record(offset, payload))
-                .expect("apply");
-        }
-        let c = &engine.counters()[&0];
-        assert_eq!(c.already_applied, 2);
-        assert_eq!(
-            (c.read, c.folded, c.dead_lettered, c.duplicates),
-            (4, 2, 1, 1)
-        );
-        assert_eq!(c.read, c.folded + c.dead_lettered + c.duplicates);
-        assert_eq!(c.offsets_skipped, 3);
-        // Three events of three visitors at most: every first lookup misses.
-        let (hits, misses) = engine.take_lookups();
-        assert_eq!(
-            hits + misses,
-            3,
-            "one lookup per event that decoded and validated"
-        );
-        assert!(misses >= 1);
-        assert_eq!(engine.take_lookups(), (0, 0));
-    }
-
-    #[test]
-    fn a_visitor_evicted_while_its_flush_is_written_keeps_its_state() {
-        // The store never gets the flush: a visitor reloaded from it would start over.
-        let store = Empty { checkpoint: 0 };
-        // A cache that holds nothing: every visitor not pinned otherwise is evicted.
-        let cfg = EngineConfig {
-            cache_capacity: 0,
-            ..EngineConfig::default()
-        };
-        let mut engine = Engine::new(cfg, Codec::new());
-        let codec = Codec::new();
-        let events = Simulator::new(SimConfig {
-            visitors: 50,
-            ..SimConfig::default()
-        })
-        .batch(200);
-        let first = &events[0];
-        let same: Vec<_> = events
-            .iter()
-            .filter(|e| e.anonymous_id == first.anonymous_id)
-            .take(2)
-            .collect();
-        let other = events
-            .iter()
-            .find(|e| e.anonymous_id != first.anonymous_id)
-            .expect("another visitor");
-        assert_eq!(same.len(), 2, "the simulator brings a visitor back");
-        let payloads: Vec<Vec<u8>> = [same[0], other, same[1]]
-            .iter()
-            .map(|e| codec.encode_single_object(e))
-            .collect();
-
-        engine
-            .apply(&store, record(0, &payloads[0]))
-            .expect("apply");
-        let plan = engine.plan_flush(None).expect("plan"); // in flight from now on
-        engine
-            .apply(&store, record(1, &payloads[1]))
-            .expect("apply");
-        engine.cache.run_pending_tasks();
-        engine
-            .apply(&store, record(2, &payloads[2]))
-            .expect("apply");
-        engine.flushed(&plan.offsets);
-        let next = engine.plan_flush(None).expect("plan");
-        let profile = next
-            .flush
-            .partitions
-            .iter()
-            .flat_map(|p| &p.profiles)
-            .find(|p| p.anonymous_id == first.anonymous_id)
-            .expect("the visitor's profile");
-        assert_eq!(profile.total_events, 2, "both events counted");
-    }
-
-    /// An empty store but for partition 0's share of funnel "shop".
-    struct WithShopShare(FunnelShare);
-
-    impl BlockingReads for WithShopShare {
-        no_journey_shares!();
-        fn checkpoint(&self, g: &str, t: &str, p: i32) -> Result<Option<Checkpoint>, StoreError> {
-            Empty { checkpoint: 0 }.checkpoint(g, t, p)
-        }
-        fn load_visitor(&self, _: &VisitorKey) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        fn load_traffic_share(
-            &self,
-            _: &str,
-            _: i32,
-            _: &TrafficKey,
-        ) -> Result<Option<TrafficCounts>, StoreError> {
-            Ok(None)
-        }
-        fn load_funnel_share(
-            &self,
-            _: &str,
-            partition: i32,
-            funnel_id: &str,
-        ) -> Result<Option<FunnelShare>, StoreError> {
-            Ok((partition == 0 && funnel_id == "shop").then_some(self.0))
-        }
-    }
-
-    #[test]
-    fn funnel_shares_count_folded_events_and_new_visitors_only() {
-        const T0: i64 = 1_700_000_000_000;
-        let codec = Codec::new();
-        let event = |funnel: &str, anon: &str, id: &str, ts: i64| {
-            codec.encode_single_object(&funnelfold_core::RawEvent {
-                event_id: id.into(),
-                funnel_id: funnel.into(),
-                anonymous_id: anon.into(),
-                event_name: "page_view".into(),
-                timestamp: ts,
-                received_at: Some(ts + 100),
-                ..Default::default()
-            })
-        };
-        // Partition 0 has folded 10 events of 4 visitors of "shop" before.
-        let store = WithShopShare(FunnelShare {
-            events: 10,
-            visitors: 4,
-            first_event_at: T0 - 5_000,
-            last_event_at: T0,
-        });
-        let mut engine = Engine::new(EngineConfig::default(), Codec::new());
-        let shares = |engine: &mut Engine| {
-            let plan = engine.plan_flush(None).expect("plan");
-            engine.flushed(&plan.offsets);
-            plan.flush
-                .partitions
-                .into_iter()
-                .flat_map(|p| p.funnels)
-                .collect::<Vec<_>>()
-        };
-        let records = [
-            event("shop", "alice", "a1", T0 + 1_000),
-            event("shop", "alice", "a2", T0 + 2_000),
-            event("shop", "alice", "a1", T0 + 1_000), // a duplicate
-            b"not avro".to_vec(),                     // a dead letter
-            event("shop", "bob", "b1", T0 + 1_500),
-            event("blog", "alice", "x1", T0 + 3_000), // another funnel, another visitor
-        ];
-        let outcomes: Vec<Outcome> = (0..)
-            .zip(&records)
-            .map(|(offset, payload)| {
-                engine
-                    .apply(&store, record(offset, payload))
-                    .expect("apply")
-            })
-            .collect();
-        assert_eq!(outcomes[2], Outcome::Duplicate);
-        assert!(
-            matches!(outcomes[3], Outcome::DeadLetter(_)),
-            "{outcomes:?}"
-        );
-        assert_eq!(
-            shares(&mut engine),
-            vec![
-                (
-                    "blog".to_owned(),
-                    FunnelShare {
-                        events: 1,
-                        visitors: 1,
-                        first_event_at: T0 + 3_000,
-                        last_event_at: T0 + 3_000
-                    }
-                ),
-                (
-                    "shop".to_owned(),
-                    FunnelShare {
-                        events: 13,
-                        visitors: 6,
-                        first_event_at: T0 - 5_000,
-                        last_event_at: T0 + 2_000
-                    }
-                ),
-            ],
-            "absolute shares: the stored one plus what was folded"
-        );
-
-        // A late event (older than any before, within the lateness) moves the first
-        // time back; a known visitor is not counted again; an untouched funnel is not
-        // written again.
-        let late = event("shop", "bob", "b0", T0 - 9_000);
-        engine.apply(&store, record(6, &late)).expect("apply");
-        assert_eq!(
-            shares(&mut engine),
-            vec![(
-                "shop".to_owned(),
-                FunnelShare {
-                    events: 14,
-                    visitors: 6,
-                    first_event_at: T0 - 9_000,
-                    last_event_at: T0 + 2_000
-                }
-            )]
-        );
-        assert!(
-            shares(&mut engine).is_empty(),
-            "nothing folded, nothing written"
-        );
-    }
-
-    #[test]
-    fn pending_events_make_a_flush_due_and_a_plan_takes_them() {
-        let store = Empty { checkpoint: 0 };
-        let cfg = EngineConfig {
-            max_pending_events: 3,
-            ..EngineConfig::default()
-        };
-        let mut engine = Engine::new(cfg, Codec::new());
-        let events = payloads(3);
-        for (offset, payload) in events.iter().enumerate() {
-            assert!(!engine.flush_due());
-            engine
-                .apply(&store, record(offset as i64, payload))
-                .expect("apply");
-        }
-        assert!(engine.flush_due());
-        let plan = engine.plan_flush(None).expect("plan");
-        assert_eq!(plan.event_rows(), 3);
-        assert_eq!(plan.offsets, vec![("events.raw".to_owned(), 0, 3)]);
-        assert!(!engine.flush_due());
-        engine.flushed(&plan.offsets);
-        assert!(!engine.has_pending());
-        assert_eq!(
-            engine.next_offsets().collect::<Vec<_>>(),
-            vec![("events.raw", 0, 3)]
-        );
-    }
-}
+mod tests;

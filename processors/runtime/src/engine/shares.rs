@@ -1,0 +1,269 @@
+//! A partition's absolute shares of the aggregates its folds add to: traffic sources,
+//! engaged sessions, page-flow links, retention cells and bot counts.
+//!
+//! Each source partition owns its share of every aggregate key and writes it as an
+//! absolute value (a replayed flush rewrites the same value; reads sum the shares). So
+//! a share is read from the store the first time the partition touches its key, the
+//! fold's deltas are added to it in memory, and a flush writes each share that changed
+//! since the last one once, however many deltas it took (the coalescing that keeps the
+//! rows per event low).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+
+use funnelfold_core::projection::{BotKey, RetentionKey};
+use funnelfold_core::{TrafficCounts, TrafficKey};
+use funnelfold_store::{
+    BlockingReads, BotShare, EngagedShare, FlowLink, FlowShare, PartitionFlush, RetentionShare,
+    StoreError, TrafficShare,
+};
+
+/// A change to an aggregate value.
+pub(super) trait Delta: Default {
+    fn apply(&mut self, delta: &Self);
+}
+
+impl Delta for TrafficCounts {
+    fn apply(&mut self, delta: &Self) {
+        self.add(delta, 1);
+    }
+}
+
+impl Delta for i64 {
+    fn apply(&mut self, delta: &Self) {
+        *self += delta;
+    }
+}
+
+/// A partition's shares of one kind of aggregate.
+pub(super) struct Shares<K, V> {
+    values: HashMap<K, V>,
+    dirty: HashSet<K>,
+    /// Deltas of folded events whose share could not be read yet (a store error after
+    /// the fold, which can no longer be undone: retrying the record would find it a
+    /// duplicate). Settled before the partition folds anything else, and before a flush.
+    deferred: VecDeque<(K, V)>,
+}
+
+impl<K, V> Default for Shares<K, V> {
+    fn default() -> Self {
+        Shares {
+            values: HashMap::new(),
+            dirty: HashSet::new(),
+            deferred: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Ord + Clone, V: Delta + Clone> Shares<K, V> {
+    /// Adds a folded event's delta to its share, reading the share with `load` first if
+    /// it is not in memory; if that read fails, the delta waits in `deferred`.
+    pub(super) fn add(
+        &mut self,
+        key: K,
+        delta: V,
+        load: impl FnOnce(&K) -> Result<Option<V>, StoreError>,
+    ) {
+        if let Some(share) = self.values.get_mut(&key) {
+            share.apply(&delta);
+            self.dirty.insert(key);
+            return;
+        }
+        if !self.deferred.is_empty() {
+            // Deltas apply in fold order: behind the ones already waiting.
+            self.deferred.push_back((key, delta));
+            return;
+        }
+        match load(&key) {
+            Ok(share) => {
+                let mut share = share.unwrap_or_default();
+                share.apply(&delta);
+                self.values.insert(key.clone(), share);
+                self.dirty.insert(key);
+            }
+            Err(_) => self.deferred.push_back((key, delta)),
+        }
+    }
+
+    /// Applies the deltas that wait for a share to be read; an error leaves the rest
+    /// waiting, to be tried again.
+    pub(super) fn settle(
+        &mut self,
+        mut load: impl FnMut(&K) -> Result<Option<V>, StoreError>,
+    ) -> Result<(), StoreError> {
+        while let Some((key, _)) = self.deferred.front() {
+            if !self.values.contains_key(key) {
+                let share = load(key)?.unwrap_or_default();
+                self.values.insert(key.clone(), share);
+            }
+            let (key, delta) = self.deferred.pop_front().expect("a front");
+            if let Some(share) = self.values.get_mut(&key) {
+                share.apply(&delta);
+            }
+            self.dirty.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The shares changed since the last call, by key: what a flush writes.
+    pub(super) fn take_dirty(&mut self) -> Vec<(K, V)> {
+        let mut keys: Vec<K> = self.dirty.drain().collect();
+        keys.sort_unstable();
+        keys.into_iter()
+            .map(|key| {
+                let value = self.values.get(&key).cloned().unwrap_or_default();
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// Drops the clean shares once there are more than `max`: they are cheap to reload
+    /// now that the store has them, and memory stays bounded.
+    pub(super) fn trim(&mut self, max: usize) {
+        if self.values.len() > max {
+            let dirty = &self.dirty;
+            self.values.retain(|k, _| dirty.contains(k));
+        }
+    }
+}
+
+/// Shares of an aggregate kept in memory before the clean ones are dropped.
+const MAX_CLEAN_SHARES: usize = 10_000;
+
+/// Every kind of share a partition keeps.
+#[derive(Default)]
+pub(super) struct PartitionShares {
+    pub(super) traffic: Shares<TrafficKey, TrafficCounts>,
+    pub(super) engaged: Shares<TrafficKey, i64>,
+    pub(super) flows: Shares<FlowLink, i64>,
+    pub(super) retention: Shares<RetentionKey, i64>,
+    pub(super) bots: Shares<BotKey, i64>,
+}
+
+/// A folded event's change to one aggregate, owned, so that it can be applied after
+/// the fold released the visitor's state.
+pub(super) enum ShareDelta {
+    Traffic(TrafficKey, TrafficCounts),
+    Engaged(TrafficKey, i64),
+    Flow(FlowLink, i64),
+    Retention(RetentionKey, i64),
+    Bot(BotKey, i64),
+}
+
+impl PartitionShares {
+    /// Adds a delta to its share (see [`Shares::add`]).
+    pub(super) fn add(
+        &mut self,
+        store: &dyn BlockingReads,
+        topic: &str,
+        partition: i32,
+        delta: ShareDelta,
+    ) {
+        match delta {
+            ShareDelta::Traffic(key, d) => self
+                .traffic
+                .add(key, d, |k| store.load_traffic_share(topic, partition, k)),
+            ShareDelta::Engaged(key, d) => self
+                .engaged
+                .add(key, d, |k| store.load_engaged_share(topic, partition, k)),
+            ShareDelta::Flow(link, d) => self
+                .flows
+                .add(link, d, |k| store.load_flow_share(topic, partition, k)),
+            ShareDelta::Retention(key, d) => self
+                .retention
+                .add(key, d, |k| store.load_retention_share(topic, partition, k)),
+            ShareDelta::Bot(key, d) => self
+                .bots
+                .add(key, d, |k| store.load_bot_share(topic, partition, k)),
+        }
+    }
+
+    /// Settles every kind's waiting deltas (see [`Shares::settle`]).
+    pub(super) fn settle(
+        &mut self,
+        store: &dyn BlockingReads,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StoreError> {
+        self.traffic
+            .settle(|k| store.load_traffic_share(topic, partition, k))?;
+        self.engaged
+            .settle(|k| store.load_engaged_share(topic, partition, k))?;
+        self.flows
+            .settle(|k| store.load_flow_share(topic, partition, k))?;
+        self.retention
+            .settle(|k| store.load_retention_share(topic, partition, k))?;
+        self.bots
+            .settle(|k| store.load_bot_share(topic, partition, k))
+    }
+
+    /// Moves the changed shares into a partition's flush, one row per key.
+    pub(super) fn plan(&mut self, pf: &mut PartitionFlush) {
+        pf.traffic = (self.traffic.take_dirty().into_iter())
+            .map(|(key, counts)| TrafficShare { key, counts })
+            .collect();
+        pf.engaged = (self.engaged.take_dirty().into_iter())
+            .map(|(key, sessions)| EngagedShare { key, sessions })
+            .collect();
+        pf.flows = (self.flows.take_dirty().into_iter())
+            .map(|(link, sessions)| FlowShare { link, sessions })
+            .collect();
+        pf.retention = (self.retention.take_dirty().into_iter())
+            .map(|(key, visitors)| RetentionShare { key, visitors })
+            .collect();
+        pf.bots = (self.bots.take_dirty().into_iter())
+            .map(|(key, events)| BotShare { key, events })
+            .collect();
+    }
+
+    /// After a flush is durable: bounds the memory of clean shares.
+    pub(super) fn trim(&mut self) {
+        self.traffic.trim(MAX_CLEAN_SHARES);
+        self.engaged.trim(MAX_CLEAN_SHARES);
+        self.flows.trim(MAX_CLEAN_SHARES);
+        self.retention.trim(MAX_CLEAN_SHARES);
+        self.bots.trim(MAX_CLEAN_SHARES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(_: &&'static str) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::Transient("down".into()))
+    }
+
+    /// A delta whose share cannot be read waits, and so does every delta of a key not
+    /// in memory after it; settling applies them on top of the stored shares, in order.
+    #[test]
+    fn deltas_wait_for_a_failed_read_and_settle_on_the_stored_share() {
+        let mut shares: Shares<&'static str, i64> = Shares::default();
+        shares.add("a", 1, |_| Ok(Some(10)));
+        shares.add("b", 2, fail);
+        shares.add("a", 1, fail); // in memory: no read
+        shares.add("c", 3, |_| Ok(Some(100))); // behind "b": waits without a read
+        assert_eq!(shares.take_dirty(), vec![("a", 12)]);
+        assert!(shares.settle(fail).is_err());
+        shares
+            .settle(|k| Ok((*k == "b").then_some(20)))
+            .expect("settled");
+        assert_eq!(shares.take_dirty(), vec![("b", 22), ("c", 3)]);
+        assert!(shares.take_dirty().is_empty(), "one row per change");
+    }
+
+    /// Many deltas of a key between two flushes are one row of its absolute value.
+    #[test]
+    fn a_flush_writes_each_changed_key_once() {
+        let mut shares: Shares<u32, i64> = Shares::default();
+        for i in 0..1_000 {
+            shares.add(i % 3, 1, |_| Ok(None));
+        }
+        assert_eq!(shares.take_dirty(), vec![(0, 334), (1, 333), (2, 333)]);
+        shares.add(1, -1, |_| panic!("in memory"));
+        assert_eq!(shares.take_dirty(), vec![(1, 332)]);
+        shares.trim(0);
+        shares.add(1, 1, |_| Ok(Some(332)));
+        assert_eq!(shares.take_dirty(), vec![(1, 333)]);
+    }
+}
