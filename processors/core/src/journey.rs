@@ -109,6 +109,58 @@ impl Pages {
         }
     }
 
+    /// Whether a pageview at `at` would come after every kept one, so that inserting it
+    /// can only extend the sequence at its end.
+    fn appends(&self, at: Order) -> bool {
+        self.last_kept().is_none_or(|last| at > last)
+    }
+
+    /// The links to retract and to add when a pageview of `path` at `at` is inserted
+    /// into this session (started on `day`), found before the insert; `None` unless the
+    /// pageview comes after every kept one. That is nearly every pageview of a live
+    /// stream, and then only the last link or two move, so neither sequence is built
+    /// (as [`Shape::changed_links`] does for a pageview that lands in the middle).
+    pub fn appended_links(
+        &self,
+        at: Order,
+        path: &str,
+        funnel_id: &str,
+        day: i32,
+    ) -> Option<(Links, Links)> {
+        if !self.appends(at) {
+            return None;
+        }
+        let none = || (String::new(), Vec::new());
+        if self.untracked || self.more {
+            return Some((none(), none()));
+        }
+        let (steps, _) = self.steps();
+        let key = |step: usize, from: &str, to: &str| FlowKey {
+            funnel_id: funnel_id.to_owned(),
+            day,
+            step: step as u8,
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        let n = steps.len();
+        let Some(&last) = steps.last() else {
+            // The landing pageview: the session's first link.
+            return Some((none(), (path.to_owned(), vec![key(1, path, EXIT)])));
+        };
+        if last == path {
+            // A repeat collapses into the last step.
+            return Some((none(), none()));
+        }
+        let landing = steps[0].to_owned();
+        let before = vec![key(n, last, EXIT)];
+        let after = if n < MAX_STEPS {
+            vec![key(n, last, path), key(n + 1, path, EXIT)]
+        } else {
+            vec![key(n, last, MORE)]
+        };
+        Some(((landing.clone(), before), (landing, after)))
+    }
+
     fn last_kept(&self) -> Option<Order> {
         self.live.last().and_then(|r| r.at.last().copied())
     }
@@ -120,7 +172,7 @@ impl Pages {
         }
         // With more than ten steps, nothing after the tenth step's last pageview
         // changes the first ten.
-        if self.more && self.last_kept().is_none_or(|last| at > last) {
+        if self.more && self.appends(at) {
             return;
         }
         let position = self
@@ -585,6 +637,46 @@ mod tests {
                 p.freeze(watermark - LATENESS);
             }
             prop_assert_eq!(owned(&p), reference(all));
+        }
+
+        /// Whenever the fast path answers (a pageview after every kept one), its link
+        /// changes are the general comparison's, as net deltas per (landing, link).
+        #[test]
+        fn appended_links_are_the_general_comparisons(
+            views in prop::collection::vec((0i64..200, 0u8..4, 0i64..=30), 1..40),
+        ) {
+            let paths = ["/", "/a", "/b", "/c"];
+            let net = |(before, after): (Links, Links)| {
+                let mut d: std::collections::BTreeMap<(String, FlowKey), i64> = Default::default();
+                for l in before.1 {
+                    *d.entry((before.0.clone(), l)).or_default() -= 1;
+                }
+                for l in after.1 {
+                    *d.entry((after.0.clone(), l)).or_default() += 1;
+                }
+                d.retain(|_, v| *v != 0);
+                d
+            };
+            let mut p = Pages::default();
+            let mut watermark = i64::MIN;
+            let mut fast = 0;
+            for (i, (t, path, lateness)) in views.iter().enumerate() {
+                let at = (t + lateness, i as u64);
+                if at.0 < watermark.saturating_sub(30) {
+                    continue; // the fold drops what is later than the lateness
+                }
+                let path = paths[usize::from(*path)];
+                let appended = p.appended_links(at, path, "f", 7);
+                let shape = p.shape(7);
+                p.insert(at, path);
+                if let Some(appended) = appended {
+                    fast += 1;
+                    prop_assert_eq!(net(appended), net(shape.changed_links("f", &p, 7)));
+                }
+                watermark = watermark.max(at.0);
+                p.freeze(watermark - 30);
+            }
+            prop_assert!(fast > 0);
         }
 
         /// Two sessions' pages appended give the pages of their events together.

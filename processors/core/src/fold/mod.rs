@@ -549,12 +549,25 @@ impl VisitorState {
         let before = (merging || earlier || e.is_conversion)
             .then(|| self.open[target].contribution(&e.funnel_id));
         let was_engaged = self.open[target].engaged(cfg);
-        // The links move with the page sequence and with the start day.
-        let pages_change = merging || earlier || (e.is_pageview && e.path.is_some());
-        let shape_before = pages_change.then(|| {
+        // The links move with the page sequence and with the start day. A pageview
+        // appended at the end moves only the last links, known before the insert;
+        // anything else compares the whole sequence before and after.
+        let page = e.path.as_deref().filter(|_| e.is_pageview);
+        let mut appended = None;
+        let mut shape_before = None;
+        if !merging && !earlier {
+            if let Some(path) = page {
+                let s = &self.open[target];
+                let day = utc_day(s.first.0);
+                appended = s.pages.appended_links(at, path, &e.funnel_id, day);
+                if appended.is_none() {
+                    shape_before = Some(s.pages.shape(day));
+                }
+            }
+        } else {
             let s = &self.open[target];
-            s.pages.shape(utc_day(s.first.0))
-        });
+            shape_before = Some(s.pages.shape(utc_day(s.first.0)));
+        }
         // Merge the other hits into the first. Hits ascend and are removed from the
         // back, so `swap_remove` never moves the target or a hit still to remove.
         let mut absorbed = Vec::with_capacity(others.len());
@@ -593,7 +606,9 @@ impl VisitorState {
             // Engagement only grows as events are added; the key did not move.
             sink.engaged(session.contribution(&e.funnel_id).0, 1);
         }
-        if let Some(shape) = shape_before {
+        if let Some((before, after)) = appended {
+            emit_links(before, after, sink);
+        } else if let Some(shape) = shape_before {
             let (before, after) =
                 shape.changed_links(&e.funnel_id, &session.pages, utc_day(session.first.0));
             emit_links(before, after, sink);
