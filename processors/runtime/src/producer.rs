@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::Codec;
+use funnelfold_core::event::RawEvent;
 use funnelfold_core::sim::{LiveSimulator, SimConfig, Simulator};
 use funnelfold_kafka::ClientConfigExt;
 use rdkafka::error::KafkaError;
@@ -166,6 +167,75 @@ pub async fn produce(
     limit: Option<u64>,
     stop: &AtomicBool,
 ) -> Result<u64, KafkaError> {
+    let events = Simulator::new(sim).take(limit.map_or(usize::MAX, |l| l as usize));
+    produce_events(settings, topic, events, stop).await
+}
+
+/// Weeks of simulated history that `up --simulate` sends before its live traffic when
+/// the store has nothing of its funnel yet: live traffic starts every visitor now, so
+/// without a past the retention table would have one cohort and no visitor would be
+/// returning.
+pub const HISTORY_WEEKS: i64 = 8;
+
+/// One week's new visitors of the history: 200 visitors with the journeys' traffic
+/// (bots, page-graph sessions, returns weeks later), a session every four days or so,
+/// from `week` weeks after the history's start ([`HISTORY_WEEKS`] before `now_ms`).
+pub fn history_sim_config(funnel_id: &str, seed: u64, now_ms: i64, week: i64) -> SimConfig {
+    SimConfig {
+        seed: seed.wrapping_add(week as u64),
+        funnel_id: funnel_id.to_owned(),
+        visitors: 200,
+        start_ms: now_ms - (HISTORY_WEEKS - week) * 7 * 86_400_000,
+        mean_events_per_session: 4,
+        mean_session_interval_ms: 4 * 86_400_000,
+        ..SimConfig::default()
+    }
+    .with_journeys()
+}
+
+/// Sends the history's events up to an hour ago, in event-time order, as fast as the
+/// producer takes them: each week of [`HISTORY_WEEKS`] brings its own new visitors
+/// ([`history_sim_config`]), so that every week has a cohort, about 50,000 events in
+/// all. Its visitors are not the live ones (other seeds), so the live traffic adds to
+/// the newest cohort and the history keeps its own.
+pub async fn produce_history(
+    settings: &KafkaSettings,
+    topic: &str,
+    funnel_id: &str,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<u64, KafkaError> {
+    let now = now_ms();
+    let until = now - 3_600_000;
+    let weeks = (0..HISTORY_WEEKS)
+        .map(|w| Simulator::new(history_sim_config(funnel_id, seed, now, w)).peekable())
+        .collect();
+    let events = merged(weeks).take_while(|e| e.timestamp < until);
+    produce_events(settings, topic, events, stop).await
+}
+
+/// The events of several time-ordered streams, in time order.
+fn merged<I: Iterator<Item = RawEvent>>(
+    mut streams: Vec<std::iter::Peekable<I>>,
+) -> impl Iterator<Item = RawEvent> {
+    std::iter::from_fn(move || {
+        let next = streams
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.peek().map(|e| (e.timestamp, i)))
+            .min()?;
+        streams[next.1].next()
+    })
+}
+
+/// Sends `events` as fast as the producer takes them, until they end or `stop` is set.
+/// Returns the number sent, all acknowledged by the broker.
+pub async fn produce_events(
+    settings: &KafkaSettings,
+    topic: &str,
+    events: impl Iterator<Item = RawEvent>,
+    stop: &AtomicBool,
+) -> Result<u64, KafkaError> {
     let mut cfg = settings.producer_config();
     // Large batches, as a busy SDK fleet's producers make. They matter with the
     // embedded broker (librdkafka's mock cluster), which answers a fetch with at most
@@ -180,8 +250,8 @@ pub async fn produce(
     let mut sent = 0u64;
     let window = 200_000;
     let mut inflight = VecDeque::with_capacity(window + 1);
-    for event in Simulator::new(sim) {
-        if stop.load(Ordering::Relaxed) || limit.is_some_and(|l| sent >= l) {
+    for event in events {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
         let payload = codec.encode_single_object(&event);
@@ -307,6 +377,28 @@ pub fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_is_in_time_order_with_new_visitors_every_week() {
+        let week = 7 * 86_400_000;
+        let now = 1_795_996_800_000; // 2026-11-30T00:00:00Z
+        let streams = (0..HISTORY_WEEKS)
+            .map(|w| Simulator::new(history_sim_config("demo", 9, now, w)).peekable())
+            .collect();
+        let events: Vec<RawEvent> = merged(streams).take_while(|e| e.timestamp < now).collect();
+        assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        let mut first_seen: std::collections::HashMap<&str, i64> = Default::default();
+        for e in &events {
+            first_seen.entry(&e.anonymous_id).or_insert(e.timestamp);
+        }
+        let start = now - HISTORY_WEEKS * week;
+        let mut new_per_week = vec![0; HISTORY_WEEKS as usize];
+        for t in first_seen.values() {
+            new_per_week[((t - start) / week) as usize] += 1;
+        }
+        assert!(new_per_week.iter().all(|&n| n >= 100), "{new_per_week:?}");
+        assert!((30_000..80_000).contains(&events.len()), "{}", events.len());
+    }
 
     #[test]
     fn live_traffic_has_the_journeys_but_no_visitor_gone_for_weeks() {

@@ -146,12 +146,32 @@ pub(crate) fn up(rt: &tokio::runtime::Runtime, settings: Settings, args: UpArgs)
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(42, |d| d.as_secs());
         let sim = producer::live_sim_config(&args.funnel, rate, seed);
+        // Weeks of history first, into a store that has nothing of the funnel yet, so
+        // that retention and returning visitors have something to show from the start
+        // (and a restart does not add another past).
+        let funnel = args.funnel.clone();
+        let history = !rt
+            .block_on(store.funnels())?
+            .iter()
+            .any(|f| f.funnel_id == funnel);
         let stop = Arc::clone(&shutdown);
         println!(
             "simulating: about {rate} events/s for funnel `{}`",
             args.funnel
         );
         rt.spawn(async move {
+            if history {
+                // Seeds of their own, never a later start's live seed (seconds).
+                let seed = seed ^ (0x4849_5354 << 32);
+                match producer::produce_history(&kafka, &topics.raw, &funnel, seed, &stop).await {
+                    Ok(n) => tracing::info!(
+                        events = n,
+                        weeks = producer::HISTORY_WEEKS,
+                        "simulated history sent"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "simulated history not sent"),
+                }
+            }
             // Its warm-up draws the visitors already in a session (1.7 million at
             // 20,000/s): off the workers that serve the API and the processor.
             let warm_up = tokio::task::spawn_blocking(move || LiveSimulator::new(sim, rate));
