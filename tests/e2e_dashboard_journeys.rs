@@ -47,16 +47,23 @@ fn visit(visitor: &'static str, ago: i64, pages: &[&str]) -> Visit {
     }
 }
 
-/// Seven people and a crawler. Within the last 7 days: sessions over a few pages, a
+/// Eleven people and a crawler. Within the last 7 days: sessions over a few pages, a
 /// reload (`/docs` twice, collapsed), a single-page (not engaged) session, a 12-page
 /// session (`(more)` past step 10), a visitor whose first session was 9 days ago (so
 /// returning in 7 days, and active in two cohort weeks), and Googlebot on two pages.
+/// Before them, visitors who came back or not, for cohorts of several sizes.
 fn fixture() -> Vec<Visit> {
     let tour: Vec<String> = (1..=12).map(|i| format!("/tour/{i}")).collect();
     let tour: Vec<&str> = tour.iter().map(String::as_str).collect();
     let mut crawler = visit("crawler", DAY + HOUR, &["/", "/pricing"]);
     crawler.bot = true;
     vec![
+        visit("hal", 23 * DAY, &["/"]),
+        visit("ivy", 22 * DAY, &["/"]),
+        visit("jon", 22 * DAY - HOUR, &["/features"]),
+        visit("kim", 16 * DAY, &["/docs"]),
+        visit("hal", 15 * DAY, &["/pricing"]),
+        visit("ivy", 9 * DAY - HOUR, &["/pricing"]),
         visit("fay", 9 * DAY, &["/"]),
         visit("gus", 3 * DAY, &tour),
         visit("ana", 2 * DAY, &["/", "/pricing", "/signup"]),
@@ -402,14 +409,13 @@ fn the_journeys_views_draw_what_the_api_answers_in_a_real_browser() {
     browser.open(&format!("http://{api}/funnels/{FUNNEL}"));
 
     // The overview: engaged sessions and their rate, new and returning visitors, bots.
+    // Drawn from one answer, after everything was folded: no need to wait for a value.
     browser.wait_for(
-        "the overview's engaged sessions",
-        &format!(
-            "const t = document.querySelector('[data-tile=engaged-sessions] .value'); return !!t && t.textContent === {:?};",
-            integer(overview["engagedSessions"].as_i64().expect("engaged"))
-        ),
+        "the overview's tiles",
+        "return !!document.querySelector('[data-tile=engaged-sessions] .value');",
     );
     for (tile, field) in [
+        ("engaged-sessions", "engagedSessions"),
         ("sessions", "sessions"),
         ("new-visitors", "newVisitors"),
         ("returning-visitors", "returningVisitors"),
@@ -549,14 +555,23 @@ fn the_journeys_views_draw_what_the_api_answers_in_a_real_browser() {
     }
     screenshot(&browser, "retention");
 
-    // The simulated funnel's flows, for the README.
-    browser.open(&format!("http://{api}/funnels/demo"));
-    browser.click(".tabs button[data-tab='paths']");
-    browser.wait_for(
-        "the simulated flows",
-        "return document.querySelectorAll('#paths-chart rect[data-node]').length >= 10;",
-    );
-    screenshot(&browser, "paths");
+    // The simulated funnel's flows, for the README: sessions walk their pages in real
+    // time, so it takes a minute or two before the flows go a few steps deep.
+    if std::env::var("FUNNELFOLD_SCREENSHOTS").is_ok() {
+        browser.open(&format!("http://{api}/funnels/demo"));
+        browser.click(".tabs button[data-tab='paths']");
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while Instant::now() < deadline {
+            let deep = browser.eval(
+                "return document.querySelectorAll('#paths-chart rect[data-node][data-step=\"5\"]').length >= 4;",
+            );
+            if deep == true {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        screenshot(&browser, "paths");
+    }
 
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
