@@ -11,10 +11,10 @@
 //! each tab's screenshot to `docs/screenshots/` for the README.
 
 use funnelfold_e2e::common;
+use funnelfold_e2e::page::{get, integer, screenshot, text_of};
 use funnelfold_e2e::up;
 use funnelfold_e2e::webdriver;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -43,12 +43,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn get(api: &str, path: &str) -> Value {
-    let (status, body) = common::http(api, "GET", path, "");
-    assert_eq!(status, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).expect("json")
 }
 
 /// Fixed events: 12 visitors over 20 days, three pageviews each, some from a
@@ -81,16 +75,6 @@ fn fixed_events() -> Vec<Value> {
     events
 }
 
-fn text_of(browser: &Browser, css: &str) -> String {
-    browser
-        .eval(&format!(
-            "const e = document.querySelector({css:?}); return e ? e.textContent : null;"
-        ))
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// The texts of a column of a table's body rows.
 fn column(browser: &Browser, table: &str, index: usize) -> Vec<String> {
     let script = format!(
@@ -105,31 +89,6 @@ fn column(browser: &Browser, table: &str, index: usize) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn screenshot(browser: &Browser, name: &str) {
-    if std::env::var("FUNNELFOLD_SCREENSHOTS").is_err() {
-        return;
-    }
-    let dir: PathBuf = funnelfold_e2e::repo_file("docs/screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshots dir");
-    std::fs::write(dir.join(format!("{name}.png")), browser.screenshot()).expect("write png");
-}
-
-fn integer(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod binary;
 pub mod broker;
 pub mod catalogue;
 pub mod common;
+pub mod page;
 pub mod up;
 pub mod webdriver;
 

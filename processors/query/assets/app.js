@@ -15,6 +15,8 @@ const state = {
   events: { cursor: null, paged: false, filter: {} },
   sessions: { cursor: null, paged: false },
   traffic: { rows: [], sort: 'sessions', dir: -1 },
+  paths: { steps: 5, limit: 20, startsWith: '', drawn: null },
+  retention: { weeks: 12, drawn: null },
   live: null,
   timer: null,
 };
@@ -178,16 +180,26 @@ async function loadOverview() {
   const o = await api(funnelPath('/overview') + query(rangeParams()));
   const tiles = [
     ['Visitors', fmtInt(o.visitors), 'visitors'],
-    ['New / returning', fmtInt(o.newVisitors) + ' / ' + fmtInt(o.returningVisitors), 'new-returning'],
+    ['New visitors', fmtInt(o.newVisitors), 'new-visitors'],
+    ['Returning visitors', fmtInt(o.returningVisitors), 'returning-visitors'],
     ['Sessions', fmtInt(o.sessions), 'sessions'],
+    ['Engaged sessions', fmtInt(o.engagedSessions), 'engaged-sessions'],
+    ['Engagement rate', o.sessions ? percent.format(o.engagementRate) : '—', 'engagement-rate'],
     ['Bounce rate', o.sessions ? percent.format(o.bounceRate) : '—', 'bounce-rate'],
     ['Conversions', fmtInt(o.conversions), 'conversions'],
     ['Revenue', fmtMoney(o.revenue), 'revenue'],
+    ['Bot events', fmtInt(o.botEvents), 'bot-events'],
   ];
   $('#overview-tiles').replaceChildren(...tiles.map(([label, value, name]) =>
     el('div', { class: 'tile', 'data-tile': name }, [el('span', { class: 'label', text: label }), el('span', { class: 'value', text: value })])));
   drawChart($('#overview-chart'), o.days || []);
   $('#overview-empty').hidden = o.sessions > 0;
+  // The API's map is by name; the busiest bot goes first.
+  const bots = Object.entries(o.bots || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  $('#overview-bots tbody').replaceChildren(...bots.map(([bot, events]) =>
+    el('tr', { 'data-bot': bot }, [cell(bot), cell(fmtInt(events), true)])));
+  $('#overview-bots').hidden = bots.length === 0;
+  $('#overview-bots-empty').hidden = bots.length > 0;
 }
 
 const CHANNEL_COLORS = ['#2563eb', '#16a34a', '#f59e0b', '#db2777', '#7c3aed', '#0891b2', '#dc2626', '#65a30d', '#9333ea', '#ea580c', '#475569'];
@@ -371,7 +383,9 @@ function renderTraffic() {
   });
   $('#traffic-table tbody').replaceChildren(...sorted.map((r) => el('tr', {}, [
     cell(r.source), cell(r.medium), cell(r.campaign), cell(r.channel),
-    cell(fmtInt(r.sessions), true), cell(fmtInt(r.conversions), true),
+    cell(fmtInt(r.sessions), true), cell(fmtInt(r.engagedSessions), true),
+    cell(r.sessions ? percent.format(r.engagementRate) : '—', true),
+    cell(fmtInt(r.conversions), true),
     cell(r.sessions ? percent.format(r.conversions / r.sessions) : '—', true),
     cell(fmtMoney(r.revenue), true),
   ])));
@@ -385,6 +399,70 @@ function renderTraffic() {
 async function loadTraffic() {
   state.traffic.rows = await api(funnelPath('/traffic-sources') + query(Object.assign(rangeParams(), { limit: 1000 })));
   renderTraffic();
+}
+
+// ---------------------------------------------------------------------------------
+// Paths: the page flows of the range as a Sankey diagram (sankey.js)
+
+function pathsParams() {
+  const p = state.paths;
+  return Object.assign(rangeParams(), { steps: p.steps, limit: p.limit, startsWith: p.startsWith });
+}
+
+async function loadPaths() {
+  const url = funnelPath('/paths') + query(pathsParams());
+  const answer = await api(url);
+  // The 5 s refresh redraws only what changed, so a hovered band keeps its title.
+  const drawn = url + ' ' + JSON.stringify(answer);
+  if (drawn === state.paths.drawn) return;
+  state.paths.drawn = drawn;
+  const empty = answer.links.length === 0;
+  const chart = $('#paths-chart');
+  if (empty) chart.replaceChildren();
+  else Sankey.draw(chart, answer, fmtInt, (path) => setLanding(path));
+  chart.dataset.query = url;
+  $('#paths-empty').hidden = !empty;
+}
+
+function setLanding(path) {
+  state.paths.startsWith = path;
+  $('#paths-start').value = path;
+  refresh(true);
+}
+
+// ---------------------------------------------------------------------------------
+// Retention: the cohort table, one row per cohort week, shaded by the share active
+
+function heatClass(share) {
+  return 'heat-' + Math.min(10, Math.max(0, Math.round(share * 10)));
+}
+
+async function loadRetention() {
+  const url = funnelPath('/retention') + query({ weeks: state.retention.weeks });
+  const { cohorts } = await api(url);
+  const drawn = url + ' ' + JSON.stringify(cohorts);
+  if (drawn === state.retention.drawn) return;
+  state.retention.drawn = drawn;
+  const offsets = Math.max(0, ...cohorts.map((c) => c.active.length));
+  const head = [el('th', { text: 'Cohort week' }), el('th', { class: 'num', text: 'Visitors' })];
+  for (let k = 0; k < offsets; k++) head.push(el('th', { class: 'num', text: 'Week ' + k }));
+  $('#retention-table thead').replaceChildren(el('tr', {}, head));
+  $('#retention-table tbody').replaceChildren(...cohorts.map((c) => {
+    const cells = c.active.map((n, k) => {
+      const share = c.visitors ? n / c.visitors : 0;
+      const td = el('td', {
+        class: 'num ' + (c.visitors ? heatClass(share) : 'heat-none'),
+        'data-offset': k,
+        'data-count': n,
+        text: c.visitors ? percent.format(share) : '—',
+      });
+      td.title = `${fmtInt(n)} of ${fmtInt(c.visitors)} visitors of the week of ${c.week} active ${k === 0 ? 'that week' : k + (k === 1 ? ' week' : ' weeks') + ' later'}`;
+      return td;
+    });
+    return el('tr', { 'data-week': c.week }, [cell(c.week), el('td', { class: 'num visitors', text: fmtInt(c.visitors) }), ...cells]);
+  }));
+  $('#retention-table').dataset.query = url;
+  $('#retention-empty').hidden = cohorts.some((c) => c.visitors > 0);
 }
 
 // ---------------------------------------------------------------------------------
@@ -471,6 +549,8 @@ const loaders = {
   events: () => loadEvents(false),
   sessions: () => loadSessions(false),
   traffic: () => loadTraffic(),
+  paths: () => loadPaths(),
+  retention: () => loadRetention(),
   live: () => { startLive(); return Promise.resolve(); },
 };
 
@@ -480,7 +560,7 @@ function switchTab(tab) {
     b.setAttribute('aria-selected', String(b.dataset.tab === tab));
   }
   for (const p of document.querySelectorAll('.panel')) p.hidden = p.dataset.panel !== tab;
-  $('#range').hidden = !(tab === 'overview' || tab === 'traffic');
+  $('#range').hidden = !(tab === 'overview' || tab === 'traffic' || tab === 'paths');
   if (tab !== 'live') stopLive();
 }
 
@@ -563,6 +643,23 @@ async function start() {
       renderTraffic();
     });
   }
+  $('#paths-steps').addEventListener('change', (e) => {
+    state.paths.steps = Number(e.target.value);
+    refresh(true);
+  });
+  $('#paths-limit').addEventListener('change', (e) => {
+    state.paths.limit = Number(e.target.value);
+    refresh(true);
+  });
+  $('#paths-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    setLanding($('#paths-start').value.trim());
+  });
+  $('#paths-clear').addEventListener('click', () => setLanding(''));
+  $('#retention-weeks').addEventListener('change', (e) => {
+    state.retention.weeks = Number(e.target.value);
+    refresh(true);
+  });
   switchTab('overview');
   for (const b of document.querySelectorAll('#range button[data-range]')) {
     b.setAttribute('aria-pressed', String(b.dataset.range === '7d'));

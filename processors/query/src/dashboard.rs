@@ -1,7 +1,8 @@
-//! The dashboard: one page and its script and style sheet, compiled into the binary
-//! (`processors/query/assets/`), served by the query processor itself. No CDN, no
-//! separate web server, no build step: the page is plain HTML, CSS and JavaScript that
-//! reads the same JSON API every other client reads.
+//! The dashboard: one page, its script (with the page-flow diagram's script beside
+//! it) and its style sheet, compiled into the binary (`processors/query/assets/`),
+//! served by the query processor itself. No CDN, no separate web server, no build
+//! step: the page is plain HTML, CSS and JavaScript that reads the same JSON API every
+//! other client reads.
 //!
 //! `GET /` shows the funnel picker, `GET /funnels/{funnelId}` one funnel's tabs; both
 //! are the same page, which reads its funnel from the path. The API routes are not
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const SANKEY_JS: &str = include_str!("../assets/sankey.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 
 /// Scripts and styles from this origin only (no inline script or style: what an
@@ -47,10 +49,11 @@ async fn asset(Path(file): Path<String>) -> Response {
     let cache = "public, max-age=60";
     match file.as_str() {
         "app.js" => with_headers(APP_JS, "text/javascript; charset=utf-8", cache),
+        "sankey.js" => with_headers(SANKEY_JS, "text/javascript; charset=utf-8", cache),
         "app.css" => with_headers(APP_CSS, "text/css; charset=utf-8", cache),
         _ => ApiError::not_found(
             "asset_not_found",
-            format!("no dashboard asset {file:?}; there are app.js and app.css"),
+            format!("no dashboard asset {file:?}; there are app.js, sankey.js and app.css"),
         )
         .into_response(),
     }
@@ -95,9 +98,10 @@ mod tests {
             assert!(!html.contains(needle), "index.html contains {needle:?}");
         }
         assert!(html.contains(r#"<script src="/assets/app.js""#));
+        assert!(html.contains(r#"<script src="/assets/sankey.js""#));
         assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
         // Nothing is fetched from elsewhere (the SVG namespace is a name, not a fetch).
-        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+        for text in [INDEX_HTML, APP_JS, SANKEY_JS, APP_CSS] {
             let text = text.replace("http://www.w3.org/2000/svg", "");
             assert!(!text.contains("http://") && !text.contains("https://"));
         }
