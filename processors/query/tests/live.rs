@@ -508,7 +508,10 @@ async fn a_client_that_does_not_read_loses_items_and_is_told_how_many() -> Resul
             other => bail!("unexpected {other:?}"),
         }
     }
-    assert!(notices > 0, "a client that did not read was told it lost items");
+    assert!(
+        notices > 0,
+        "a client that did not read was told it lost items"
+    );
     assert!(after <= capacity as u64, "{after} after the last notice");
     assert_eq!(delivered + dropped, n, "every item delivered or counted");
     server.shutdown().await?;

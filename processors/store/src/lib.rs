@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use funnelfold_core::{
-    BotKey, BotRow, EventRow, FlowKey, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
+    BotKey, BotRow, EventRow, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
     TrafficCounts, TrafficKey, TrafficRow,
 };
 
 pub mod embedded;
 mod event_rows;
+mod flow_day;
 pub mod health;
 pub mod inbox;
 mod plan;
@@ -40,6 +41,7 @@ pub enum StoreError {
 }
 
 pub use event_rows::{encode_block, EventRowRef, EventRows};
+pub use flow_day::{FlowDay, FlowDayShare, FlowLink, FlowLinks};
 pub use health::Health;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -108,27 +110,6 @@ pub struct SessionDelete {
 pub struct TrafficShare {
     pub key: TrafficKey,
     pub counts: TrafficCounts,
-}
-
-/// The identity of a page-flow link as stored: the core's key plus the landing page of
-/// the sessions it counts. The landing page is what `startsWith` restricts to: a link
-/// of step 3 says nothing of where its sessions landed, and the core's [`FlowKey`]
-/// does not carry it, so the store keeps it beside the key (one stored link per
-/// landing page; step-1 links have `landing == key.from`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct FlowLink {
-    pub key: FlowKey,
-    pub landing: String,
-}
-
-/// One source partition's share of a page-flow link (sessions), written as an
-/// absolute value like a [`TrafficShare`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowShare {
-    pub link: FlowLink,
-    pub sessions: i64,
 }
 
 /// One source partition's share of a retention cell (visitors), absolute.
@@ -246,9 +227,10 @@ pub struct PartitionFlush {
     /// This partition's absolute share of each funnel it folded events of since the
     /// last flush (funnel id → share).
     pub funnels: Vec<(String, FunnelShare)>,
-    /// This partition's absolute shares of page-flow links, retention cells, bot counts
-    /// and engaged sessions that changed since the last flush.
-    pub flows: Vec<FlowShare>,
+    /// This partition's absolute shares of page-flow links (one entry per (funnel, day)
+    /// whose links changed, all of that day's links), retention cells, bot counts and
+    /// engaged sessions that changed since the last flush.
+    pub flows: Vec<FlowDayShare>,
     pub retention: Vec<RetentionShare>,
     pub bots: Vec<BotShare>,
     pub engaged: Vec<EngagedShare>,
@@ -256,8 +238,8 @@ pub struct PartitionFlush {
 
 impl PartitionFlush {
     /// Projection rows it writes: profiles, sessions written or deleted, traffic,
-    /// funnel, flow, retention, bot and engaged shares (event rows and visitor states
-    /// apart).
+    /// funnel, flow (one per day), retention, bot and engaged shares (event rows and
+    /// visitor states apart).
     pub fn projection_rows(&self) -> usize {
         self.profiles.len()
             + self.sessions.len()
@@ -369,14 +351,15 @@ pub trait Store: Send + Sync {
     // does not keep them (a wrapper written before them) says so rather than answer
     // "none", which a fold would take for an empty share and overwrite.
 
-    /// A partition's own shares of page-flow links (sessions), in the order asked.
+    /// A partition's own page-flow links of each (funnel, day), in the order asked
+    /// (`None`: no row).
     async fn load_flow_shares(
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        let _ = (topic, partition, links);
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        let _ = (topic, partition, days);
         Err(not_kept(self.engine(), "page-flow shares"))
     }
 
@@ -552,8 +535,14 @@ pub trait BlockingReads {
         partition: i32,
         funnel_id: &str,
     ) -> Result<Option<FunnelShare>>;
-    /// A partition's own share of a page-flow link; see [`Store::load_flow_shares`].
-    fn load_flow_share(&self, topic: &str, partition: i32, link: &FlowLink) -> Result<Option<i64>>;
+    /// A partition's own page-flow links of a (funnel, day); see
+    /// [`Store::load_flow_shares`].
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        day: &FlowDay,
+    ) -> Result<Option<FlowLinks>>;
     /// A partition's own share of a retention cell; see
     /// [`Store::load_retention_shares`].
     fn load_retention_share(

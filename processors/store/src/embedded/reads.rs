@@ -15,13 +15,14 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::flow_day::decode_links;
 use crate::queries::distinct;
 use crate::shares::{
     sum_bot_shares, sum_flow_shares, sum_funnel_shares, sum_retention_shares, sum_traffic_shares,
     sum_traffic_with_engaged,
 };
 use crate::{
-    BlockingReads, Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare,
+    BlockingReads, Checkpoint, EventCursor, EventFilter, FlowDay, FlowLinks, Flush, FunnelShare,
     FunnelSummary, PageRequest, Result, SessionCursor, Store, TrafficSum, VisitorKey,
 };
 
@@ -111,12 +112,10 @@ fn flow_shares_in(
     txn: &ReadTransaction,
     topic: &str,
     partition: i32,
-    links: &[FlowLink],
-) -> Result<Vec<Option<i64>>> {
-    let keys = links.iter().map(|l| flow_key(topic, partition, l));
-    get_each(txn, FLOW_SHARES, keys, |v| {
-        decode::<StoredFlow>("flow share", v).map(|s| s.sessions)
-    })
+    days: &[FlowDay],
+) -> Result<Vec<Option<FlowLinks>>> {
+    let keys = days.iter().map(|d| flow_key(topic, partition, d));
+    get_each(txn, FLOW_SHARES, keys, decode_links)
 }
 
 fn retention_shares_in(
@@ -172,6 +171,37 @@ fn bucket_range<T: DeserializeOwned>(
     let lower = Key::new().str(funnel_id).i32(from).0;
     let upper = prefix_end(Key::new().str(funnel_id).i32(to).bytes());
     scan_back(txn, table, what, lower, upper, usize::MAX, keep)
+}
+
+/// The values of `table` in the range of a funnel's days [from, to], undecoded (for
+/// values that are not one postcard row).
+fn raw_bucket_range(
+    txn: &ReadTransaction,
+    table: TableDefinition<Bytes, Bytes>,
+    funnel_id: &str,
+    from: i32,
+    to: i32,
+) -> Result<Vec<Vec<u8>>> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let what = table.name().to_owned();
+    let lower = Key::new().str(funnel_id).i32(from).0;
+    let upper = prefix_end(Key::new().str(funnel_id).i32(to).bytes());
+    let table = txn.open_table(table).map_err(|e| storage_error(&what, e))?;
+    let upper = match &upper {
+        Some(u) => Bound::Excluded(u.as_slice()),
+        None => Bound::Unbounded,
+    };
+    let range = table
+        .range::<&[u8]>((Bound::Included(lower.as_slice()), upper))
+        .map_err(|e| storage_error(&what, e))?;
+    range
+        .map(|entry| {
+            let (_, value) = entry.map_err(|e| storage_error(&what, e))?;
+            Ok(value.value().to_vec())
+        })
+        .collect()
 }
 
 /// Looks each key up in `table`, in order, turning the values found into `T`.
@@ -236,8 +266,13 @@ impl BlockingReads for EmbeddedStore {
         Ok(shares.pop().flatten())
     }
 
-    fn load_flow_share(&self, topic: &str, partition: i32, key: &FlowLink) -> Result<Option<i64>> {
-        let keys = std::slice::from_ref(key);
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        day: &FlowDay,
+    ) -> Result<Option<FlowLinks>> {
+        let keys = std::slice::from_ref(day);
         let mut shares = self
             .db
             .with(|db| read_now(db, |txn| flow_shares_in(txn, topic, partition, keys)))?;
@@ -374,10 +409,10 @@ impl Store for EmbeddedStore {
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        let (topic, links) = (topic.to_owned(), links.to_vec());
-        self.read(move |txn| flow_shares_in(txn, &topic, partition, &links))
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        let (topic, days) = (topic.to_owned(), days.to_vec());
+        self.read(move |txn| flow_shares_in(txn, &topic, partition, &days))
             .await
     }
 
@@ -657,21 +692,13 @@ impl Store for EmbeddedStore {
         let funnel_id = funnel_id.to_string();
         let landing = landing.map(str::to_owned);
         self.read(move |txn| {
-            let landing = landing.as_deref();
-            let shares: Vec<StoredFlow> = bucket_range(
-                txn,
-                FLOW_SHARES,
-                "flow_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |s: &StoredFlow| landing.is_none_or(|l| l == s.link.landing),
-            )?;
+            let days = raw_bucket_range(txn, FLOW_SHARES, &funnel_id, from_day, to_day)?;
+            let days = days.iter().map(|bytes| decode_links(bytes));
             Ok(sum_flow_shares(
                 &funnel_id,
                 from_day,
-                landing,
-                shares.into_iter().map(|s| (s.link, s.sessions)),
+                landing.as_deref(),
+                days.collect::<Result<Vec<_>>>()?,
             ))
         })
         .await

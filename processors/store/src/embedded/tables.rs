@@ -4,7 +4,7 @@ use funnelfold_core::{BotKey, RetentionKey, TrafficCounts, TrafficKey};
 use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{FlowLink, FunnelShare, Result, StoreError};
+use crate::{FunnelShare, Result, StoreError};
 
 pub(super) type Bytes = &'static [u8];
 
@@ -97,9 +97,13 @@ pub(super) const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> =
 pub(super) const FUNNEL_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("funnel_shares");
 
-/// (funnel, day, landing, step, from, to, topic, partition) → [`StoredFlow`]: a page of
-/// flows is a scan of the (funnel, day) range; `startsWith` keeps one landing of it.
-pub(super) const FLOW_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("flow_shares");
+/// (funnel, day, topic, partition) → the partition's page-flow links of that day, in the
+/// encoding of `flow_day` (one row per partition and day: see there why). The flows of
+/// a range of days are one scan; `startsWith` keeps one landing inside the rows. A
+/// name of its own: builds before it kept a row per link in `flow_shares` (never
+/// released), which this build neither reads nor writes.
+pub(super) const FLOW_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("flow_day_shares");
 /// (funnel, cohort, offset, topic, partition) → [`StoredRetention`]: a range of
 /// cohort weeks is one scan.
 pub(super) const RETENTION_SHARES: TableDefinition<Bytes, Bytes> =
@@ -113,13 +117,6 @@ pub(super) const BOT_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::ne
 /// two writes only that one.
 pub(super) const ENGAGED_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("engaged_shares");
-
-/// A flow share as stored, its link with it (no key decoding on a scan).
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredFlow {
-    pub(super) link: FlowLink,
-    pub(super) sessions: i64,
-}
 
 /// A retention share as stored.
 #[derive(Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use crate::flow_day::encode_links;
 use crate::plan::{checkpoint_of, Plan};
 use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
 
@@ -331,15 +332,8 @@ fn write_journeys(
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
     let (topic, partition) = (pf.topic.as_str(), pf.partition);
     let mut rows = Vec::with_capacity(plan.flows.len());
-    for (link, sessions) in &plan.flows {
-        let stored = StoredFlow {
-            link: (*link).clone(),
-            sessions: *sessions,
-        };
-        rows.push((
-            flow_key(topic, partition, link).0,
-            encode("flow share", &stored)?,
-        ));
+    for (day, links) in &plan.flows {
+        rows.push((flow_key(topic, partition, day).0, encode_links(links)?));
     }
     insert_sorted(&mut tables.flows, rows).map_err(w)?;
     let mut rows = Vec::with_capacity(plan.retention.len());
