@@ -128,9 +128,10 @@ pub struct BotShare {
 
 /// One source partition's share of the engaged sessions of a traffic aggregate,
 /// absolute. A list of its own beside [`PartitionFlush::traffic`] rather than a field
-/// of [`TrafficShare`]: the fold reports engagement apart (`Sink::engaged`), so a
-/// flush may change one without the other, and the traffic share's type (and the
-/// core's `TrafficCounts`) stay as their writers build them.
+/// of [`TrafficShare`] (whose type, and the core's `TrafficCounts`, stay as their
+/// writers build them), but the runtime sends both halves of every traffic key it
+/// changed, and the embedded engine keeps them in one row (ScyllaDB in two tables); a
+/// flush with only one half keeps the other as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngagedShare {
     pub key: TrafficKey,
@@ -237,19 +238,31 @@ pub struct PartitionFlush {
 }
 
 impl PartitionFlush {
-    /// Projection rows it writes: profiles, sessions written or deleted, traffic,
-    /// funnel, flow (one per day), retention, bot and engaged shares (event rows and
-    /// visitor states apart).
+    /// Projection rows it writes: profiles, sessions written or deleted, traffic
+    /// shares (with their engaged sessions: one row per traffic key, whether either or
+    /// both changed), funnel, flow (one per (funnel, day)), retention and bot shares
+    /// (event rows and visitor states apart). Rows as the embedded engine writes them:
+    /// ScyllaDB keeps the engaged sessions in a table of their own, one more row per
+    /// traffic key whose engaged count was written.
     pub fn projection_rows(&self) -> usize {
+        let engaged_apart = if self.engaged.is_empty() {
+            0
+        } else {
+            let traffic: std::collections::HashSet<&TrafficKey> =
+                self.traffic.iter().map(|t| &t.key).collect();
+            let engaged: std::collections::HashSet<&TrafficKey> =
+                self.engaged.iter().map(|e| &e.key).collect();
+            engaged.difference(&traffic).count()
+        };
         self.profiles.len()
             + self.sessions.len()
             + self.deleted_sessions.len()
             + self.traffic.len()
+            + engaged_apart
             + self.funnels.len()
             + self.flows.len()
             + self.retention.len()
             + self.bots.len()
-            + self.engaged.len()
     }
 }
 

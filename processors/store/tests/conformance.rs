@@ -1894,6 +1894,36 @@ async fn engaged_shares_summed(store: &dyn Store, ns: &str) {
         traffic_sums_of(store, &funnel, d, d).await,
         vec![("google".to_string(), 7, 4)]
     );
+    // And one that changes only the traffic share keeps the engaged count.
+    let mut after = part(0, 30);
+    after
+        .traffic
+        .push(share(&funnel, d, "google", 5, 1, Revenue::new()));
+    store
+        .apply(Arc::new(flush(&group, vec![after])))
+        .await
+        .expect("apply after");
+    assert_eq!(load(0).await.expect("shares"), vec![Some(3), None]);
+    assert_eq!(
+        traffic_sums_of(store, &funnel, d, d).await,
+        vec![("google".to_string(), 9, 4)]
+    );
+    // An engaged count with no traffic share: the traffic share stays absent.
+    let lone = [share(&funnel, d + 40, "google", 0, 0, Revenue::new()).key];
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 1, &lone)
+            .await
+            .expect("traffic"),
+        vec![None]
+    );
+    assert_eq!(
+        store
+            .load_engaged_shares(TOPIC, 1, &lone)
+            .await
+            .expect("engaged"),
+        vec![Some(9)]
+    );
 }
 
 // ---------------------------------------------------------------------------------

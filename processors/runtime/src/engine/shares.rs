@@ -36,6 +36,29 @@ impl Delta for i64 {
     }
 }
 
+/// A traffic aggregate's share and its engaged sessions: one value, so that a flush
+/// writes them together (one row in the embedded store) whenever either changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct TrafficValue {
+    pub(super) counts: TrafficCounts,
+    pub(super) engaged: i64,
+}
+
+/// What changes a [`TrafficValue`]: the fold reports the two apart.
+pub(super) enum TrafficDelta {
+    Counts(TrafficCounts),
+    Engaged(i64),
+}
+
+impl Delta<TrafficDelta> for TrafficValue {
+    fn apply(&mut self, delta: &TrafficDelta) {
+        match delta {
+            TrafficDelta::Counts(counts) => self.counts.add(counts, 1),
+            TrafficDelta::Engaged(sessions) => self.engaged += sessions,
+        }
+    }
+}
+
 /// A day's links change one link at a time; a link back at 0 leaves the map, so that
 /// the day's row holds only the links its sessions make.
 impl Delta<(FlowLink, i64)> for FlowLinks {
@@ -158,11 +181,30 @@ const MAX_CLEAN_FLOW_DAYS: usize = 1_000;
 /// Every kind of share a partition keeps.
 #[derive(Default)]
 pub(super) struct PartitionShares {
-    pub(super) traffic: Shares<TrafficKey, TrafficCounts>,
-    pub(super) engaged: Shares<TrafficKey, i64>,
+    /// Traffic shares with their engaged sessions.
+    pub(super) traffic: Shares<TrafficKey, TrafficValue, TrafficDelta>,
     pub(super) flows: Shares<FlowDay, FlowLinks, (FlowLink, i64)>,
     pub(super) retention: Shares<RetentionKey, i64>,
     pub(super) bots: Shares<BotKey, i64>,
+}
+
+/// Reads a partition's traffic share and its engaged sessions (`None` when neither
+/// was ever written).
+fn load_traffic<'a>(
+    store: &'a dyn BlockingReads,
+    topic: &'a str,
+    partition: i32,
+) -> impl FnMut(&TrafficKey) -> Result<Option<TrafficValue>, StoreError> + 'a {
+    move |key| {
+        let counts = store.load_traffic_share(topic, partition, key)?;
+        let engaged = store.load_engaged_share(topic, partition, key)?;
+        Ok(
+            (counts.is_some() || engaged.is_some()).then(|| TrafficValue {
+                counts: counts.unwrap_or_default(),
+                engaged: engaged.unwrap_or_default(),
+            }),
+        )
+    }
 }
 
 /// A folded event's change to one aggregate, owned, so that it can be applied after
@@ -185,12 +227,16 @@ impl PartitionShares {
         delta: ShareDelta,
     ) {
         match delta {
-            ShareDelta::Traffic(key, d) => self
-                .traffic
-                .add(key, d, |k| store.load_traffic_share(topic, partition, k)),
-            ShareDelta::Engaged(key, d) => self
-                .engaged
-                .add(key, d, |k| store.load_engaged_share(topic, partition, k)),
+            ShareDelta::Traffic(key, d) => self.traffic.add(
+                key,
+                TrafficDelta::Counts(d),
+                load_traffic(store, topic, partition),
+            ),
+            ShareDelta::Engaged(key, d) => self.traffic.add(
+                key,
+                TrafficDelta::Engaged(d),
+                load_traffic(store, topic, partition),
+            ),
             ShareDelta::Flow(day, link, d) => self.flows.add(day, (link, d), |k| {
                 store.load_flow_share(topic, partition, k)
             }),
@@ -210,10 +256,7 @@ impl PartitionShares {
         topic: &str,
         partition: i32,
     ) -> Result<(), StoreError> {
-        self.traffic
-            .settle(|k| store.load_traffic_share(topic, partition, k))?;
-        self.engaged
-            .settle(|k| store.load_engaged_share(topic, partition, k))?;
+        self.traffic.settle(load_traffic(store, topic, partition))?;
         self.flows
             .settle(|k| store.load_flow_share(topic, partition, k))?;
         self.retention
@@ -225,12 +268,23 @@ impl PartitionShares {
     /// Moves the changed shares into a partition's flush, one row per key (per
     /// (funnel, day) for page-flow links).
     pub(super) fn plan(&mut self, pf: &mut PartitionFlush) {
-        pf.traffic = (self.traffic.take_dirty().into_iter())
-            .map(|(key, counts)| TrafficShare { key, counts })
-            .collect();
-        pf.engaged = (self.engaged.take_dirty().into_iter())
-            .map(|(key, sessions)| EngagedShare { key, sessions })
-            .collect();
+        // Both halves of each changed traffic share, whichever changed: the store keeps
+        // them in one row, written whole.
+        let (traffic, engaged) = (self.traffic.take_dirty().into_iter())
+            .map(|(key, value)| {
+                let engaged = EngagedShare {
+                    key: key.clone(),
+                    sessions: value.engaged,
+                };
+                let traffic = TrafficShare {
+                    key,
+                    counts: value.counts,
+                };
+                (traffic, engaged)
+            })
+            .unzip();
+        pf.traffic = traffic;
+        pf.engaged = engaged;
         pf.flows = (self.flows.take_dirty().into_iter())
             .map(|(day, links)| FlowDayShare { day, links })
             .collect();
@@ -245,7 +299,6 @@ impl PartitionShares {
     /// After a flush is durable: bounds the memory of clean shares.
     pub(super) fn trim(&mut self) {
         self.traffic.trim(MAX_CLEAN_SHARES);
-        self.engaged.trim(MAX_CLEAN_SHARES);
         self.flows.trim(MAX_CLEAN_FLOW_DAYS);
         self.retention.trim(MAX_CLEAN_SHARES);
         self.bots.trim(MAX_CLEAN_SHARES);

@@ -89,9 +89,14 @@ fn shares_in(
     keys: &[TrafficKey],
 ) -> Result<Vec<Option<TrafficCounts>>> {
     let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
-    get_each(txn, TRAFFIC_SHARES, keys, |v| {
-        decode::<StoredShare>("traffic share", v).map(|s| s.counts)
-    })
+    let found = get_each(txn, TRAFFIC_SHARES, keys, StoredTrafficRow::decode)?;
+    Ok(found
+        .into_iter()
+        .map(|row| {
+            row.filter(|r| r.part.counts_written)
+                .map(|r| r.share.counts)
+        })
+        .collect())
 }
 
 fn funnel_shares_in(
@@ -149,9 +154,11 @@ fn engaged_shares_in(
     keys: &[TrafficKey],
 ) -> Result<Vec<Option<i64>>> {
     let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
-    get_each(txn, ENGAGED_SHARES, keys, |v| {
-        decode::<StoredEngaged>("engaged share", v).map(|s| s.sessions)
-    })
+    let found = get_each(txn, TRAFFIC_SHARES, keys, StoredTrafficRow::decode)?;
+    Ok(found
+        .into_iter()
+        .map(|row| row.and_then(|r| r.part.engaged))
+        .collect())
 }
 
 /// Every row of `table` in the range of a funnel's buckets (days, or cohort weeks)
@@ -654,29 +661,18 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<TrafficSum>> {
         let funnel_id = funnel_id.to_string();
         self.read(move |txn| {
-            let shares: Vec<StoredShare> = bucket_range(
-                txn,
-                TRAFFIC_SHARES,
-                "traffic_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |_: &StoredShare| true,
-            )?;
-            let engaged: Vec<StoredEngaged> = bucket_range(
-                txn,
-                ENGAGED_SHARES,
-                "engaged_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |_: &StoredEngaged| true,
-            )?;
+            // The engaged sessions are in the traffic rows: one scan.
+            let rows = raw_bucket_range(txn, TRAFFIC_SHARES, &funnel_id, from_day, to_day)?;
+            let rows =
+                (rows.iter().map(|r| StoredTrafficRow::decode(r))).collect::<Result<Vec<_>>>()?;
+            let engaged: Vec<(TrafficKey, i64)> = (rows.iter())
+                .filter_map(|r| Some((r.share.key.clone(), r.part.engaged?)))
+                .collect();
             Ok(sum_traffic_with_engaged(
                 &funnel_id,
                 from_day,
-                shares.into_iter().map(|s| (s.key, s.counts)),
-                engaged.into_iter().map(|e| (e.key, e.sessions)),
+                rows.into_iter().map(|r| (r.share.key, r.share.counts)),
+                engaged,
             ))
         })
         .await
