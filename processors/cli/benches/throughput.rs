@@ -421,7 +421,7 @@ fn run_case(
         full_rate / bare_rate
     );
     println!(
-        "projection rows per 1,000 events:  {:>10.1} (profiles + sessions + traffic; {} in all); event rows apart: {event_rows}",
+        "projection rows per 1,000 events:  {:>10.1} (profiles, sessions, traffic, funnel and journey shares; {} in all); event rows apart: {event_rows}",
         outcome.rows_per_1000, projection_rows
     );
     println!(

@@ -359,8 +359,10 @@ const BOT_NAMES: [&str; 5] = [
 /// Returns the shares written.
 async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
     use funnelfold_core::journey::week_start;
-    use funnelfold_core::{BotKey, FlowKey, RetentionKey};
-    use funnelfold_store::{BotShare, FlowLink, FlowShare, Flush, PartitionFlush, RetentionShare};
+    use funnelfold_core::{BotKey, RetentionKey};
+    use funnelfold_store::{
+        BotShare, FlowDay, FlowDayShare, FlowLink, FlowLinks, Flush, PartitionFlush, RetentionShare,
+    };
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move |n: i64| {
         x ^= x << 13;
@@ -379,6 +381,8 @@ async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
                 write_timestamp: i as i64 + 1,
                 ..PartitionFlush::default()
             };
+            // The partition's links of the day: one row.
+            let mut links = FlowLinks::new();
             for step in 1..=10u8 {
                 for (f, from) in PAGES.iter().enumerate() {
                     let landing = if step == 1 {
@@ -392,22 +396,24 @@ async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
                         } else {
                             PAGES[(f * 7 + k * 5 + usize::from(step)) % PAGES.len()]
                         };
-                        flush.flows.push(FlowShare {
-                            link: FlowLink {
-                                key: FlowKey {
-                                    funnel_id: "demo".into(),
-                                    day,
-                                    step,
-                                    from: (*from).into(),
-                                    to: to.into(),
-                                },
-                                landing: landing.into(),
-                            },
-                            sessions: next(50),
-                        });
+                        let link = FlowLink {
+                            landing: landing.into(),
+                            step,
+                            from: (*from).into(),
+                            to: to.into(),
+                        };
+                        *links.entry(link).or_default() += next(50);
                     }
                 }
             }
+            written += links.len();
+            flush.flows.push(FlowDayShare {
+                day: FlowDay {
+                    funnel_id: "demo".into(),
+                    day,
+                },
+                links,
+            });
             for bot in BOT_NAMES {
                 flush.bots.push(BotShare {
                     key: BotKey {
@@ -432,7 +438,7 @@ async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
                     }
                 }
             }
-            written += flush.flows.len() + flush.bots.len() + flush.retention.len();
+            written += flush.bots.len() + flush.retention.len();
             partitions.push(flush);
         }
         store

@@ -11,31 +11,44 @@ use std::sync::Arc;
 use common::*;
 use funnelfold_core::journey::week_start;
 use funnelfold_core::projection::utc_day;
-use funnelfold_core::{BotKey, FlowKey, RetentionKey, TrafficCounts, TrafficKey};
+use funnelfold_core::{BotKey, RetentionKey, TrafficCounts, TrafficKey};
 use funnelfold_query::{ApiKeys, QueryConfig};
 use funnelfold_store::{
-    BotShare, EngagedShare, FlowLink, FlowShare, Flush, PartitionFlush, RetentionShare, Store,
-    TrafficShare,
+    BotShare, EngagedShare, FlowDay, FlowDayShare, FlowLink, FlowLinks, Flush, PartitionFlush,
+    RetentionShare, Store, TrafficShare,
 };
 use serde_json::json;
 
 const SHOP: &str = "shop-key-0123456789abcdef";
 const BLOG: &str = "blog-key-0123456789abcdef";
 
-fn flow(day: i32, step: u8, from: &str, to: &str, landing: &str, sessions: i64) -> FlowShare {
-    FlowShare {
-        link: FlowLink {
-            key: FlowKey {
-                funnel_id: "shop".into(),
-                day,
-                step,
-                from: from.into(),
-                to: to.into(),
-            },
-            landing: landing.into(),
+/// A link of a day of `shop` with its sessions.
+fn flow(day: i32, step: u8, from: &str, to: &str, landing: &str, sessions: i64) -> FlowDayShare {
+    let link = FlowLink {
+        landing: landing.into(),
+        step,
+        from: from.into(),
+        to: to.into(),
+    };
+    FlowDayShare {
+        day: FlowDay {
+            funnel_id: "shop".into(),
+            day,
         },
-        sessions,
+        links: FlowLinks::from([(link, sessions)]),
     }
+}
+
+/// A partition's links grouped as the store keeps them: one row per (funnel, day).
+fn days(links: Vec<FlowDayShare>) -> Vec<FlowDayShare> {
+    let mut by_day: std::collections::BTreeMap<FlowDay, FlowLinks> = Default::default();
+    for share in links {
+        by_day.entry(share.day).or_default().extend(share.links);
+    }
+    by_day
+        .into_iter()
+        .map(|(day, links)| FlowDayShare { day, links })
+        .collect()
 }
 
 fn cell(cohort: i32, offset: u8, visitors: i64) -> RetentionShare {
@@ -102,7 +115,7 @@ async fn journeys_store() -> anyhow::Result<(i32, i32, Arc<dyn Store>)> {
         partition: 0,
         next_offset: 10,
         write_timestamp: 10,
-        flows: vec![
+        flows: days(vec![
             flow(y, 1, "/", "/pricing", "/", 4),
             flow(y, 1, "/", "(exit)", "/", 3),
             flow(y, 2, "/pricing", "/signup", "/", 2),
@@ -110,7 +123,7 @@ async fn journeys_store() -> anyhow::Result<(i32, i32, Arc<dyn Store>)> {
             flow(y, 3, "/signup", "(exit)", "/", 2),
             flow(old, 1, "/", "/old", "/", 7),
             flow(old, 2, "/old", "(exit)", "/", 7),
-        ],
+        ]),
         retention: vec![
             cell(monday - 14, 0, 3),
             cell(monday - 14, 1, 1),
@@ -131,14 +144,14 @@ async fn journeys_store() -> anyhow::Result<(i32, i32, Arc<dyn Store>)> {
         partition: 1,
         next_offset: 10,
         write_timestamp: 10,
-        flows: vec![
+        flows: days(vec![
             flow(y, 1, "/", "/pricing", "/", 1),
             flow(y, 2, "/pricing", "/signup", "/", 1),
             flow(y, 3, "/signup", "(exit)", "/", 1),
             flow(y, 1, "/blog", "/pricing", "/blog", 2),
             flow(y, 2, "/pricing", "(exit)", "/blog", 2),
             flow(y, 1, "/docs", "(exit)", "/docs", 1),
-        ],
+        ]),
         retention: vec![
             cell(monday - 14, 0, 2),
             cell(monday - 14, 2, 1),

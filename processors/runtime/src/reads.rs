@@ -5,7 +5,7 @@
 use funnelfold_core::projection::{BotKey, RetentionKey};
 use funnelfold_core::{TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, Checkpoint, FlowLink, FunnelShare, Store, StoreError, VisitorKey,
+    BlockingReads, Checkpoint, FlowDay, FlowLinks, FunnelShare, Store, StoreError, VisitorKey,
 };
 use tokio::runtime::Handle;
 
@@ -80,12 +80,12 @@ impl BlockingReads for StoreReads<'_> {
         &self,
         topic: &str,
         partition: i32,
-        key: &FlowLink,
-    ) -> Result<Option<i64>, StoreError> {
-        let keys = std::slice::from_ref(key);
+        day: &FlowDay,
+    ) -> Result<Option<FlowLinks>, StoreError> {
+        let days = std::slice::from_ref(day);
         let mut shares = self
             .rt
-            .block_on(self.store.load_flow_shares(topic, partition, keys))?;
+            .block_on(self.store.load_flow_shares(topic, partition, days))?;
         Ok(shares.pop().flatten())
     }
 

@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use funnelfold_core::{
-    BotKey, BotRow, EventRow, FlowKey, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
+    BotKey, BotRow, EventRow, FlowRow, ProfileRow, RetentionKey, RetentionRow, SessionRow,
     TrafficCounts, TrafficKey, TrafficRow,
 };
 
 pub mod embedded;
 mod event_rows;
+mod flow_day;
 pub mod health;
 pub mod inbox;
 mod plan;
@@ -40,6 +41,7 @@ pub enum StoreError {
 }
 
 pub use event_rows::{encode_block, EventRowRef, EventRows};
+pub use flow_day::{FlowDay, FlowDayShare, FlowLink, FlowLinks};
 pub use health::Health;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -110,27 +112,6 @@ pub struct TrafficShare {
     pub counts: TrafficCounts,
 }
 
-/// The identity of a page-flow link as stored: the core's key plus the landing page of
-/// the sessions it counts. The landing page is what `startsWith` restricts to: a link
-/// of step 3 says nothing of where its sessions landed, and the core's [`FlowKey`]
-/// does not carry it, so the store keeps it beside the key (one stored link per
-/// landing page; step-1 links have `landing == key.from`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct FlowLink {
-    pub key: FlowKey,
-    pub landing: String,
-}
-
-/// One source partition's share of a page-flow link (sessions), written as an
-/// absolute value like a [`TrafficShare`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowShare {
-    pub link: FlowLink,
-    pub sessions: i64,
-}
-
 /// One source partition's share of a retention cell (visitors), absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionShare {
@@ -147,9 +128,10 @@ pub struct BotShare {
 
 /// One source partition's share of the engaged sessions of a traffic aggregate,
 /// absolute. A list of its own beside [`PartitionFlush::traffic`] rather than a field
-/// of [`TrafficShare`]: the fold reports engagement apart (`Sink::engaged`), so a
-/// flush may change one without the other, and the traffic share's type (and the
-/// core's `TrafficCounts`) stay as their writers build them.
+/// of [`TrafficShare`] (whose type, and the core's `TrafficCounts`, stay as their
+/// writers build them), but the runtime sends both halves of every traffic key it
+/// changed, and the embedded engine keeps them in one row (ScyllaDB in two tables); a
+/// flush with only one half keeps the other as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngagedShare {
     pub key: TrafficKey,
@@ -246,28 +228,41 @@ pub struct PartitionFlush {
     /// This partition's absolute share of each funnel it folded events of since the
     /// last flush (funnel id → share).
     pub funnels: Vec<(String, FunnelShare)>,
-    /// This partition's absolute shares of page-flow links, retention cells, bot counts
-    /// and engaged sessions that changed since the last flush.
-    pub flows: Vec<FlowShare>,
+    /// This partition's absolute shares of page-flow links (one entry per (funnel, day)
+    /// whose links changed, all of that day's links), retention cells, bot counts and
+    /// engaged sessions that changed since the last flush.
+    pub flows: Vec<FlowDayShare>,
     pub retention: Vec<RetentionShare>,
     pub bots: Vec<BotShare>,
     pub engaged: Vec<EngagedShare>,
 }
 
 impl PartitionFlush {
-    /// Projection rows it writes: profiles, sessions written or deleted, traffic,
-    /// funnel, flow, retention, bot and engaged shares (event rows and visitor states
-    /// apart).
+    /// Projection rows it writes: profiles, sessions written or deleted, traffic
+    /// shares (with their engaged sessions: one row per traffic key, whether either or
+    /// both changed), funnel, flow (one per (funnel, day)), retention and bot shares
+    /// (event rows and visitor states apart). Rows as the embedded engine writes them:
+    /// ScyllaDB keeps the engaged sessions in a table of their own, one more row per
+    /// traffic key whose engaged count was written.
     pub fn projection_rows(&self) -> usize {
+        let engaged_apart = if self.engaged.is_empty() {
+            0
+        } else {
+            let traffic: std::collections::HashSet<&TrafficKey> =
+                self.traffic.iter().map(|t| &t.key).collect();
+            let engaged: std::collections::HashSet<&TrafficKey> =
+                self.engaged.iter().map(|e| &e.key).collect();
+            engaged.difference(&traffic).count()
+        };
         self.profiles.len()
             + self.sessions.len()
             + self.deleted_sessions.len()
             + self.traffic.len()
+            + engaged_apart
             + self.funnels.len()
             + self.flows.len()
             + self.retention.len()
             + self.bots.len()
-            + self.engaged.len()
     }
 }
 
@@ -369,14 +364,15 @@ pub trait Store: Send + Sync {
     // does not keep them (a wrapper written before them) says so rather than answer
     // "none", which a fold would take for an empty share and overwrite.
 
-    /// A partition's own shares of page-flow links (sessions), in the order asked.
+    /// A partition's own page-flow links of each (funnel, day), in the order asked
+    /// (`None`: no row).
     async fn load_flow_shares(
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        let _ = (topic, partition, links);
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        let _ = (topic, partition, days);
         Err(not_kept(self.engine(), "page-flow shares"))
     }
 
@@ -552,8 +548,14 @@ pub trait BlockingReads {
         partition: i32,
         funnel_id: &str,
     ) -> Result<Option<FunnelShare>>;
-    /// A partition's own share of a page-flow link; see [`Store::load_flow_shares`].
-    fn load_flow_share(&self, topic: &str, partition: i32, link: &FlowLink) -> Result<Option<i64>>;
+    /// A partition's own page-flow links of a (funnel, day); see
+    /// [`Store::load_flow_shares`].
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        day: &FlowDay,
+    ) -> Result<Option<FlowLinks>>;
     /// A partition's own share of a retention cell; see
     /// [`Store::load_retention_shares`].
     fn load_retention_share(

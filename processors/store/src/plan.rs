@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use funnelfold_core::{BotKey, ProfileRow, RetentionKey, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{Checkpoint, EventRowRef, FlowLink, FunnelShare, PartitionFlush, VisitorKey};
+use crate::{Checkpoint, EventRowRef, FlowDay, FlowLinks, FunnelShare, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -43,9 +43,9 @@ pub(crate) struct Plan<'a> {
     pub traffic: Vec<(&'a TrafficKey, &'a TrafficCounts)>,
     /// Funnel shares, by funnel id.
     pub funnels: Vec<(&'a str, &'a FunnelShare)>,
-    /// Journey shares: page-flow links (sessions), retention cells (visitors), bot
-    /// counts (events), engaged sessions per traffic aggregate.
-    pub flows: Vec<(&'a FlowLink, i64)>,
+    /// Journey shares: page-flow links (all of a (funnel, day)'s, one row), retention
+    /// cells (visitors), bot counts (events), engaged sessions per traffic aggregate.
+    pub flows: Vec<(&'a FlowDay, &'a FlowLinks)>,
     pub retention: Vec<(&'a RetentionKey, i64)>,
     pub bots: Vec<(&'a BotKey, i64)>,
     pub engaged: Vec<(&'a TrafficKey, i64)>,
@@ -151,7 +151,7 @@ impl<'a> Plan<'a> {
             |(f, _)| *f,
         );
 
-        let flows = last_per_key(flush.flows.iter().map(|f| (&f.link, f.sessions)), |f| f.0);
+        let flows = last_per_key(flush.flows.iter().map(|f| (&f.day, &f.links)), |f| f.0);
         let retention = last_per_key(flush.retention.iter().map(|r| (&r.key, r.visitors)), |r| {
             r.0
         });

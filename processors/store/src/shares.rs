@@ -1,6 +1,6 @@
 //! What both engines do alike with the shares they read: each source partition owns
 //! its share of a traffic aggregate, a funnel's totals, a page-flow link, a retention
-//! cell, a bot count and an engaged-session count, and reads sum them. One place, so
+//! cell, a bot count and an engaged-session count (page-flow links by day), and reads sum them. One place, so
 //! that both engines answer [`Store::traffic`](crate::Store::traffic),
 //! [`Store::funnels`](crate::Store::funnels) and the journey reads the same.
 
@@ -12,7 +12,7 @@ use funnelfold_core::{
     TrafficRow,
 };
 
-use crate::{FlowLink, FunnelShare, FunnelSummary, TrafficSum};
+use crate::{FlowLinks, FunnelShare, FunnelSummary, TrafficSum};
 
 /// Sums traffic shares per (source, medium, campaign) into rows dated `from_day`.
 /// Aggregates that sum to nothing (every contributing session moved away) are left out.
@@ -105,22 +105,23 @@ pub(crate) fn sum_traffic_with_engaged(
         .collect()
 }
 
-/// Sums flow shares per (step, from, to) over days, partitions and landing pages,
-/// keeping those of `landing` only when it names one; rows dated `from_day`, sorted.
+/// Sums the links of days' rows (each partition's links of one day) per (step, from,
+/// to) over days, partitions and landing pages, keeping those of `landing` only when
+/// it names one; rows dated `from_day`, sorted.
 pub(crate) fn sum_flow_shares(
     funnel_id: &str,
     from_day: i32,
     landing: Option<&str>,
-    shares: impl IntoIterator<Item = (FlowLink, i64)>,
+    days: impl IntoIterator<Item = FlowLinks>,
 ) -> Vec<FlowRow> {
     let mut sums: BTreeMap<(u8, String, String), i64> = BTreeMap::new();
-    for (link, sessions) in shares {
-        if landing.is_some_and(|l| l != link.landing) {
-            continue;
+    for links in days {
+        for (link, sessions) in links {
+            if landing.is_some_and(|l| l != link.landing) {
+                continue;
+            }
+            *sums.entry((link.step, link.from, link.to)).or_default() += sessions;
         }
-        *sums
-            .entry((link.key.step, link.key.from, link.key.to))
-            .or_default() += sessions;
     }
     sums.into_iter()
         .filter(|(_, sessions)| *sessions != 0)

@@ -20,15 +20,15 @@ use std::sync::Arc;
 use funnelfold_core::fold::channel_of;
 use funnelfold_core::projection::EXIT;
 use funnelfold_core::{
-    BotKey, Channel, EventRow, FlowKey, ProfileRow, RetentionKey, Revenue, SessionRow, Touch,
-    TrafficCounts, TrafficKey,
+    BotKey, Channel, EventRow, ProfileRow, RetentionKey, Revenue, SessionRow, Touch, TrafficCounts,
+    TrafficKey,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use funnelfold_store::{
-    BotShare, Checkpoint, EngagedShare, EventCursor, EventFilter, FlowLink, FlowShare, Flush,
-    FunnelShare, PageRequest, PartitionFlush, RetentionShare, SessionCursor, SessionDelete,
-    SessionWrite, Store, TrafficShare, VisitorKey,
+    BotShare, Checkpoint, EngagedShare, EventCursor, EventFilter, FlowDay, FlowDayShare, FlowLink,
+    FlowLinks, Flush, FunnelShare, PageRequest, PartitionFlush, RetentionShare, SessionCursor,
+    SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -1419,23 +1419,32 @@ async fn funnel_shares_summed(store: &dyn Store, ns: &str) {
 // ---------------------------------------------------------------------------------
 // Journeys: page flows, retention, bots, engaged sessions
 
-fn link(funnel: &str, day: i32, landing: &str, step: u8, from: &str, to: &str) -> FlowLink {
-    FlowLink {
-        key: FlowKey {
-            funnel_id: funnel.into(),
-            day,
-            step,
-            from: from.into(),
-            to: to.into(),
-        },
-        landing: landing.into(),
+fn flow_day(funnel: &str, day: i32) -> FlowDay {
+    FlowDay {
+        funnel_id: funnel.into(),
+        day,
     }
 }
 
-fn flow(link: &FlowLink, sessions: i64) -> FlowShare {
-    FlowShare {
-        link: link.clone(),
-        sessions,
+/// A partition's links of one day: (landing, step, from, to, sessions).
+fn day_links(rows: &[(&str, u8, &str, &str, i64)]) -> FlowLinks {
+    rows.iter()
+        .map(|&(landing, step, from, to, n)| {
+            let link = FlowLink {
+                landing: landing.into(),
+                step,
+                from: from.into(),
+                to: to.into(),
+            };
+            (link, n)
+        })
+        .collect()
+}
+
+fn flow(funnel: &str, day: i32, rows: &[(&str, u8, &str, &str, i64)]) -> FlowDayShare {
+    FlowDayShare {
+        day: flow_day(funnel, day),
+        links: day_links(rows),
     }
 }
 
@@ -1465,30 +1474,42 @@ fn links(rows: &[(u8, &str, &str, i64)]) -> Vec<(u8, String, String, i64)> {
         .collect()
 }
 
+/// A partition's links of a (funnel, day) are one row, written whole: reads sum the
+/// links of every partition's rows of the days asked, and keep one landing inside them.
 async fn flow_shares_summed(store: &dyn Store, ns: &str) {
     let group = format!("{ns}-group");
     let funnel = format!("{ns}-f");
+    let f = funnel.as_str();
     let d = 19_675;
-    let home = link(&funnel, d, "/", 1, "/", "/pricing");
-    let home_exit = link(&funnel, d, "/", 2, "/pricing", EXIT);
-    let blog = link(&funnel, d, "/blog", 1, "/blog", "/pricing");
-    let blog_exit = link(&funnel, d, "/blog", 2, "/pricing", EXIT);
+    let home = ("/", 1, "/", "/pricing");
+    let home_exit = ("/", 2, "/pricing", EXIT);
+    let blog = ("/blog", 1, "/blog", "/pricing");
+    let blog_exit = ("/blog", 2, "/pricing", EXIT);
+    let with = |(landing, step, from, to): (&'static str, u8, &'static str, &'static str),
+                n: i64| (landing, step, from, to, n);
+    let p0_day = [
+        with(home, 3),
+        with(home_exit, 3),
+        with(blog, 2),
+        with(blog_exit, 2),
+    ];
     let mut p0 = part(0, 10);
-    p0.flows.extend([
-        flow(&home, 3),
-        flow(&home_exit, 3),
-        flow(&blog, 2),
-        flow(&blog_exit, 2),
-    ]);
+    p0.flows.push(flow(f, d, &p0_day));
     let mut p1 = part(1, 10);
     p1.flows.extend([
-        flow(&home, 4),
-        flow(&link(&funnel, d + 1, "/", 2, "/pricing", "/signup"), 1),
-        // Every session of it moved away: left out of the sums.
-        flow(&link(&funnel, d, "/blog", 1, "/blog", "/about"), 0),
+        flow(
+            f,
+            d,
+            &[
+                with(home, 4),
+                // Every session of it moved away: left out of the sums.
+                ("/blog", 1, "/blog", "/about", 0),
+            ],
+        ),
+        flow(f, d + 1, &[("/", 2, "/pricing", "/signup", 1)]),
         // Outside the range read below.
-        flow(&link(&funnel, d + 5, "/", 1, "/", "/x"), 7),
-        flow(&link(&funnel, d - 1, "/", 1, "/", "/y"), 7),
+        flow(f, d + 5, &[("/", 1, "/", "/x", 7)]),
+        flow(f, d - 1, &[("/", 1, "/", "/y", 7)]),
     ]);
     store
         .apply(Arc::new(flush(&group, vec![p0, p1])))
@@ -1502,58 +1523,108 @@ async fn flow_shares_summed(store: &dyn Store, ns: &str) {
         (2, "/pricing", EXIT, 5),
         (2, "/pricing", "/signup", 1),
     ]);
-    assert_eq!(flows_of(store, &funnel, d, d + 1, None).await, all);
+    assert_eq!(flows_of(store, f, d, d + 1, None).await, all);
     // startsWith: only the links of the sessions that landed on the path.
     assert_eq!(
-        flows_of(store, &funnel, d, d + 1, Some("/blog")).await,
+        flows_of(store, f, d, d + 1, Some("/blog")).await,
         links(&[(1, "/blog", "/pricing", 2), (2, "/pricing", EXIT, 2)])
     );
     assert_eq!(
-        flows_of(store, &funnel, d, d + 1, Some("/")).await,
+        flows_of(store, f, d, d + 1, Some("/")).await,
         links(&[
             (1, "/", "/pricing", 7),
             (2, "/pricing", EXIT, 3),
             (2, "/pricing", "/signup", 1)
         ])
     );
-    assert!(flows_of(store, &funnel, d, d + 1, Some("/nowhere"))
+    assert!(flows_of(store, f, d, d + 1, Some("/nowhere"))
         .await
         .is_empty());
-    assert!(flows_of(store, &funnel, d + 1, d, None).await.is_empty());
+    assert!(flows_of(store, f, d + 1, d, None).await.is_empty());
     assert!(flows_of(store, &format!("{ns}-other"), d, d + 1, None)
         .await
         .is_empty());
 
-    // A partition loads its own shares.
-    let absent = link(&funnel, d, "/", 1, "/", "/nowhere");
-    let keys = [home.clone(), absent.clone()];
+    // A partition loads its own links of a day, whole (a link at 0 is not kept).
+    let keys = [flow_day(f, d), flow_day(f, d + 3)];
     let load = |partition| store.load_flow_shares(TOPIC, partition, &keys);
-    assert_eq!(load(0).await.expect("shares"), vec![Some(3), None]);
-    assert_eq!(load(1).await.expect("shares"), vec![Some(4), None]);
+    assert_eq!(
+        load(0).await.expect("shares"),
+        vec![Some(day_links(&p0_day)), None]
+    );
+    assert_eq!(
+        load(1).await.expect("shares"),
+        vec![Some(day_links(&[with(home, 4)])), None]
+    );
     assert_eq!(load(2).await.expect("shares"), vec![None, None]);
 
-    // A stale flush is skipped; a later one replaces the share, not adds to it.
+    // A stale flush is skipped; a later one replaces the day's row, not adds to it.
     let mut behind = part(0, 5);
-    behind.flows.push(flow(&home, 100));
+    behind.flows.push(flow(f, d, &[with(home, 100)]));
     store
         .apply(Arc::new(flush(&group, vec![behind])))
         .await
         .expect("apply stale");
-    assert_eq!(flows_of(store, &funnel, d, d + 1, None).await, all);
+    assert_eq!(flows_of(store, f, d, d + 1, None).await, all);
     let mut later = part(0, 20);
-    later.flows.extend([flow(&home, 1), flow(&home, 2)]); // the last one wins
+    let later_day = [
+        with(home, 2),
+        with(home_exit, 3),
+        with(blog, 2),
+        with(blog_exit, 2),
+    ];
+    // The last one wins.
+    later
+        .flows
+        .extend([flow(f, d, &[with(home, 1)]), flow(f, d, &later_day)]);
     store
         .apply(Arc::new(flush(&group, vec![later])))
         .await
         .expect("apply later");
-    assert_eq!(load(0).await.expect("shares"), vec![Some(2), None]);
     assert_eq!(
-        flows_of(store, &funnel, d, d, None).await,
+        load(0).await.expect("shares"),
+        vec![Some(day_links(&later_day)), None]
+    );
+    assert_eq!(
+        flows_of(store, f, d, d, None).await,
         links(&[
             (1, "/", "/pricing", 6),
             (1, "/blog", "/pricing", 2),
             (2, "/pricing", EXIT, 5),
         ])
+    );
+
+    // Written whole: the links a row no longer has are gone, and an empty row (every
+    // session of the day moved away) leaves nothing of the partition's.
+    let mut fewer = part(0, 30);
+    fewer
+        .flows
+        .push(flow(f, d, &[with(blog, 2), with(blog_exit, 2)]));
+    store
+        .apply(Arc::new(flush(&group, vec![fewer])))
+        .await
+        .expect("apply fewer");
+    assert_eq!(
+        flows_of(store, f, d, d, None).await,
+        links(&[
+            (1, "/", "/pricing", 4),
+            (1, "/blog", "/pricing", 2),
+            (2, "/pricing", EXIT, 2),
+        ])
+    );
+    let mut none = part(0, 40);
+    none.flows.push(flow(f, d, &[]));
+    store
+        .apply(Arc::new(flush(&group, vec![none])))
+        .await
+        .expect("apply empty");
+    assert_eq!(
+        load(0).await.expect("shares"),
+        vec![Some(FlowLinks::new()), None]
+    );
+    assert_eq!(
+        flows_of(store, f, d, d, None).await,
+        links(&[(1, "/", "/pricing", 4)])
     );
 }
 
@@ -1822,6 +1893,36 @@ async fn engaged_shares_summed(store: &dyn Store, ns: &str) {
     assert_eq!(
         traffic_sums_of(store, &funnel, d, d).await,
         vec![("google".to_string(), 7, 4)]
+    );
+    // And one that changes only the traffic share keeps the engaged count.
+    let mut after = part(0, 30);
+    after
+        .traffic
+        .push(share(&funnel, d, "google", 5, 1, Revenue::new()));
+    store
+        .apply(Arc::new(flush(&group, vec![after])))
+        .await
+        .expect("apply after");
+    assert_eq!(load(0).await.expect("shares"), vec![Some(3), None]);
+    assert_eq!(
+        traffic_sums_of(store, &funnel, d, d).await,
+        vec![("google".to_string(), 9, 4)]
+    );
+    // An engaged count with no traffic share: the traffic share stays absent.
+    let lone = [share(&funnel, d + 40, "google", 0, 0, Revenue::new()).key];
+    assert_eq!(
+        store
+            .load_traffic_shares(TOPIC, 1, &lone)
+            .await
+            .expect("traffic"),
+        vec![None]
+    );
+    assert_eq!(
+        store
+            .load_engaged_shares(TOPIC, 1, &lone)
+            .await
+            .expect("engaged"),
+        vec![Some(9)]
     );
 }
 

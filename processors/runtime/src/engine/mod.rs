@@ -37,7 +37,7 @@ use funnelfold_core::projection::{BotKey, FlowKey, RetentionKey};
 use funnelfold_core::validate::validate;
 use funnelfold_core::{RejectReason, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, Checkpoint, EventRowRef, EventRows, FlowLink, Flush, FunnelShare,
+    BlockingReads, Checkpoint, EventRowRef, EventRows, FlowDay, FlowLink, Flush, FunnelShare,
     PartitionFlush, SessionDelete, SessionWrite, StoreError, VisitorKey,
 };
 
@@ -269,12 +269,18 @@ impl Sink for Recorder<'_> {
     }
 
     fn flow(&mut self, key: FlowKey, landing: &str, delta: i64) {
+        let day = FlowDay {
+            funnel_id: key.funnel_id,
+            day: key.day,
+        };
         let link = FlowLink {
-            key,
             landing: landing.to_owned(),
+            step: key.step,
+            from: key.from,
+            to: key.to,
         };
         self.0
-            .push(ChangeRecord::Share(ShareDelta::Flow(link, delta)));
+            .push(ChangeRecord::Share(ShareDelta::Flow(day, link, delta)));
     }
 
     fn retention(&mut self, key: RetentionKey, delta: i64) {

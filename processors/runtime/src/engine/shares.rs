@@ -6,7 +6,8 @@
 //! a share is read from the store the first time the partition touches its key, the
 //! fold's deltas are added to it in memory, and a flush writes each share that changed
 //! since the last one once, however many deltas it took (the coalescing that keeps the
-//! rows per event low).
+//! rows per event low). Page-flow links are kept by (funnel, day): a partition's links
+//! of a day are one stored row, loaded whole on first touch and written whole.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -14,13 +15,13 @@ use std::hash::Hash;
 use funnelfold_core::projection::{BotKey, RetentionKey};
 use funnelfold_core::{TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, BotShare, EngagedShare, FlowLink, FlowShare, PartitionFlush, RetentionShare,
-    StoreError, TrafficShare,
+    BlockingReads, BotShare, EngagedShare, FlowDay, FlowDayShare, FlowLink, FlowLinks,
+    PartitionFlush, RetentionShare, StoreError, TrafficShare,
 };
 
-/// A change to an aggregate value.
-pub(super) trait Delta: Default {
-    fn apply(&mut self, delta: &Self);
+/// A change `D` to an aggregate value (by default, a value of the same kind added).
+pub(super) trait Delta<D = Self>: Default {
+    fn apply(&mut self, delta: &D);
 }
 
 impl Delta for TrafficCounts {
@@ -35,17 +36,61 @@ impl Delta for i64 {
     }
 }
 
-/// A partition's shares of one kind of aggregate.
-pub(super) struct Shares<K, V> {
+/// A traffic aggregate's share and its engaged sessions: one value, so that a flush
+/// writes them together (one row in the embedded store) whenever either changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct TrafficValue {
+    pub(super) counts: TrafficCounts,
+    pub(super) engaged: i64,
+}
+
+/// What changes a [`TrafficValue`]: the fold reports the two apart.
+pub(super) enum TrafficDelta {
+    Counts(TrafficCounts),
+    Engaged(i64),
+}
+
+impl Delta<TrafficDelta> for TrafficValue {
+    fn apply(&mut self, delta: &TrafficDelta) {
+        match delta {
+            TrafficDelta::Counts(counts) => self.counts.add(counts, 1),
+            TrafficDelta::Engaged(sessions) => self.engaged += sessions,
+        }
+    }
+}
+
+/// A day's links change one link at a time; a link back at 0 leaves the map, so that
+/// the day's row holds only the links its sessions make.
+impl Delta<(FlowLink, i64)> for FlowLinks {
+    fn apply(&mut self, (link, delta): &(FlowLink, i64)) {
+        if *delta == 0 {
+            return;
+        }
+        match self.get_mut(link) {
+            Some(sessions) => {
+                *sessions += delta;
+                if *sessions == 0 {
+                    self.remove(link);
+                }
+            }
+            None => {
+                self.insert(link.clone(), *delta);
+            }
+        }
+    }
+}
+
+/// A partition's shares of one kind of aggregate, changed by deltas `D`.
+pub(super) struct Shares<K, V, D = V> {
     values: HashMap<K, V>,
     dirty: HashSet<K>,
     /// Deltas of folded events whose share could not be read yet (a store error after
     /// the fold, which can no longer be undone: retrying the record would find it a
     /// duplicate). Settled before the partition folds anything else, and before a flush.
-    deferred: VecDeque<(K, V)>,
+    deferred: VecDeque<(K, D)>,
 }
 
-impl<K, V> Default for Shares<K, V> {
+impl<K, V, D> Default for Shares<K, V, D> {
     fn default() -> Self {
         Shares {
             values: HashMap::new(),
@@ -55,13 +100,13 @@ impl<K, V> Default for Shares<K, V> {
     }
 }
 
-impl<K: Eq + Hash + Ord + Clone, V: Delta + Clone> Shares<K, V> {
+impl<K: Eq + Hash + Ord + Clone, V: Delta<D> + Clone, D> Shares<K, V, D> {
     /// Adds a folded event's delta to its share, reading the share with `load` first if
     /// it is not in memory; if that read fails, the delta waits in `deferred`.
     pub(super) fn add(
         &mut self,
         key: K,
-        delta: V,
+        delta: D,
         load: impl FnOnce(&K) -> Result<Option<V>, StoreError>,
     ) {
         if let Some(share) = self.values.get_mut(&key) {
@@ -129,15 +174,37 @@ impl<K: Eq + Hash + Ord + Clone, V: Delta + Clone> Shares<K, V> {
 
 /// Shares of an aggregate kept in memory before the clean ones are dropped.
 const MAX_CLEAN_SHARES: usize = 10_000;
+/// Days of page-flow links kept in memory before the clean ones are dropped: each is
+/// a whole day's links of the partition, not one number.
+const MAX_CLEAN_FLOW_DAYS: usize = 1_000;
 
 /// Every kind of share a partition keeps.
 #[derive(Default)]
 pub(super) struct PartitionShares {
-    pub(super) traffic: Shares<TrafficKey, TrafficCounts>,
-    pub(super) engaged: Shares<TrafficKey, i64>,
-    pub(super) flows: Shares<FlowLink, i64>,
+    /// Traffic shares with their engaged sessions.
+    pub(super) traffic: Shares<TrafficKey, TrafficValue, TrafficDelta>,
+    pub(super) flows: Shares<FlowDay, FlowLinks, (FlowLink, i64)>,
     pub(super) retention: Shares<RetentionKey, i64>,
     pub(super) bots: Shares<BotKey, i64>,
+}
+
+/// Reads a partition's traffic share and its engaged sessions (`None` when neither
+/// was ever written).
+fn load_traffic<'a>(
+    store: &'a dyn BlockingReads,
+    topic: &'a str,
+    partition: i32,
+) -> impl FnMut(&TrafficKey) -> Result<Option<TrafficValue>, StoreError> + 'a {
+    move |key| {
+        let counts = store.load_traffic_share(topic, partition, key)?;
+        let engaged = store.load_engaged_share(topic, partition, key)?;
+        Ok(
+            (counts.is_some() || engaged.is_some()).then(|| TrafficValue {
+                counts: counts.unwrap_or_default(),
+                engaged: engaged.unwrap_or_default(),
+            }),
+        )
+    }
 }
 
 /// A folded event's change to one aggregate, owned, so that it can be applied after
@@ -145,7 +212,7 @@ pub(super) struct PartitionShares {
 pub(super) enum ShareDelta {
     Traffic(TrafficKey, TrafficCounts),
     Engaged(TrafficKey, i64),
-    Flow(FlowLink, i64),
+    Flow(FlowDay, FlowLink, i64),
     Retention(RetentionKey, i64),
     Bot(BotKey, i64),
 }
@@ -160,15 +227,19 @@ impl PartitionShares {
         delta: ShareDelta,
     ) {
         match delta {
-            ShareDelta::Traffic(key, d) => self
-                .traffic
-                .add(key, d, |k| store.load_traffic_share(topic, partition, k)),
-            ShareDelta::Engaged(key, d) => self
-                .engaged
-                .add(key, d, |k| store.load_engaged_share(topic, partition, k)),
-            ShareDelta::Flow(link, d) => self
-                .flows
-                .add(link, d, |k| store.load_flow_share(topic, partition, k)),
+            ShareDelta::Traffic(key, d) => self.traffic.add(
+                key,
+                TrafficDelta::Counts(d),
+                load_traffic(store, topic, partition),
+            ),
+            ShareDelta::Engaged(key, d) => self.traffic.add(
+                key,
+                TrafficDelta::Engaged(d),
+                load_traffic(store, topic, partition),
+            ),
+            ShareDelta::Flow(day, link, d) => self.flows.add(day, (link, d), |k| {
+                store.load_flow_share(topic, partition, k)
+            }),
             ShareDelta::Retention(key, d) => self
                 .retention
                 .add(key, d, |k| store.load_retention_share(topic, partition, k)),
@@ -185,10 +256,7 @@ impl PartitionShares {
         topic: &str,
         partition: i32,
     ) -> Result<(), StoreError> {
-        self.traffic
-            .settle(|k| store.load_traffic_share(topic, partition, k))?;
-        self.engaged
-            .settle(|k| store.load_engaged_share(topic, partition, k))?;
+        self.traffic.settle(load_traffic(store, topic, partition))?;
         self.flows
             .settle(|k| store.load_flow_share(topic, partition, k))?;
         self.retention
@@ -197,16 +265,28 @@ impl PartitionShares {
             .settle(|k| store.load_bot_share(topic, partition, k))
     }
 
-    /// Moves the changed shares into a partition's flush, one row per key.
+    /// Moves the changed shares into a partition's flush, one row per key (per
+    /// (funnel, day) for page-flow links).
     pub(super) fn plan(&mut self, pf: &mut PartitionFlush) {
-        pf.traffic = (self.traffic.take_dirty().into_iter())
-            .map(|(key, counts)| TrafficShare { key, counts })
-            .collect();
-        pf.engaged = (self.engaged.take_dirty().into_iter())
-            .map(|(key, sessions)| EngagedShare { key, sessions })
-            .collect();
+        // Both halves of each changed traffic share, whichever changed: the store keeps
+        // them in one row, written whole.
+        let (traffic, engaged) = (self.traffic.take_dirty().into_iter())
+            .map(|(key, value)| {
+                let engaged = EngagedShare {
+                    key: key.clone(),
+                    sessions: value.engaged,
+                };
+                let traffic = TrafficShare {
+                    key,
+                    counts: value.counts,
+                };
+                (traffic, engaged)
+            })
+            .unzip();
+        pf.traffic = traffic;
+        pf.engaged = engaged;
         pf.flows = (self.flows.take_dirty().into_iter())
-            .map(|(link, sessions)| FlowShare { link, sessions })
+            .map(|(day, links)| FlowDayShare { day, links })
             .collect();
         pf.retention = (self.retention.take_dirty().into_iter())
             .map(|(key, visitors)| RetentionShare { key, visitors })
@@ -219,8 +299,7 @@ impl PartitionShares {
     /// After a flush is durable: bounds the memory of clean shares.
     pub(super) fn trim(&mut self) {
         self.traffic.trim(MAX_CLEAN_SHARES);
-        self.engaged.trim(MAX_CLEAN_SHARES);
-        self.flows.trim(MAX_CLEAN_SHARES);
+        self.flows.trim(MAX_CLEAN_FLOW_DAYS);
         self.retention.trim(MAX_CLEAN_SHARES);
         self.bots.trim(MAX_CLEAN_SHARES);
     }
@@ -265,5 +344,45 @@ mod tests {
         shares.trim(0);
         shares.add(1, 1, |_| Ok(Some(332)));
         assert_eq!(shares.take_dirty(), vec![(1, 333)]);
+    }
+
+    /// A partition's links of a day are one share: loaded once, every link's deltas
+    /// added to it, written whole once per flush; a link back at 0 leaves the row, and
+    /// a day with no link left is written empty (replacing what the store had).
+    #[test]
+    fn a_days_links_are_one_share_loaded_once_and_written_whole() {
+        let link = |from: &str, to: &str| FlowLink {
+            landing: "/".into(),
+            step: 1,
+            from: from.into(),
+            to: to.into(),
+        };
+        let day = |d| FlowDay {
+            funnel_id: "shop".into(),
+            day: d,
+        };
+        let mut shares: Shares<FlowDay, FlowLinks, (FlowLink, i64)> = Shares::default();
+        let stored = FlowLinks::from([(link("/", "(exit)"), 5)]);
+        let mut loads = 0;
+        for (to, delta) in [("/a", 1), ("/a", 1), ("(exit)", -1), ("/b", 1), ("/b", -1)] {
+            shares.add(day(1), (link("/", to), delta), |_| {
+                loads += 1;
+                Ok(Some(stored.clone()))
+            });
+        }
+        shares.add(day(2), (link("/", "/a"), 1), |_| Ok(None));
+        assert_eq!(loads, 1, "one read per day");
+        assert_eq!(
+            shares.take_dirty(),
+            vec![
+                (
+                    day(1),
+                    FlowLinks::from([(link("/", "(exit)"), 4), (link("/", "/a"), 2)])
+                ),
+                (day(2), FlowLinks::from([(link("/", "/a"), 1)])),
+            ]
+        );
+        shares.add(day(2), (link("/", "/a"), -1), |_| panic!("in memory"));
+        assert_eq!(shares.take_dirty(), vec![(day(2), FlowLinks::new())]);
     }
 }

@@ -12,8 +12,8 @@ macro_rules! no_journey_shares {
             &self,
             _: &str,
             _: i32,
-            _: &funnelfold_store::FlowLink,
-        ) -> Result<Option<i64>, StoreError> {
+            _: &funnelfold_store::FlowDay,
+        ) -> Result<Option<funnelfold_store::FlowLinks>, StoreError> {
             Ok(None)
         }
         fn load_retention_share(
@@ -429,9 +429,10 @@ fn pending_events_make_a_flush_due_and_a_plan_takes_them() {
     );
 }
 
-/// The journey shares of a flush are absolute and coalesced: one row per key, however
-/// many deltas it took, each the sum the reference projector computes (an empty store:
-/// a single partition's shares are the totals; flow links summed over landing pages).
+/// The journey shares of a flush are absolute and coalesced: one row per key (per
+/// (funnel, day) for page-flow links, holding all of that day's links), however many
+/// deltas it took, each the sum the reference projector computes (an empty store: a
+/// single partition's shares are the totals; flow links summed over landing pages).
 #[test]
 fn journey_shares_are_the_reference_sums_one_row_per_key() {
     use std::collections::BTreeMap;
@@ -467,7 +468,7 @@ fn journey_shares_are_the_reference_sums_one_row_per_key() {
     let store = Empty { checkpoint: 0 };
     let mut engine = Engine::new(EngineConfig::default(), Codec::new());
     // The last share written per stored key: what the store holds after the flushes.
-    let mut links: BTreeMap<FlowLink, i64> = BTreeMap::new();
+    let mut days: BTreeMap<FlowDay, funnelfold_store::FlowLinks> = BTreeMap::new();
     let mut engaged: BTreeMap<TrafficKey, i64> = BTreeMap::new();
     let mut retention: BTreeMap<RetentionKey, i64> = BTreeMap::new();
     let mut bots: BTreeMap<BotKey, i64> = BTreeMap::new();
@@ -481,25 +482,49 @@ fn journey_shares_are_the_reference_sums_one_row_per_key() {
         let plan = engine.plan_flush(None).expect("plan");
         engine.flushed(&plan.offsets);
         for pf in &plan.flush.partitions {
-            one_row_per_key(pf.flows.iter().map(|f| f.link.clone()), &mut Vec::new());
+            one_row_per_key(pf.flows.iter().map(|f| f.day.clone()), &mut Vec::new());
             one_row_per_key(pf.engaged.iter().map(|s| s.key.clone()), &mut Vec::new());
+            // Both halves of each changed traffic key: one stored row.
+            assert!(pf
+                .engaged
+                .iter()
+                .map(|e| &e.key)
+                .eq(pf.traffic.iter().map(|t| &t.key)));
+            assert_eq!(
+                pf.projection_rows(),
+                pf.profiles.len()
+                    + pf.sessions.len()
+                    + pf.deleted_sessions.len()
+                    + pf.traffic.len()
+                    + pf.funnels.len()
+                    + pf.flows.len()
+                    + pf.retention.len()
+                    + pf.bots.len()
+            );
             one_row_per_key(pf.retention.iter().map(|s| s.key.clone()), &mut Vec::new());
             one_row_per_key(pf.bots.iter().map(|s| s.key.clone()), &mut Vec::new());
-            links.extend(pf.flows.iter().map(|f| (f.link.clone(), f.sessions)));
+            days.extend(pf.flows.iter().map(|f| (f.day.clone(), f.links.clone())));
             engaged.extend(pf.engaged.iter().map(|s| (s.key.clone(), s.sessions)));
             retention.extend(pf.retention.iter().map(|s| (s.key.clone(), s.visitors)));
             bots.extend(pf.bots.iter().map(|s| (s.key.clone(), s.events)));
         }
     }
     let mut flows: BTreeMap<FlowKey, i64> = BTreeMap::new();
-    for (link, sessions) in links {
-        if link.key.step == 1 {
-            assert_eq!(
-                link.landing, link.key.from,
-                "a step-1 link lands on its from"
-            );
+    for (day, links) in days {
+        for (link, sessions) in links {
+            assert_ne!(sessions, 0, "a day's row holds no link at 0");
+            if link.step == 1 {
+                assert_eq!(link.landing, link.from, "a step-1 link lands on its from");
+            }
+            let key = FlowKey {
+                funnel_id: day.funnel_id.clone(),
+                day: day.day,
+                step: link.step,
+                from: link.from,
+                to: link.to,
+            };
+            *flows.entry(key).or_default() += sessions;
         }
-        *flows.entry(link.key).or_default() += sessions;
     }
     fn non_zero<K: Ord>(m: BTreeMap<K, i64>) -> BTreeMap<K, i64> {
         m.into_iter().filter(|(_, v)| *v != 0).collect()
@@ -554,17 +579,20 @@ fn rows_per_kind_of_the_benchmark_traffic() {
         let plan = engine.plan_flush(None).expect("plan");
         engine.flushed(&plan.offsets);
         for pf in &plan.flush.partitions {
-            let kinds = [
+            let mut kinds = [
                 pf.profiles.len(),
                 pf.sessions.len() + pf.deleted_sessions.len(),
                 pf.traffic.len(),
                 pf.funnels.len(),
-                pf.engaged.len(),
+                0,
                 pf.flows.len(),
                 pf.retention.len(),
                 pf.bots.len(),
                 pf.projection_rows(),
             ];
+            // Engaged counts are stored in their traffic rows: only those of keys with
+            // no traffic share in the flush are rows of their own.
+            kinds[4] = kinds[8] - kinds.iter().take(8).sum::<usize>();
             for (sum, n) in rows.iter_mut().zip(kinds) {
                 *sum += n;
             }
@@ -573,7 +601,7 @@ fn rows_per_kind_of_the_benchmark_traffic() {
     let per_1000 = rows.map(|n| n as f64 * 1000.0 / EVENTS as f64);
     println!(
         "rows per 1,000 events: profiles {:.0}, sessions {:.0}, traffic {:.0}, funnels {:.0}, \
-         engaged {:.0}, flows {:.0}, retention {:.0}, bots {:.0}; in all {:.0}",
+         engaged apart from traffic {:.0}, flows {:.0}, retention {:.0}, bots {:.0}; in all {:.0}",
         per_1000[0],
         per_1000[1],
         per_1000[2],

@@ -3,7 +3,7 @@
 
 use funnelfold_core::{BotKey, RetentionKey, TrafficKey};
 
-use crate::{FlowLink, Result, StoreError};
+use crate::{FlowDay, Result, StoreError};
 
 /// Builds order-preserving composite keys.
 ///
@@ -85,15 +85,10 @@ pub(super) fn traffic_key(topic: &str, partition: i32, key: &TrafficKey) -> Key 
         .i32(partition)
 }
 
-pub(super) fn flow_key(topic: &str, partition: i32, link: &FlowLink) -> Key {
-    let k = &link.key;
+pub(super) fn flow_key(topic: &str, partition: i32, day: &FlowDay) -> Key {
     Key::new()
-        .str(&k.funnel_id)
-        .i32(k.day)
-        .str(&link.landing)
-        .i32(i32::from(k.step))
-        .str(&k.from)
-        .str(&k.to)
+        .str(&day.funnel_id)
+        .i32(day.day)
         .str(topic)
         .i32(partition)
 }

@@ -33,7 +33,6 @@ pub(super) fn create_tables(db: &Database) -> Result<()> {
             FLOW_SHARES,
             RETENTION_SHARES,
             BOT_SHARES,
-            ENGAGED_SHARES,
         ] {
             txn.open_table(def).map_err(open)?;
         }

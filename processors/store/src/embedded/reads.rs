@@ -15,13 +15,14 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::flow_day::decode_links;
 use crate::queries::distinct;
 use crate::shares::{
     sum_bot_shares, sum_flow_shares, sum_funnel_shares, sum_retention_shares, sum_traffic_shares,
     sum_traffic_with_engaged,
 };
 use crate::{
-    BlockingReads, Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare,
+    BlockingReads, Checkpoint, EventCursor, EventFilter, FlowDay, FlowLinks, Flush, FunnelShare,
     FunnelSummary, PageRequest, Result, SessionCursor, Store, TrafficSum, VisitorKey,
 };
 
@@ -88,9 +89,14 @@ fn shares_in(
     keys: &[TrafficKey],
 ) -> Result<Vec<Option<TrafficCounts>>> {
     let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
-    get_each(txn, TRAFFIC_SHARES, keys, |v| {
-        decode::<StoredShare>("traffic share", v).map(|s| s.counts)
-    })
+    let found = get_each(txn, TRAFFIC_SHARES, keys, StoredTrafficRow::decode)?;
+    Ok(found
+        .into_iter()
+        .map(|row| {
+            row.filter(|r| r.part.counts_written)
+                .map(|r| r.share.counts)
+        })
+        .collect())
 }
 
 fn funnel_shares_in(
@@ -111,12 +117,10 @@ fn flow_shares_in(
     txn: &ReadTransaction,
     topic: &str,
     partition: i32,
-    links: &[FlowLink],
-) -> Result<Vec<Option<i64>>> {
-    let keys = links.iter().map(|l| flow_key(topic, partition, l));
-    get_each(txn, FLOW_SHARES, keys, |v| {
-        decode::<StoredFlow>("flow share", v).map(|s| s.sessions)
-    })
+    days: &[FlowDay],
+) -> Result<Vec<Option<FlowLinks>>> {
+    let keys = days.iter().map(|d| flow_key(topic, partition, d));
+    get_each(txn, FLOW_SHARES, keys, decode_links)
 }
 
 fn retention_shares_in(
@@ -150,9 +154,11 @@ fn engaged_shares_in(
     keys: &[TrafficKey],
 ) -> Result<Vec<Option<i64>>> {
     let keys = keys.iter().map(|k| traffic_key(topic, partition, k));
-    get_each(txn, ENGAGED_SHARES, keys, |v| {
-        decode::<StoredEngaged>("engaged share", v).map(|s| s.sessions)
-    })
+    let found = get_each(txn, TRAFFIC_SHARES, keys, StoredTrafficRow::decode)?;
+    Ok(found
+        .into_iter()
+        .map(|row| row.and_then(|r| r.part.engaged))
+        .collect())
 }
 
 /// Every row of `table` in the range of a funnel's buckets (days, or cohort weeks)
@@ -172,6 +178,37 @@ fn bucket_range<T: DeserializeOwned>(
     let lower = Key::new().str(funnel_id).i32(from).0;
     let upper = prefix_end(Key::new().str(funnel_id).i32(to).bytes());
     scan_back(txn, table, what, lower, upper, usize::MAX, keep)
+}
+
+/// The values of `table` in the range of a funnel's days [from, to], undecoded (for
+/// values that are not one postcard row).
+fn raw_bucket_range(
+    txn: &ReadTransaction,
+    table: TableDefinition<Bytes, Bytes>,
+    funnel_id: &str,
+    from: i32,
+    to: i32,
+) -> Result<Vec<Vec<u8>>> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let what = table.name().to_owned();
+    let lower = Key::new().str(funnel_id).i32(from).0;
+    let upper = prefix_end(Key::new().str(funnel_id).i32(to).bytes());
+    let table = txn.open_table(table).map_err(|e| storage_error(&what, e))?;
+    let upper = match &upper {
+        Some(u) => Bound::Excluded(u.as_slice()),
+        None => Bound::Unbounded,
+    };
+    let range = table
+        .range::<&[u8]>((Bound::Included(lower.as_slice()), upper))
+        .map_err(|e| storage_error(&what, e))?;
+    range
+        .map(|entry| {
+            let (_, value) = entry.map_err(|e| storage_error(&what, e))?;
+            Ok(value.value().to_vec())
+        })
+        .collect()
 }
 
 /// Looks each key up in `table`, in order, turning the values found into `T`.
@@ -236,8 +273,13 @@ impl BlockingReads for EmbeddedStore {
         Ok(shares.pop().flatten())
     }
 
-    fn load_flow_share(&self, topic: &str, partition: i32, key: &FlowLink) -> Result<Option<i64>> {
-        let keys = std::slice::from_ref(key);
+    fn load_flow_share(
+        &self,
+        topic: &str,
+        partition: i32,
+        day: &FlowDay,
+    ) -> Result<Option<FlowLinks>> {
+        let keys = std::slice::from_ref(day);
         let mut shares = self
             .db
             .with(|db| read_now(db, |txn| flow_shares_in(txn, topic, partition, keys)))?;
@@ -374,10 +416,10 @@ impl Store for EmbeddedStore {
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        let (topic, links) = (topic.to_owned(), links.to_vec());
-        self.read(move |txn| flow_shares_in(txn, &topic, partition, &links))
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        let (topic, days) = (topic.to_owned(), days.to_vec());
+        self.read(move |txn| flow_shares_in(txn, &topic, partition, &days))
             .await
     }
 
@@ -619,29 +661,18 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<TrafficSum>> {
         let funnel_id = funnel_id.to_string();
         self.read(move |txn| {
-            let shares: Vec<StoredShare> = bucket_range(
-                txn,
-                TRAFFIC_SHARES,
-                "traffic_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |_: &StoredShare| true,
-            )?;
-            let engaged: Vec<StoredEngaged> = bucket_range(
-                txn,
-                ENGAGED_SHARES,
-                "engaged_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |_: &StoredEngaged| true,
-            )?;
+            // The engaged sessions are in the traffic rows: one scan.
+            let rows = raw_bucket_range(txn, TRAFFIC_SHARES, &funnel_id, from_day, to_day)?;
+            let rows =
+                (rows.iter().map(|r| StoredTrafficRow::decode(r))).collect::<Result<Vec<_>>>()?;
+            let engaged: Vec<(TrafficKey, i64)> = (rows.iter())
+                .filter_map(|r| Some((r.share.key.clone(), r.part.engaged?)))
+                .collect();
             Ok(sum_traffic_with_engaged(
                 &funnel_id,
                 from_day,
-                shares.into_iter().map(|s| (s.key, s.counts)),
-                engaged.into_iter().map(|e| (e.key, e.sessions)),
+                rows.into_iter().map(|r| (r.share.key, r.share.counts)),
+                engaged,
             ))
         })
         .await
@@ -657,21 +688,13 @@ impl Store for EmbeddedStore {
         let funnel_id = funnel_id.to_string();
         let landing = landing.map(str::to_owned);
         self.read(move |txn| {
-            let landing = landing.as_deref();
-            let shares: Vec<StoredFlow> = bucket_range(
-                txn,
-                FLOW_SHARES,
-                "flow_shares",
-                &funnel_id,
-                from_day,
-                to_day,
-                |s: &StoredFlow| landing.is_none_or(|l| l == s.link.landing),
-            )?;
+            let days = raw_bucket_range(txn, FLOW_SHARES, &funnel_id, from_day, to_day)?;
+            let days = days.iter().map(|bytes| decode_links(bytes));
             Ok(sum_flow_shares(
                 &funnel_id,
                 from_day,
-                landing,
-                shares.into_iter().map(|s| (s.link, s.sessions)),
+                landing.as_deref(),
+                days.collect::<Result<Vec<_>>>()?,
             ))
         })
         .await

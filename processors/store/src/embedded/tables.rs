@@ -4,7 +4,7 @@ use funnelfold_core::{BotKey, RetentionKey, TrafficCounts, TrafficKey};
 use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{FlowLink, FunnelShare, Result, StoreError};
+use crate::{FunnelShare, Result, StoreError};
 
 pub(super) type Bytes = &'static [u8];
 
@@ -89,7 +89,8 @@ pub(super) const BLOCK_ROWS: usize = 4096;
 
 pub(super) const MINUTE_MS: i64 = 60_000;
 pub(super) const HOUR_MS: i64 = 3_600_000;
-/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredShare`].
+/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredShare`], then
+/// [`EngagedPart`] (see [`StoredTrafficRow`]).
 pub(super) const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("traffic_shares");
 /// (funnel, topic, partition) → [`StoredFunnelShare`]. Small (funnels × partitions):
@@ -97,30 +98,19 @@ pub(super) const TRAFFIC_SHARES: TableDefinition<Bytes, Bytes> =
 pub(super) const FUNNEL_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("funnel_shares");
 
-/// (funnel, day, landing, step, from, to, topic, partition) → [`StoredFlow`]: a page of
-/// flows is a scan of the (funnel, day) range; `startsWith` keeps one landing of it.
-pub(super) const FLOW_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("flow_shares");
+/// (funnel, day, topic, partition) → the partition's page-flow links of that day, in the
+/// encoding of `flow_day` (one row per partition and day: see there why). The flows of
+/// a range of days are one scan; `startsWith` keeps one landing inside the rows. A
+/// name of its own: builds before it kept a row per link in `flow_shares` (never
+/// released), which this build neither reads nor writes.
+pub(super) const FLOW_SHARES: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("flow_day_shares");
 /// (funnel, cohort, offset, topic, partition) → [`StoredRetention`]: a range of
 /// cohort weeks is one scan.
 pub(super) const RETENTION_SHARES: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("retention_shares");
 /// (funnel, day, bot, topic, partition) → [`StoredBot`].
 pub(super) const BOT_SHARES: TableDefinition<Bytes, Bytes> = TableDefinition::new("bot_shares");
-/// (funnel, day, source, medium, campaign, topic, partition) → [`StoredEngaged`]: keyed
-/// like [`TRAFFIC_SHARES`], so that the traffic read scans the same range of both. A
-/// table of its own rather than a field of [`StoredShare`]: the traffic shares that
-/// stores already hold then read as they are, and a flush that changes only one of the
-/// two writes only that one.
-pub(super) const ENGAGED_SHARES: TableDefinition<Bytes, Bytes> =
-    TableDefinition::new("engaged_shares");
-
-/// A flow share as stored, its link with it (no key decoding on a scan).
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredFlow {
-    pub(super) link: FlowLink,
-    pub(super) sessions: i64,
-}
-
 /// A retention share as stored.
 #[derive(Serialize, Deserialize)]
 pub(super) struct StoredRetention {
@@ -133,13 +123,6 @@ pub(super) struct StoredRetention {
 pub(super) struct StoredBot {
     pub(super) key: BotKey,
     pub(super) events: i64,
-}
-
-/// An engaged-session share as stored.
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredEngaged {
-    pub(super) key: TrafficKey,
-    pub(super) sessions: i64,
 }
 
 /// A funnel share as stored, with its funnel id so that the listing needs no key
@@ -156,6 +139,50 @@ pub(super) struct StoredFunnelShare {
 pub(super) struct StoredShare {
     pub(super) key: TrafficKey,
     pub(super) counts: TrafficCounts,
+}
+
+/// What follows a [`StoredShare`] in its row since the engaged sessions are kept there
+/// (one row per traffic key and partition instead of two). Rows written before have
+/// nothing after the share, and read as [`EngagedPart::LEGACY`].
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct EngagedPart {
+    /// The partition's engaged sessions of the key (`None`: never written).
+    pub(super) engaged: Option<i64>,
+    /// Whether the traffic counts were ever written (a row may hold only an engaged
+    /// count: the counts then read as absent, not as zeros).
+    pub(super) counts_written: bool,
+}
+
+impl EngagedPart {
+    pub(super) const LEGACY: EngagedPart = EngagedPart {
+        engaged: None,
+        counts_written: true,
+    };
+}
+
+/// A row of [`TRAFFIC_SHARES`], decoded: the share, and what follows it.
+pub(super) struct StoredTrafficRow {
+    pub(super) share: StoredShare,
+    pub(super) part: EngagedPart,
+}
+
+impl StoredTrafficRow {
+    pub(super) fn decode(bytes: &[u8]) -> Result<StoredTrafficRow> {
+        let corrupt = |e: postcard::Error| StoreError::Fatal(format!("corrupt traffic share: {e}"));
+        let (share, rest) = postcard::take_from_bytes::<StoredShare>(bytes).map_err(corrupt)?;
+        let part = if rest.is_empty() {
+            EngagedPart::LEGACY
+        } else {
+            postcard::from_bytes(rest).map_err(corrupt)?
+        };
+        Ok(StoredTrafficRow { share, part })
+    }
+
+    pub(super) fn encode(&self) -> Result<Vec<u8>> {
+        let mut bytes = encode("traffic share", &self.share)?;
+        bytes.extend(encode("engaged sessions", &self.part)?);
+        Ok(bytes)
+    }
 }
 
 /// What [`CHECKPOINT_LOGS`] holds of a checkpoint.
@@ -175,4 +202,50 @@ pub(super) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
 pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes)
         .map_err(|e| StoreError::Fatal(format!("corrupt {what} in the embedded store: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share() -> StoredShare {
+        StoredShare {
+            key: TrafficKey {
+                funnel_id: "shop".into(),
+                day: 20_000,
+                source: "google".into(),
+                medium: "cpc".into(),
+                campaign: "(not set)".into(),
+            },
+            counts: TrafficCounts {
+                sessions: 3,
+                conversions: 1,
+                ..TrafficCounts::default()
+            },
+        }
+    }
+
+    /// Traffic rows written before the engaged sessions moved into them read as they
+    /// are, with no engaged count; rows written since carry theirs.
+    #[test]
+    fn traffic_rows_read_with_and_without_their_engaged_part() {
+        let legacy = encode("traffic share", &share()).expect("encoded");
+        let row = StoredTrafficRow::decode(&legacy).expect("a legacy row");
+        assert_eq!(row.share.counts, share().counts);
+        assert_eq!(row.part, EngagedPart::LEGACY);
+
+        let part = EngagedPart {
+            engaged: Some(2),
+            counts_written: true,
+        };
+        let bytes = StoredTrafficRow {
+            share: share(),
+            part,
+        }
+        .encode()
+        .expect("encoded");
+        let row = StoredTrafficRow::decode(&bytes).expect("a row");
+        assert_eq!((row.share.counts, row.part), (share().counts, part));
+        assert!(StoredTrafficRow::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
 }

@@ -1,11 +1,14 @@
 //! How the embedded engine writes: a flush is one write transaction, its rows and
 //! checkpoints together; stale partition flushes are skipped inside it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use funnelfold_core::{TrafficCounts, TrafficKey};
 use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use crate::flow_day::encode_links;
 use crate::plan::{checkpoint_of, Plan};
 use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
 
@@ -133,9 +136,6 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
             .open_table(RETENTION_SHARES)
             .map_err(err("open retention_shares"))?,
         bots: txn.open_table(BOT_SHARES).map_err(err("open bot_shares"))?,
-        engaged: txn
-            .open_table(ENGAGED_SHARES)
-            .map_err(err("open engaged_shares"))?,
     };
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
 
@@ -300,17 +300,77 @@ fn write_rows(
         sessions.insert(k.as_slice(), started_at).map_err(w)?;
     }
     insert_sorted(by_start, by_started).map_err(w)?;
-    for (key, counts) in &plan.traffic {
-        let share = StoredShare {
-            key: (*key).clone(),
-            counts: (*counts).clone(),
+    write_traffic(pf, &plan, traffic)?;
+    write_journeys(pf, &plan, journeys)
+}
+
+/// Writes one partition flush's traffic shares and engaged sessions: one row per key,
+/// holding both. The runtime sends both halves of every key it changed; a flush that
+/// has only one (a store written to by other callers) keeps the other as stored.
+fn write_traffic(
+    pf: &PartitionFlush,
+    plan: &Plan<'_>,
+    table: &mut redb::Table<'_, Bytes, Bytes>,
+) -> Result<()> {
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+    let mut rows: BTreeMap<Vec<u8>, StoredTrafficRow> = BTreeMap::new();
+    let stored =
+        |table: &redb::Table<'_, Bytes, Bytes>, k: &[u8]| -> Result<Option<StoredTrafficRow>> {
+            let found = table.get(k).map_err(w)?;
+            found
+                .map(|v| StoredTrafficRow::decode(v.value()))
+                .transpose()
         };
-        let k = traffic_key(&pf.topic, pf.partition, key);
-        traffic
-            .insert(k.bytes(), encode("traffic share", &share)?.as_slice())
+    for (key, counts) in &plan.traffic {
+        let k = traffic_key(&pf.topic, pf.partition, key).0;
+        let row = StoredTrafficRow {
+            share: StoredShare {
+                key: (*key).clone(),
+                counts: (*counts).clone(),
+            },
+            part: EngagedPart {
+                engaged: None,
+                counts_written: true,
+            },
+        };
+        rows.insert(k, row);
+    }
+    let engaged: HashMap<&TrafficKey, i64> = plan.engaged.iter().copied().collect();
+    for (k, row) in &mut rows {
+        row.part.engaged = match engaged.get(&row.share.key) {
+            Some(sessions) => Some(*sessions),
+            None => stored(table, k)?.and_then(|r| r.part.engaged),
+        };
+    }
+    for (key, sessions) in &plan.engaged {
+        let k = traffic_key(&pf.topic, pf.partition, key).0;
+        if rows.contains_key(&k) {
+            continue;
+        }
+        let row = match stored(table, &k)? {
+            Some(mut row) => {
+                row.part.engaged = Some(*sessions);
+                row
+            }
+            None => StoredTrafficRow {
+                share: StoredShare {
+                    key: (*key).clone(),
+                    counts: TrafficCounts::default(),
+                },
+                part: EngagedPart {
+                    engaged: Some(*sessions),
+                    counts_written: false,
+                },
+            },
+        };
+        rows.insert(k, row);
+    }
+    for (k, row) in &rows {
+        table
+            .insert(k.as_slice(), row.encode()?.as_slice())
             .map_err(w)?;
     }
-    write_journeys(pf, &plan, journeys)
+    Ok(())
 }
 
 /// The tables of the journey shares, open in a write transaction.
@@ -318,7 +378,6 @@ struct JourneyTables<'t> {
     flows: redb::Table<'t, Bytes, Bytes>,
     retention: redb::Table<'t, Bytes, Bytes>,
     bots: redb::Table<'t, Bytes, Bytes>,
-    engaged: redb::Table<'t, Bytes, Bytes>,
 }
 
 /// Writes one partition flush's journey shares (absolute values: a later flush's share
@@ -331,15 +390,8 @@ fn write_journeys(
     let w = |e: redb::StorageError| storage_error("writing a flush", e);
     let (topic, partition) = (pf.topic.as_str(), pf.partition);
     let mut rows = Vec::with_capacity(plan.flows.len());
-    for (link, sessions) in &plan.flows {
-        let stored = StoredFlow {
-            link: (*link).clone(),
-            sessions: *sessions,
-        };
-        rows.push((
-            flow_key(topic, partition, link).0,
-            encode("flow share", &stored)?,
-        ));
+    for (day, links) in &plan.flows {
+        rows.push((flow_key(topic, partition, day).0, encode_links(links)?));
     }
     insert_sorted(&mut tables.flows, rows).map_err(w)?;
     let mut rows = Vec::with_capacity(plan.retention.len());
@@ -364,16 +416,6 @@ fn write_journeys(
         ));
     }
     insert_sorted(&mut tables.bots, rows).map_err(w)?;
-    let mut rows = Vec::with_capacity(plan.engaged.len());
-    for (key, sessions) in &plan.engaged {
-        let stored = StoredEngaged {
-            key: (*key).clone(),
-            sessions: *sessions,
-        };
-        let k = traffic_key(topic, partition, key).0;
-        rows.push((k, encode("engaged share", &stored)?));
-    }
-    insert_sorted(&mut tables.engaged, rows).map_err(w)?;
     Ok(())
 }
 

@@ -3,14 +3,15 @@
 //! month bucket of the range looked up concurrently, one partition each, then summed).
 
 use funnelfold_core::{
-    BotKey, BotRow, FlowKey, FlowRow, RetentionKey, RetentionRow, TrafficCounts, TrafficKey,
+    BotKey, BotRow, FlowRow, RetentionKey, RetentionRow, TrafficCounts, TrafficKey,
 };
 use futures::FutureExt;
 
+use crate::flow_day::decode_links;
 use crate::shares::{
     sum_bot_shares, sum_flow_shares, sum_retention_shares, sum_traffic_with_engaged,
 };
-use crate::{FlowLink, Result, StoreError, TrafficSum};
+use crate::{FlowDay, FlowLinks, Result, StoreError, TrafficSum};
 
 use super::buckets::{month_of_day, Kind};
 use super::exec::{bind_paged, in_order};
@@ -57,25 +58,16 @@ impl ScyllaStore {
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        let reads = links.iter().map(|link| {
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        let reads = days.iter().map(|d| {
             async move {
-                let k = &link.key;
-                let values = (
-                    &k.funnel_id,
-                    k.day,
-                    &link.landing,
-                    i32::from(k.step),
-                    &k.from,
-                    &k.to,
-                    topic,
-                    partition,
-                );
-                let row: Option<(Option<i64>,)> = self
-                    .get_one(&self.st.flow_get, values, "reading a flow share")
+                let values = (&d.funnel_id, d.day, topic, partition);
+                let row: Option<(Option<Vec<u8>>,)> = self
+                    .get_one(&self.st.flow_get, values, "reading a day's flow links")
                     .await?;
-                Ok(row.map(|(sessions,)| sessions.unwrap_or_default()))
+                row.map(|(links,)| links.as_deref().map_or(Ok(FlowLinks::new()), decode_links))
+                    .transpose()
             }
             .boxed()
         });
@@ -229,41 +221,21 @@ impl ScyllaStore {
             .await?;
         let reads = days.into_iter().map(|day| {
             async move {
-                let bound = match landing {
-                    Some(landing) => bind_paged(
-                        &self.st.flows_of_day_landing,
-                        &(funnel_id, day, landing),
-                        PAGE,
-                    )?,
-                    None => bind_paged(&self.st.flows_of_day, &(funnel_id, day), PAGE)?,
-                };
-                let mut shares = Vec::new();
+                // Every partition's row of the day; `landing` is kept inside them.
+                let bound = bind_paged(&self.st.flows_of_day, &(funnel_id, day), PAGE)?;
+                let mut rows = Vec::new();
                 self.scan(
                     bound,
-                    "reading flow_shares",
-                    |(landing, step, from, to, sessions): (
-                        String,
-                        i32,
-                        String,
-                        String,
-                        Option<i64>,
-                    )| {
-                        let step = u8::try_from(step).map_err(|_| {
-                            super::errors::corrupt("flow_shares row", format!("step {step}"))
-                        })?;
-                        let key = FlowKey {
-                            funnel_id: funnel_id.to_string(),
-                            day,
-                            step,
-                            from,
-                            to,
-                        };
-                        shares.push((FlowLink { key, landing }, sessions.unwrap_or_default()));
+                    "reading flow_day_shares",
+                    |(links,): (Option<Vec<u8>>,)| {
+                        if let Some(links) = links {
+                            rows.push(decode_links(&links)?);
+                        }
                         Ok(true)
                     },
                 )
                 .await?;
-                Ok::<_, StoreError>(shares)
+                Ok::<_, StoreError>(rows)
             }
             .boxed()
         });

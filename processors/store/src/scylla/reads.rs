@@ -15,8 +15,8 @@ use scylla::value::CqlTimestamp;
 use crate::queries::distinct;
 use crate::shares::{sum_funnel_shares, sum_traffic_shares};
 use crate::{
-    Checkpoint, EventCursor, EventFilter, FlowLink, Flush, FunnelShare, FunnelSummary, PageRequest,
-    Result, SessionCursor, Store, TrafficSum, VisitorKey,
+    Checkpoint, EventCursor, EventFilter, FlowDay, FlowLinks, Flush, FunnelShare, FunnelSummary,
+    PageRequest, Result, SessionCursor, Store, TrafficSum, VisitorKey,
 };
 
 use super::buckets::{day_of, hour_of, month_of_day, Kind};
@@ -149,9 +149,9 @@ impl Store for ScyllaStore {
         &self,
         topic: &str,
         partition: i32,
-        links: &[FlowLink],
-    ) -> Result<Vec<Option<i64>>> {
-        self.flow_shares(topic, partition, links).await
+        days: &[FlowDay],
+    ) -> Result<Vec<Option<FlowLinks>>> {
+        self.flow_shares(topic, partition, days).await
     }
 
     async fn load_retention_shares(

@@ -414,11 +414,10 @@ pub(super) const FUNNEL_SHARE_BINDS: &[Bind] =
 /// The one partition of `funnel_shares` (see `004_funnel_shares.cql`).
 pub(super) const FUNNEL_SHARD: i32 = 0;
 
-pub(super) const FLOW_COLUMNS: &str =
-    "funnel_id, day_bucket, landing, step, from_path, to_path, topic, source_partition, sessions";
+pub(super) const FLOW_COLUMNS: &str = "funnel_id, day_bucket, topic, source_partition, links";
 
 /// The Rust type bound to each of [`FLOW_COLUMNS`] (a tuple, in `row_writes`).
-pub(super) const FLOW_BINDS: &[Bind] = &[Str, I32, Str, I32, Str, Str, Str, I32, I64];
+pub(super) const FLOW_BINDS: &[Bind] = &[Str, I32, Str, I32, Bytes];
 
 pub(super) const RETENTION_COLUMNS: &str =
     "funnel_id, cohort_day, week_offset, topic, source_partition, visitors";

@@ -138,7 +138,6 @@ statements!(
     flow_put,
     flow_get,
     flows_of_day,
-    flows_of_day_landing,
     retention_put,
     retention_get,
     retention_of_cohort,
@@ -363,28 +362,20 @@ impl Statements<Cql> {
                 ),
                 &[I32],
             ),
-            flow_put: insert(ks, "flow_shares", FLOW_COLUMNS, FLOW_BINDS),
+            flow_put: insert(ks, "flow_day_shares", FLOW_COLUMNS, FLOW_BINDS),
             flow_get: cql(
                 format!(
-                    "SELECT sessions FROM {ks}.flow_shares \
-                     WHERE funnel_id = ? AND day_bucket = ? AND landing = ? AND step = ? \
-                     AND from_path = ? AND to_path = ? AND topic = ? AND source_partition = ?"
+                    "SELECT links FROM {ks}.flow_day_shares \
+                     WHERE funnel_id = ? AND day_bucket = ? AND topic = ? AND source_partition = ?"
                 ),
-                &[Str, I32, Str, I32, Str, Str, Str, I32],
+                &[Str, I32, Str, I32],
             ),
             flows_of_day: cql(
                 format!(
-                    "SELECT landing, step, from_path, to_path, sessions FROM {ks}.flow_shares \
+                    "SELECT links FROM {ks}.flow_day_shares \
                      WHERE funnel_id = ? AND day_bucket = ?"
                 ),
                 &[Str, I32],
-            ),
-            flows_of_day_landing: cql(
-                format!(
-                    "SELECT landing, step, from_path, to_path, sessions FROM {ks}.flow_shares \
-                     WHERE funnel_id = ? AND day_bucket = ? AND landing = ?"
-                ),
-                &[Str, I32, Str],
             ),
             retention_put: insert(ks, "retention_shares", RETENTION_COLUMNS, RETENTION_BINDS),
             retention_get: cql(

@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use scylla::statement::bound::BoundStatement;
 use scylla::value::CqlTimestamp;
 
+use crate::flow_day::encode_links;
 use crate::plan::{checkpoint_of, Plan};
 use crate::{Checkpoint, Flush, PartitionFlush, Result, Store};
 
@@ -114,22 +115,17 @@ impl ScyllaStore {
             );
             writes.push(bind(&st.funnel_share_put, &values)?);
         }
-        for (link, sessions) in &plan.flows {
-            let k = &link.key;
+        for (day, links) in &plan.flows {
             let values = (
-                &k.funnel_id,
-                k.day,
-                &link.landing,
-                i32::from(k.step),
-                &k.from,
-                &k.to,
+                &day.funnel_id,
+                day.day,
                 &pf.topic,
                 pf.partition,
-                *sessions,
+                encode_links(links)?,
                 ts,
             );
             writes.push(bind(&st.flow_put, &values)?);
-            buckets.insert((&k.funnel_id, Kind::FlowDay, k.day));
+            buckets.insert((&day.funnel_id, Kind::FlowDay, day.day));
         }
         for (key, visitors) in &plan.retention {
             let values = (

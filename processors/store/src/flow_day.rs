@@ -1,0 +1,172 @@
+//! A source partition's page-flow links of one (funnel, day), stored as one row, and
+//! the compact encoding both engines store it in.
+//!
+//! A flush changes many links of a day at once (every session adds up to eleven), and
+//! one row per link made the page flows ten times the rows of all other projections
+//! together. So a partition's links of a day are one value, rewritten whole (an
+//! absolute value, idempotent to rewrite, like the other shares) whenever any of them
+//! changed: a flush writes one row per (funnel, day) it touched.
+//!
+//! The encoding lists each distinct path once and the links as indices into that
+//! list: a day's links repeat few paths many times (as landing, from and to). It is
+//! canonical (paths sorted, links sorted by (landing, step, from, to), no zero
+//! counts), so a replayed flush writes the same bytes, and versioned by its first byte.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError};
+
+/// A page-flow link within one (funnel, day), with the landing page of the sessions it
+/// counts: what `startsWith` restricts to (a link of step 3 says nothing of where its
+/// sessions landed). Step-1 links have `landing == from`. Ordered by (landing, step,
+/// from, to).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct FlowLink {
+    pub landing: String,
+    pub step: u8,
+    pub from: String,
+    pub to: String,
+}
+
+/// A partition's links of one (funnel, day): link → sessions. Links whose count is 0
+/// are absent.
+pub type FlowLinks = BTreeMap<FlowLink, i64>;
+
+/// The key of a day's row of links (per source partition).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowDay {
+    pub funnel_id: String,
+    /// Days since 1970-01-01 (UTC) of the sessions' start.
+    pub day: i32,
+}
+
+/// One source partition's page-flow links of one (funnel, day), written whole as an
+/// absolute value like a [`TrafficShare`](crate::TrafficShare). An empty map is written
+/// too: it replaces the links of a day whose sessions all moved away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowDayShare {
+    pub day: FlowDay,
+    pub links: FlowLinks,
+}
+
+/// The first byte of an encoded day of links.
+const VERSION: u8 = 1;
+
+/// The stored form: distinct paths, and links as (landing, step, from, to) indices into
+/// them with their sessions.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    paths: Vec<String>,
+    links: Vec<(u32, u8, u32, u32, i64)>,
+}
+
+/// Encodes a day's links (zero counts left out).
+pub(crate) fn encode_links(links: &FlowLinks) -> Result<Vec<u8>> {
+    let live = || links.iter().filter(|(_, n)| **n != 0);
+    let paths: BTreeSet<&str> = live()
+        .flat_map(|(l, _)| [l.landing.as_str(), l.from.as_str(), l.to.as_str()])
+        .collect();
+    let paths: Vec<&str> = paths.into_iter().collect();
+    let at = |p: &str| paths.binary_search(&p).expect("listed above") as u32;
+    let stored = Stored {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        links: live()
+            .map(|(l, n)| (at(&l.landing), l.step, at(&l.from), at(&l.to), *n))
+            .collect(),
+    };
+    postcard::to_extend(&stored, vec![VERSION])
+        .map_err(|e| StoreError::Fatal(format!("encoding page-flow links: {e}")))
+}
+
+/// Decodes a day's links.
+pub(crate) fn decode_links(bytes: &[u8]) -> Result<FlowLinks> {
+    let corrupt = |why: String| StoreError::Fatal(format!("corrupt page-flow links: {why}"));
+    let (version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty".into()))?;
+    if *version != VERSION {
+        return Err(corrupt(format!("unknown version {version}")));
+    }
+    let stored: Stored = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+    let path = |i: u32| {
+        stored
+            .paths
+            .get(i as usize)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("path {i} of {}", stored.paths.len())))
+    };
+    let mut links = FlowLinks::new();
+    for &(landing, step, from, to, sessions) in &stored.links {
+        let link = FlowLink {
+            landing: path(landing)?,
+            step,
+            from: path(from)?,
+            to: path(to)?,
+        };
+        links.insert(link, sessions);
+    }
+    Ok(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(landing: &str, step: u8, from: &str, to: &str) -> FlowLink {
+        FlowLink {
+            landing: landing.into(),
+            step,
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn links_round_trip_without_their_zeros() {
+        let mut links = FlowLinks::new();
+        links.insert(link("/", 1, "/", "/a"), 3);
+        links.insert(link("/", 2, "/a", "(exit)"), 2);
+        links.insert(link("/", 2, "/a", "/b"), 0);
+        links.insert(link("/b", 1, "/b", "(exit)"), -1);
+        let decoded = decode_links(&encode_links(&links).expect("encoded")).expect("decoded");
+        links.retain(|_, n| *n != 0);
+        assert_eq!(decoded, links);
+        assert!(
+            decode_links(&encode_links(&FlowLinks::new()).expect("empty"))
+                .expect("decoded")
+                .is_empty()
+        );
+    }
+
+    /// The same links are the same bytes, however they were built: a replayed flush
+    /// rewrites its rows unchanged.
+    #[test]
+    fn the_encoding_is_canonical_and_names_each_path_once() {
+        let mut a = FlowLinks::new();
+        a.insert(link("/x", 1, "/x", "/y"), 1);
+        a.insert(link("/x", 2, "/y", "(exit)"), 1);
+        let mut b = FlowLinks::new();
+        b.insert(link("/x", 2, "/y", "(exit)"), 1);
+        b.insert(link("/x", 2, "/y", "/z"), 0);
+        b.insert(link("/x", 1, "/x", "/y"), 1);
+        let bytes = encode_links(&a).expect("encoded");
+        assert_eq!(bytes, encode_links(&b).expect("encoded"));
+        assert_eq!(
+            bytes.windows(2).filter(|w| w == b"/x").count(),
+            1,
+            "each path once"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_not_an_empty_day() {
+        assert!(decode_links(&[]).is_err());
+        assert!(decode_links(&[9, 0, 0]).is_err());
+        let mut bytes =
+            encode_links(&FlowLinks::from([(link("/", 1, "/", "(exit)"), 1)])).expect("encoded");
+        bytes.truncate(bytes.len() - 1);
+        assert!(decode_links(&bytes).is_err());
+    }
+}
