@@ -1,4 +1,5 @@
-//! The folding loop: polls the consumer, folds each record (dead-lettering what cannot
+//! The folding loop: polls the consumer's main queue (for the rebalance callbacks) and
+//! the partitions' own queues in turn, folds each record (dead-lettering what cannot
 //! be folded), finishes written flushes, and starts a flush when one is due (by the
 //! bounds, the interval, or the lag while catching up).
 
@@ -10,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use funnelfold_store::StoreError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
 
+use super::queues::TURN;
 use super::rebalance::Ctx;
 use super::{Core, ProcessorConfig, ProcessorError};
 use crate::engine::{Outcome, Record};
@@ -108,6 +110,100 @@ pub(super) fn caught_up(consumer: &BaseConsumer<Ctx>, at_end: &HashSet<i32>) -> 
             .all(|e| at_end.contains(&e.partition()))
 }
 
+/// What the folding loop does after a record.
+enum Next {
+    Go,
+    /// Shutting down mid-retry, or a fatal error (recorded in the core): stop.
+    Stop,
+}
+
+/// Folds one record, dead-lettering it if it cannot be folded.
+fn fold(
+    consumer: &BaseConsumer<Ctx>,
+    core: &Mutex<Core>,
+    msg: &BorrowedMessage<'_>,
+    shutdown: &AtomicBool,
+) -> Result<Next, ProcessorError> {
+    let mut c = core.lock().unwrap_or_else(|p| p.into_inner());
+    let rec = Record {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key(),
+        payload: msg.payload(),
+        timestamp_ms: msg.timestamp().to_millis(),
+    };
+    match c.apply(rec, shutdown) {
+        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(msg, &reason)?,
+        Ok(Outcome::AlreadyApplied) => {
+            c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
+        }
+        Ok(_) => {}
+        Err(StoreError::Transient(_)) => return Ok(Next::Stop), // shutting down mid-retry
+        Err(fatal) => {
+            c.fatal = Some(fatal.into());
+            return Ok(Next::Stop);
+        }
+    }
+    Ok(Next::Go)
+}
+
+/// Takes what `poll` gave: a record is folded, the end of a partition noted. Returns
+/// whether there was anything.
+fn take(
+    polled: Option<KafkaResult<BorrowedMessage<'_>>>,
+    consumer: &BaseConsumer<Ctx>,
+    core: &Mutex<Core>,
+    shutdown: &AtomicBool,
+    at_end: &mut HashSet<i32>,
+) -> Result<Option<Next>, ProcessorError> {
+    match polled {
+        None => Ok(None),
+        Some(Ok(msg)) => {
+            if !at_end.is_empty() {
+                at_end.remove(&msg.partition());
+            }
+            fold(consumer, core, &msg, shutdown).map(Some)
+        }
+        Some(Err(KafkaError::PartitionEOF(partition))) => {
+            at_end.insert(partition);
+            Ok(Some(Next::Go))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "consumer error");
+            Ok(Some(Next::Go))
+        }
+    }
+}
+
+/// One turn of every partition queue (see `super::queues`): up to [`TURN`] records of
+/// each. Returns whether any was read, and whether to stop.
+fn read_round(
+    consumer: &BaseConsumer<Ctx>,
+    core: &Mutex<Core>,
+    shutdown: &AtomicBool,
+    at_end: &mut HashSet<i32>,
+) -> Result<(bool, Next), ProcessorError> {
+    let queues = consumer.context().queues.lock();
+    let mut any = false;
+    for owned in queues.iter() {
+        for _ in 0..TURN {
+            match take(
+                owned.queue.poll(Duration::ZERO),
+                consumer,
+                core,
+                shutdown,
+                at_end,
+            )? {
+                None => break,
+                Some(Next::Go) => any = true,
+                Some(Next::Stop) => return Ok((true, Next::Stop)),
+            }
+        }
+    }
+    Ok((any, Next::Go))
+}
+
 pub(super) fn run(
     consumer: &BaseConsumer<Ctx>,
     core: &Mutex<Core>,
@@ -121,12 +217,20 @@ pub(super) fn run(
     // rebalance they were reported in.
     let mut at_end: HashSet<i32> = HashSet::new();
     let mut at_end_of = consumer.context().rebalances.load(Ordering::Relaxed);
+    let mut idle = false;
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.load(Ordering::Relaxed) {
-        // The rebalance callback may run inside poll and takes the core's lock itself.
-        let polled = consumer.poll(Duration::from_millis(100));
-        if lock().fatal.is_some() {
-            break; // a partition refused at assignment
+        // The main queue serves the rebalance callback (which takes the core's lock
+        // itself and splits or drops partition queues), and the records of partitions
+        // read there. It waits only when the last round found nothing.
+        let wait = if idle {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        };
+        let main = take(consumer.poll(wait), consumer, core, shutdown, &mut at_end)?;
+        if lock().fatal.is_some() || matches!(main, Some(Next::Stop)) {
+            break; // a partition refused at assignment, or a fatal error
         }
         let rebalances = consumer.context().rebalances.load(Ordering::Relaxed);
         if rebalances != at_end_of {
@@ -134,48 +238,19 @@ pub(super) fn run(
             at_end.clear();
             at_end_of = rebalances;
         }
-        let polled_nothing = polled.is_none();
-        if polled.is_none()
+        let (read, next) = read_round(consumer, core, shutdown, &mut at_end)?;
+        if matches!(next, Next::Stop) {
+            break;
+        }
+        let polled_nothing = main.is_none() && !read;
+        idle = polled_nothing;
+        if polled_nothing
             && cfg.stop_when_caught_up
             && !lock().engine.has_pending()
             && caught_up(consumer, &at_end)
         {
             tracing::info!("caught up with every assigned partition: stopping");
             break;
-        }
-        if let Some(result) = polled {
-            match result {
-                Ok(msg) => {
-                    if cfg.stop_when_caught_up {
-                        at_end.remove(&msg.partition());
-                    }
-                    let mut c = lock();
-                    let rec = Record {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        key: msg.key(),
-                        payload: msg.payload(),
-                        timestamp_ms: msg.timestamp().to_millis(),
-                    };
-                    match c.apply(rec, shutdown) {
-                        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason)?,
-                        Ok(Outcome::AlreadyApplied) => {
-                            c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
-                        }
-                        Ok(_) => {}
-                        Err(StoreError::Transient(_)) => break, // shutting down mid-retry
-                        Err(fatal) => {
-                            c.fatal = Some(fatal.into());
-                            break;
-                        }
-                    }
-                }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    at_end.insert(partition);
-                }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
-            }
         }
         {
             let mut c = lock();

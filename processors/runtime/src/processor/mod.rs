@@ -3,8 +3,9 @@
 //! store, publishes the changelogs and commits offsets after durability.
 //!
 //! One thread owns the consumer and the engine, so records of a partition are applied
-//! in offset order. That thread plans each flush (a snapshot of what was folded, with
-//! the offsets it covers) and hands the store write to the runtime; folding goes on
+//! in offset order; it reads each partition from that partition's own queue, in turn
+//! (`queues`). That thread plans each flush (a snapshot of what was folded, with the
+//! offsets it covers) and hands the store write to the runtime; folding goes on
 //! while it is written, up to twice the flush bounds, and the offsets are committed
 //! only once the write is durable. The rebalance callback runs on the same thread
 //! (inside `poll`): it checks and places assigned partitions before they are read
@@ -29,6 +30,7 @@ mod flush;
 mod folding;
 #[cfg(test)]
 mod produce_errors;
+mod queues;
 mod rebalance;
 mod retry;
 
@@ -56,6 +58,7 @@ use consumer::{consumer_config, run};
 use dead_letter::PendingDeadLetter;
 pub use flush::FlushTotals;
 use flush::InFlight;
+use queues::Queues;
 use rebalance::Ctx;
 
 /// Settings of one fold processor.
@@ -277,11 +280,14 @@ pub fn spawn_with_health(
         health: Arc::clone(&health),
         shutdown: Arc::clone(&shutdown),
     }));
-    let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
-        core: Arc::clone(&core),
-        high_watermarks: Mutex::new(HashMap::new()),
-        rebalances: AtomicU64::new(0),
-    })?;
+    let consumer: Arc<BaseConsumer<Ctx>> =
+        Arc::new(consumer_config(&cfg).create_with_context(Ctx {
+            core: Arc::clone(&core),
+            high_watermarks: Mutex::new(HashMap::new()),
+            rebalances: AtomicU64::new(0),
+            queues: Queues::default(),
+        })?);
+    consumer.context().queues.set_consumer(&consumer);
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
     telemetry::log_mismatches_exist();
@@ -298,7 +304,9 @@ pub fn spawn_with_health(
                         .unwrap_or_else(|p| p.into_inner())
                         .stopped_on_error = true;
                 }
-                // Closing the consumer revokes its partitions (see `Ctx::revoke`).
+                // The partition queues hold the consumer; once they are gone, closing
+                // it revokes its partitions (see `Ctx::revoke`).
+                consumer.context().queues.clear();
                 drop(consumer);
                 result
             })

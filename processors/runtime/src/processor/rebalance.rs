@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::queues::Queues;
 use super::retry::retry;
 use super::{Core, ProcessorError};
 use crate::assignment::{self, Observed, OnMismatch};
@@ -28,6 +29,8 @@ pub(super) struct Ctx {
     pub(super) high_watermarks: Mutex<HashMap<(String, i32), i64>>,
     /// Rebalances completed so far.
     pub(super) rebalances: AtomicU64,
+    /// The assigned partitions' own queues: split on assignment, dropped on revocation.
+    pub(super) queues: Queues,
 }
 
 impl ClientContext for Ctx {
@@ -95,7 +98,12 @@ impl ConsumerContext for Ctx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 telemetry::rebalance("assign");
-                match self.place(consumer, tpl) {
+                let placed = self.place(consumer, tpl);
+                if placed.is_ok() {
+                    // Before librdkafka fetches them (see `super::queues`).
+                    self.queues.split(tpl);
+                }
+                match placed {
                     Ok(()) if cooperative => consumer.incremental_assign(tpl),
                     Ok(()) => consumer.assign(tpl),
                     Err(refusal) => {
@@ -118,6 +126,7 @@ impl ConsumerContext for Ctx {
             _ => {
                 telemetry::rebalance("error");
                 tracing::error!(error = ?err, "rebalance failed");
+                self.queues.clear();
                 consumer.unassign()
             }
         };
@@ -138,6 +147,9 @@ impl Ctx {
     /// Flushes and commits revoked partitions, then forgets them.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        // Nothing more of them is read (the callback runs on the folding thread,
+        // between two rounds of the queues).
+        self.queues.drop_partitions(&revoked);
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         tracing::info!(
             ?revoked,
