@@ -1,24 +1,21 @@
-//! The folding loop: polls the consumer's main queue (for the rebalance callbacks) and
-//! the partitions' own queues in turn, folds each record (dead-lettering what cannot
-//! be folded), finishes written flushes, and starts a flush when one is due (by the
-//! bounds, the interval, or the lag while catching up).
+//! The processor's own loop: starts the workers that fold (`super::workers`), polls the
+//! consumer's main queue (for the rebalance callbacks), finishes written flushes, and
+//! starts a flush when one is due (by the bounds, the interval, or the lag while
+//! catching up).
 
 use funnelfold_kafka::ClientConfigExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use funnelfold_store::StoreError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
 
-use super::queues::TURN;
+use super::folding::Folder;
 use super::rebalance::Ctx;
+use super::workers::{take, Next, Workers};
 use super::{Core, ProcessorConfig, ProcessorError};
-use crate::engine::{Outcome, Record};
 
 pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
     let mut c = cfg.kafka.client_config();
@@ -27,7 +24,7 @@ pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Large fetches keep the single folding thread fed (the fetch pipeline, not the
+        // Large fetches keep the folding threads fed (the fetch pipeline, not the
         // fold, limited throughput with librdkafka's defaults); a partition fetch fits
         // one record of the largest size we dead-letter, which must be fetched to be
         // dead-lettered. The prefetch queue is bounded, so memory is too: 16 MiB is
@@ -40,7 +37,7 @@ pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("fetch.wait.max.ms", "100")
         // When the prefetch queue is full, librdkafka postpones the next fetch by this
         // much (1 s by default): the queue drains in well under a second, and the
-        // folding thread then sat idle waiting for the fetch.
+        // folding threads then sat idle waiting for the fetch.
         .set("fetch.queue.backoff.ms", "20")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
@@ -110,145 +107,73 @@ pub(super) fn caught_up(consumer: &BaseConsumer<Ctx>, at_end: &HashSet<i32>) -> 
             .all(|e| at_end.contains(&e.partition()))
 }
 
-/// What the folding loop does after a record.
-enum Next {
-    Go,
-    /// Shutting down mid-retry, or a fatal error (recorded in the core): stop.
-    Stop,
-}
-
-/// Folds one record, dead-lettering it if it cannot be folded.
-fn fold(
-    consumer: &BaseConsumer<Ctx>,
-    core: &Mutex<Core>,
-    msg: &BorrowedMessage<'_>,
-    shutdown: &AtomicBool,
-) -> Result<Next, ProcessorError> {
-    let mut c = core.lock().unwrap_or_else(|p| p.into_inner());
-    let rec = Record {
-        topic: msg.topic(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        key: msg.key(),
-        payload: msg.payload(),
-        timestamp_ms: msg.timestamp().to_millis(),
-    };
-    match c.apply(rec, shutdown) {
-        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(msg, &reason)?,
-        Ok(Outcome::AlreadyApplied) => {
-            c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
-        }
-        Ok(_) => {}
-        Err(StoreError::Transient(_)) => return Ok(Next::Stop), // shutting down mid-retry
-        Err(fatal) => {
-            c.fatal = Some(fatal.into());
-            return Ok(Next::Stop);
-        }
-    }
-    Ok(Next::Go)
-}
-
-/// Takes what `poll` gave: a record is folded, the end of a partition noted. Returns
-/// whether there was anything.
-fn take(
-    polled: Option<KafkaResult<BorrowedMessage<'_>>>,
-    consumer: &BaseConsumer<Ctx>,
-    core: &Mutex<Core>,
-    shutdown: &AtomicBool,
-    at_end: &mut HashSet<i32>,
-) -> Result<Option<Next>, ProcessorError> {
-    match polled {
-        None => Ok(None),
-        Some(Ok(msg)) => {
-            if !at_end.is_empty() {
-                at_end.remove(&msg.partition());
-            }
-            fold(consumer, core, &msg, shutdown).map(Some)
-        }
-        Some(Err(KafkaError::PartitionEOF(partition))) => {
-            at_end.insert(partition);
-            Ok(Some(Next::Go))
-        }
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "consumer error");
-            Ok(Some(Next::Go))
-        }
-    }
-}
-
-/// One turn of every partition queue (see `super::queues`): up to [`TURN`] records of
-/// each. Returns whether any was read, and whether to stop.
-fn read_round(
-    consumer: &BaseConsumer<Ctx>,
-    core: &Mutex<Core>,
-    shutdown: &AtomicBool,
-    at_end: &mut HashSet<i32>,
-) -> Result<(bool, Next), ProcessorError> {
-    let queues = consumer.context().queues.lock();
-    let mut any = false;
-    for owned in queues.iter() {
-        for _ in 0..TURN {
-            match take(
-                owned.queue.poll(Duration::ZERO),
-                consumer,
-                core,
-                shutdown,
-                at_end,
-            )? {
-                None => break,
-                Some(Next::Go) => any = true,
-                Some(Next::Stop) => return Ok((true, Next::Stop)),
-            }
-        }
-    }
-    Ok((any, Next::Go))
-}
-
 pub(super) fn run(
+    consumer: &Arc<BaseConsumer<Ctx>>,
+    core: &Mutex<Core>,
+    shutdown: &AtomicBool,
+    cfg: &ProcessorConfig,
+) -> Result<(), ProcessorError> {
+    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
+    let (shards, folder) = {
+        let c = lock();
+        let shards = (0..c.shards.len()).map(|i| c.shards.get(i)).collect();
+        (shards, Arc::clone(&c.folder))
+    };
+    let mut workers = Workers::start(consumer, shards, &folder, cfg.stop_when_caught_up)?;
+    let looped = coordinate(consumer, core, &folder, shutdown, cfg);
+    // Nothing more is folded: the last flush covers everything read.
+    let stopped = workers.stop();
+    looped?;
+    stopped?;
+    let mut c = lock();
+    if let Some(fatal) = c.folder.take_fatal() {
+        tracing::error!(error = %fatal, "fold processor stopping on a fatal error");
+        return Err(fatal);
+    }
+    c.flush(consumer, None)?;
+    drop(c);
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// The processor's own thread while the workers fold: serves the main queue (the
+/// rebalance callback, which takes the core's lock itself, and the records of any
+/// partition read there), finishes written flushes and starts due ones.
+fn coordinate(
     consumer: &BaseConsumer<Ctx>,
     core: &Mutex<Core>,
+    folder: &Folder,
     shutdown: &AtomicBool,
     cfg: &ProcessorConfig,
 ) -> Result<(), ProcessorError> {
     let mut last_flush = Instant::now();
     let mut lag = 0;
     let mut lag_measured = Instant::now();
-    // Partitions read to their end (with `stop_when_caught_up` only), and the
-    // rebalance they were reported in.
-    let mut at_end: HashSet<i32> = HashSet::new();
+    // The rebalance the partitions' ends were reported in.
     let mut at_end_of = consumer.context().rebalances.load(Ordering::Relaxed);
-    let mut idle = false;
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.load(Ordering::Relaxed) {
-        // The main queue serves the rebalance callback (which takes the core's lock
-        // itself and splits or drops partition queues), and the records of partitions
-        // read there. It waits only when the last round found nothing.
-        let wait = if idle {
-            Duration::from_millis(10)
-        } else {
-            Duration::ZERO
+        let polled = consumer.poll(Duration::from_millis(5));
+        let main = {
+            let c = lock();
+            take(polled, consumer, folder, cfg.stop_when_caught_up, |p| {
+                c.shards.of(p)
+            })?
         };
-        let main = take(consumer.poll(wait), consumer, core, shutdown, &mut at_end)?;
-        if lock().fatal.is_some() || matches!(main, Some(Next::Stop)) {
+        if folder.has_fatal() || matches!(main, Some(Next::Stop)) {
             break; // a partition refused at assignment, or a fatal error
         }
         let rebalances = consumer.context().rebalances.load(Ordering::Relaxed);
         if rebalances != at_end_of {
             // A partition given up and assigned again is read again from its checkpoint.
-            at_end.clear();
+            folder.clear_ends();
             at_end_of = rebalances;
         }
-        let (read, next) = read_round(consumer, core, shutdown, &mut at_end)?;
-        if matches!(next, Next::Stop) {
-            break;
-        }
-        let polled_nothing = main.is_none() && !read;
-        idle = polled_nothing;
-        if polled_nothing
-            && cfg.stop_when_caught_up
-            && !lock().engine.has_pending()
-            && caught_up(consumer, &at_end)
-        {
+        // Every partition read to its end, and each record taken folded before its
+        // end was reported (its worker reads them in order).
+        let drained =
+            || cfg.stop_when_caught_up && main.is_none() && caught_up(consumer, &folder.at_end());
+        if cfg.stop_when_caught_up && !lock().shards.has_pending() && drained() {
             tracing::info!("caught up with every assigned partition: stopping");
             break;
         }
@@ -261,35 +186,25 @@ pub(super) fn run(
         let due = {
             let c = lock();
             if lag_measured.elapsed() >= Duration::from_millis(100) {
-                lag = consumer.context().lag(&c.engine);
+                lag = consumer.context().lag(&c.shards.next_offsets());
                 lag_measured = Instant::now();
             }
             let state = FlushState {
-                bounds: c.engine.flush_due(),
-                overdue: c.engine.flush_overdue(),
-                pending: c.engine.has_pending(),
-                pending_events: c.engine.pending_events(),
+                bounds: c.shards.flush_due(),
+                overdue: c.shards.flush_overdue(),
+                pending: c.shards.has_pending(),
+                pending_events: c.shards.pending_events(),
                 in_flight: c.inflight.is_some(),
                 lag,
                 since_last: last_flush.elapsed(),
             };
-            state.flush_now(cfg, || {
-                polled_nothing && cfg.stop_when_caught_up && caught_up(consumer, &at_end)
-            })
+            state.flush_now(cfg, drained)
         };
         if due {
             lock().start_flush(consumer, None)?;
             last_flush = Instant::now();
         }
     }
-    let mut c = lock();
-    if let Some(fatal) = c.fatal.take() {
-        tracing::error!(error = %fatal, "fold processor stopping on a fatal error");
-        return Err(fatal);
-    }
-    c.flush(consumer, None)?;
-    drop(c);
-    consumer.unsubscribe();
     Ok(())
 }
 
