@@ -159,8 +159,8 @@ pub(crate) struct ProcessorArgs {
     /// (schemas/README.md) [fold.schema_registry, FUNNELFOLD_SCHEMA_REGISTRY].
     #[arg(long)]
     schema_registry: Option<String>,
-    /// Threads that decode and fold, each owning some of the assigned partitions
-    /// [fold.workers, FUNNELFOLD_WORKERS; default one per core].
+    /// Threads that decode and fold, each owning some of the assigned partitions; one
+    /// per core unless set [fold.workers, FUNNELFOLD_WORKERS].
     #[arg(long)]
     workers: Option<usize>,
 }
