@@ -159,6 +159,10 @@ pub(crate) struct ProcessorArgs {
     /// (schemas/README.md) [fold.schema_registry, FUNNELFOLD_SCHEMA_REGISTRY].
     #[arg(long)]
     schema_registry: Option<String>,
+    /// Threads that decode and fold, each owning some of the assigned partitions; one
+    /// per core unless set [fold.workers, FUNNELFOLD_WORKERS].
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 impl ProcessorArgs {
@@ -203,6 +207,7 @@ impl ProcessorArgs {
             self.schema_registry.as_ref(),
             "--schema-registry",
         );
+        f.set("fold.workers", self.workers, "--workers");
     }
 }
 

@@ -25,7 +25,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
-use super::{Core, ProcessorError};
+use super::folding::Folder;
+use super::ProcessorError;
 use crate::telemetry;
 
 /// What a dead letter says about the record it carries: kept until the broker
@@ -112,11 +113,11 @@ pub(super) struct PendingDeadLetter {
     reduced: bool,
 }
 
-impl Core {
+impl Folder {
     /// Sends the record to the dead-letter topic (see the module's doc for what happens
     /// when it cannot be).
     pub(super) fn dead_letter(
-        &mut self,
+        &self,
         msg: &BorrowedMessage<'_>,
         reason: &RejectReason,
     ) -> Result<(), ProcessorError> {
@@ -135,11 +136,14 @@ impl Core {
                 Err(e) if is_too_large(&e) => (self.send_reduced(&origin, &e)?, true),
                 Err(e) => return Err(origin.cannot_produce(&self.topics.dlq, &e)),
             };
-        self.dead_letters.push(PendingDeadLetter {
-            origin,
-            delivery,
-            reduced,
-        });
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PendingDeadLetter {
+                origin,
+                delivery,
+                reduced,
+            });
         telemetry::dead_lettered(msg.partition(), reason.code());
         Ok(())
     }
@@ -168,8 +172,10 @@ impl Core {
     /// Waits until the broker acknowledged every dead letter sent so far: before a
     /// flush commits the offsets of their records. One the topic refuses as too large
     /// goes again, reduced.
-    pub(super) fn dead_letters_delivered(&mut self) -> Result<(), ProcessorError> {
-        for pending in std::mem::take(&mut self.dead_letters) {
+    pub(super) fn dead_letters_delivered(&self) -> Result<(), ProcessorError> {
+        let sent =
+            std::mem::take(&mut *self.dead_letters.lock().unwrap_or_else(|p| p.into_inner()));
+        for pending in sent {
             let origin = &pending.origin;
             match self.rt.block_on(produce::delivered(pending.delivery)) {
                 Ok(_) => {}

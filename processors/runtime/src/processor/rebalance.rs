@@ -12,10 +12,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::queues::Queues;
 use super::retry::retry;
 use super::{Core, ProcessorError};
 use crate::assignment::{self, Observed, OnMismatch};
-use crate::engine::{write_timestamp, Engine};
+use crate::engine::write_timestamp;
 use crate::log_identity;
 use crate::reads::StoreReads;
 use crate::telemetry;
@@ -28,6 +29,8 @@ pub(super) struct Ctx {
     pub(super) high_watermarks: Mutex<HashMap<(String, i32), i64>>,
     /// Rebalances completed so far.
     pub(super) rebalances: AtomicU64,
+    /// The assigned partitions' own queues: split on assignment, dropped on revocation.
+    pub(super) queues: Queues,
 }
 
 impl ClientContext for Ctx {
@@ -60,14 +63,15 @@ impl ClientContext for Ctx {
 impl Ctx {
     /// Records between the end of each assigned partition (as of the last statistics)
     /// and the next offset the engine will fold, summed; per partition as a gauge.
-    pub(super) fn lag(&self, engine: &Engine) -> i64 {
+    pub(super) fn lag(&self, next_offsets: &[(String, i32, i64)]) -> i64 {
         let marks = self
             .high_watermarks
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut total = 0;
-        for (topic, partition, next) in engine.next_offsets() {
-            if let Some(high) = marks.get(&(topic.to_owned(), partition)) {
+        for (topic, partition, next) in next_offsets {
+            let (partition, next) = (*partition, *next);
+            if let Some(high) = marks.get(&(topic.clone(), partition)) {
                 let lag = (high - next).max(0);
                 telemetry::consumer_lag(partition, lag);
                 total += lag;
@@ -95,13 +99,18 @@ impl ConsumerContext for Ctx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 telemetry::rebalance("assign");
-                match self.place(consumer, tpl) {
+                let placed = self.place(consumer, tpl);
+                if placed.is_ok() {
+                    // Before librdkafka fetches them (see `super::queues`).
+                    self.queues.split(tpl);
+                }
+                match placed {
                     Ok(()) if cooperative => consumer.incremental_assign(tpl),
                     Ok(()) => consumer.assign(tpl),
                     Err(refusal) => {
                         // Reported once, as the processor stops on it.
-                        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-                        core.fatal.get_or_insert(refusal);
+                        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+                        core.folder.set_fatal(refusal);
                         Ok(())
                     }
                 }
@@ -118,6 +127,7 @@ impl ConsumerContext for Ctx {
             _ => {
                 telemetry::rebalance("error");
                 tracing::error!(error = ?err, "rebalance failed");
+                self.queues.clear();
                 consumer.unassign()
             }
         };
@@ -138,6 +148,9 @@ impl Ctx {
     /// Flushes and commits revoked partitions, then forgets them.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        // Nothing more of them is folded: their workers give them up after the round
+        // in progress, if any.
+        self.queues.drop_partitions(&revoked);
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         tracing::info!(
             ?revoked,
@@ -152,12 +165,11 @@ impl Ctx {
             tracing::error!(error = %e, "flush on revocation failed; the next owner replays from the last checkpoint");
             if matches!(e, ProcessorError::Produce(_)) {
                 // As it would be outside a rebalance: the processor stops on it.
-                core.fatal.get_or_insert(e);
+                core.folder.set_fatal(e);
             }
         }
         for p in revoked {
-            core.engine.release(p);
-            core.checkpoint_committed.remove(&p);
+            core.shards.release(p);
             // Its lag is the next owner's to report now.
             telemetry::consumer_lag(p, 0);
         }
@@ -171,7 +183,7 @@ impl Ctx {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> Result<(), ProcessorError> {
-        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         let brokers = core.brokers.clone();
         let broker_error = |what: &str, e: KafkaError| {
             ProcessorError::Refused(format!(
@@ -194,13 +206,13 @@ impl Ctx {
                 .map_err(|e| broker_error("reading the topics' ids", e))?;
         let committed = retry(|| consumer.committed_offsets(tpl.clone(), PLACEMENT_TIMEOUT))
             .map_err(|e| broker_error("reading the group's committed offsets", e))?;
-        let group = core.topics.group.clone();
-        let by_timestamp = core.store.orders_writes_by_timestamp();
+        let group = core.folder.topics.group.clone();
+        let by_timestamp = core.folder.store.orders_writes_by_timestamp();
         for (topic, partition) in assigned {
             let (_, end) =
                 retry(|| consumer.fetch_watermarks(&topic, partition, PLACEMENT_TIMEOUT))
                     .map_err(|e| broker_error("reading a partition's end offset", e))?;
-            let stored = core.with_retries("read", |c| {
+            let stored = core.folder.with_retries("read", |c| {
                 StoreReads::new(&*c.store, &c.rt)
                     .get()
                     .checkpoint(&group, &topic, partition)
@@ -255,7 +267,7 @@ impl Ctx {
             if placed.record {
                 let ts =
                     write_timestamp(placed.checkpoint.generation, placed.checkpoint.next_offset);
-                core.with_retries("flush", |c| {
+                core.folder.with_retries("flush", |c| {
                     c.rt.block_on(c.store.set_checkpoint(
                         &group,
                         &topic,
@@ -268,8 +280,7 @@ impl Ctx {
             if let Some(start) = placed.start {
                 tpl.set_partition_offset(&topic, partition, Offset::Offset(start))?;
             }
-            core.engine.assign(&topic, partition, placed.checkpoint);
-            core.checkpoint_committed.remove(&partition);
+            core.shards.assign(&topic, partition, placed.checkpoint);
         }
         Ok(())
     }
