@@ -135,13 +135,7 @@ impl Pages {
             return Some((none(), none()));
         }
         let (steps, _) = self.steps();
-        let key = |step: usize, from: &str, to: &str| FlowKey {
-            funnel_id: funnel_id.to_owned(),
-            day,
-            step: step as u8,
-            from: from.to_owned(),
-            to: to.to_owned(),
-        };
+        let key = |step: usize, from: &str, to: &str| flow_key(funnel_id, day, step, from, to);
         let n = steps.len();
         let Some(&last) = steps.last() else {
             // The landing pageview: the session's first link.
@@ -310,6 +304,16 @@ impl Pages {
     }
 }
 
+fn flow_key(funnel_id: &str, day: i32, step: usize, from: &str, to: &str) -> FlowKey {
+    FlowKey {
+        funnel_id: funnel_id.to_owned(),
+        day,
+        step: step as u8,
+        from: from.to_owned(),
+        to: to.to_owned(),
+    }
+}
+
 /// The links of `steps` from step `skip + 1` on (the ones before are left out).
 fn links_of<S: AsRef<str>>(
     funnel_id: &str,
@@ -318,13 +322,7 @@ fn links_of<S: AsRef<str>>(
     more: bool,
     skip: usize,
 ) -> Vec<FlowKey> {
-    let key = |step: usize, from: &str, to: &str| FlowKey {
-        funnel_id: funnel_id.to_owned(),
-        day,
-        step: step as u8,
-        from: from.to_owned(),
-        to: to.to_owned(),
-    };
+    let key = |step: usize, from: &str, to: &str| flow_key(funnel_id, day, step, from, to);
     let mut links: Vec<FlowKey> = steps
         .windows(2)
         .enumerate()
