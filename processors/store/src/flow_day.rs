@@ -12,7 +12,9 @@
 //! canonical (paths sorted, links sorted by (landing, step, from, to), no zero
 //! counts), so a replayed flush writes the same bytes, and versioned by its first byte.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use funnelfold_core::projection::{FlowKey, FlowRow};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,14 +84,85 @@ pub(crate) fn encode_links(links: &FlowLinks) -> Result<Vec<u8>> {
         .map_err(|e| StoreError::Fatal(format!("encoding page-flow links: {e}")))
 }
 
-/// Decodes a day's links.
-pub(crate) fn decode_links(bytes: &[u8]) -> Result<FlowLinks> {
-    let corrupt = |why: String| StoreError::Fatal(format!("corrupt page-flow links: {why}"));
+fn corrupt(why: String) -> StoreError {
+    StoreError::Fatal(format!("corrupt page-flow links: {why}"))
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<Stored> {
     let (version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty".into()))?;
     if *version != VERSION {
         return Err(corrupt(format!("unknown version {version}")));
     }
-    let stored: Stored = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+    postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Sums encoded days' links (each a partition's row of one day) per (step, from, to)
+/// over days, partitions and landing pages, keeping those of `landing` only when it
+/// names one; rows dated `from_day`, sorted. The read side of `/paths`: a 30-day flow
+/// sums tens of thousands of links, so links are summed by path number (each day's
+/// paths numbered once) rather than decoded into strings one by one.
+pub(crate) fn sum_days<B: AsRef<[u8]>>(
+    funnel_id: &str,
+    from_day: i32,
+    landing: Option<&str>,
+    days: impl IntoIterator<Item = B>,
+) -> Result<Vec<FlowRow>> {
+    let mut numbers: HashMap<String, u32> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut sums: HashMap<(u8, u32, u32), i64> = HashMap::new();
+    for bytes in days {
+        let stored = decode_stored(bytes.as_ref())?;
+        let global: Vec<u32> = stored
+            .paths
+            .into_iter()
+            .map(|p| match numbers.get(&p) {
+                Some(&n) => n,
+                None => {
+                    let n = names.len() as u32;
+                    names.push(p.clone());
+                    numbers.insert(p, n);
+                    n
+                }
+            })
+            .collect();
+        let wanted = landing.map(|l| numbers.get(l).copied());
+        let at = |i: u32| {
+            global
+                .get(i as usize)
+                .copied()
+                .ok_or_else(|| corrupt(format!("path {i} of {}", global.len())))
+        };
+        for &(l, step, from, to, sessions) in &stored.links {
+            let (l, from, to) = (at(l)?, at(from)?, at(to)?);
+            if wanted.is_some_and(|w| w != Some(l)) {
+                continue;
+            }
+            *sums.entry((step, from, to)).or_default() += sessions;
+        }
+    }
+    let mut rows: Vec<FlowRow> = sums
+        .into_iter()
+        .filter(|(_, sessions)| *sessions != 0)
+        .map(|((step, from, to), sessions)| FlowRow {
+            key: FlowKey {
+                funnel_id: funnel_id.to_string(),
+                day: from_day,
+                step,
+                from: names[from as usize].clone(),
+                to: names[to as usize].clone(),
+            },
+            sessions,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.key.step, &a.key.from, &a.key.to).cmp(&(b.key.step, &b.key.from, &b.key.to))
+    });
+    Ok(rows)
+}
+
+/// Decodes a day's links.
+pub(crate) fn decode_links(bytes: &[u8]) -> Result<FlowLinks> {
+    let stored = decode_stored(bytes)?;
     let path = |i: u32| {
         stored
             .paths
@@ -158,6 +231,68 @@ mod tests {
             1,
             "each path once"
         );
+    }
+
+    /// Sums the links of days' rows (each partition's links of one day) per (step, from,
+    /// to) over days, partitions and landing pages, keeping those of `landing` only when
+    /// it names one; rows dated `from_day`, sorted. The reference
+    /// for [`sum_days`], on decoded links.
+    fn sum_flow_shares(
+        funnel_id: &str,
+        from_day: i32,
+        landing: Option<&str>,
+        days: impl IntoIterator<Item = FlowLinks>,
+    ) -> Vec<FlowRow> {
+        let mut sums: BTreeMap<(u8, String, String), i64> = BTreeMap::new();
+        for links in days {
+            for (link, sessions) in links {
+                if landing.is_some_and(|l| l != link.landing) {
+                    continue;
+                }
+                *sums.entry((link.step, link.from, link.to)).or_default() += sessions;
+            }
+        }
+        sums.into_iter()
+            .filter(|(_, sessions)| *sessions != 0)
+            .map(|((step, from, to), sessions)| FlowRow {
+                key: FlowKey {
+                    funnel_id: funnel_id.to_string(),
+                    day: from_day,
+                    step,
+                    from,
+                    to,
+                },
+                sessions,
+            })
+            .collect()
+    }
+
+    /// Summing the encoded days is summing their decoded links.
+    #[test]
+    fn summed_days_are_the_sum_of_the_decoded_links() {
+        let mut a = FlowLinks::new();
+        a.insert(link("/", 1, "/", "/a"), 3);
+        a.insert(link("/", 2, "/a", "(exit)"), 3);
+        a.insert(link("/b", 1, "/b", "/a"), 2);
+        a.insert(link("/b", 2, "/a", "(exit)"), 2);
+        let mut b = FlowLinks::new();
+        b.insert(link("/c", 1, "/c", "/a"), 1);
+        b.insert(link("/c", 2, "/a", "(exit)"), 1);
+        b.insert(link("/", 1, "/", "/a"), -1);
+        b.insert(link("/", 2, "/a", "(exit)"), -1);
+        let days = [
+            encode_links(&a).expect("encoded"),
+            encode_links(&b).expect("encoded"),
+        ];
+        for landing in [None, Some("/"), Some("/b"), Some("/nowhere")] {
+            let expected = sum_flow_shares("f", 7, landing, [a.clone(), b.clone()]);
+            assert_eq!(
+                sum_days("f", 7, landing, &days).expect("summed"),
+                expected,
+                "landing {landing:?}"
+            );
+        }
+        assert!(sum_days("f", 7, None, [&[9u8][..]]).is_err());
     }
 
     #[test]

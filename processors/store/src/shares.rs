@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use funnelfold_core::fold::channel_of;
 use funnelfold_core::{
-    BotKey, BotRow, FlowKey, FlowRow, RetentionKey, RetentionRow, TrafficCounts, TrafficKey,
-    TrafficRow,
+    BotKey, BotRow, RetentionKey, RetentionRow, TrafficCounts, TrafficKey, TrafficRow,
 };
 
-use crate::{FlowLinks, FunnelShare, FunnelSummary, TrafficSum};
+use crate::{FunnelShare, FunnelSummary, TrafficSum};
 
 /// Sums traffic shares per (source, medium, campaign) into rows dated `from_day`.
 /// Aggregates that sum to nothing (every contributing session moved away) are left out.
@@ -101,39 +100,6 @@ pub(crate) fn sum_traffic_with_engaged(
                 },
                 engaged_sessions,
             }
-        })
-        .collect()
-}
-
-/// Sums the links of days' rows (each partition's links of one day) per (step, from,
-/// to) over days, partitions and landing pages, keeping those of `landing` only when
-/// it names one; rows dated `from_day`, sorted.
-pub(crate) fn sum_flow_shares(
-    funnel_id: &str,
-    from_day: i32,
-    landing: Option<&str>,
-    days: impl IntoIterator<Item = FlowLinks>,
-) -> Vec<FlowRow> {
-    let mut sums: BTreeMap<(u8, String, String), i64> = BTreeMap::new();
-    for links in days {
-        for (link, sessions) in links {
-            if landing.is_some_and(|l| l != link.landing) {
-                continue;
-            }
-            *sums.entry((link.step, link.from, link.to)).or_default() += sessions;
-        }
-    }
-    sums.into_iter()
-        .filter(|(_, sessions)| *sessions != 0)
-        .map(|((step, from, to), sessions)| FlowRow {
-            key: FlowKey {
-                funnel_id: funnel_id.to_string(),
-                day: from_day,
-                step,
-                from,
-                to,
-            },
-            sessions,
         })
         .collect()
 }

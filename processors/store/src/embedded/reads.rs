@@ -15,10 +15,10 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::flow_day::decode_links;
+use crate::flow_day::{decode_links, sum_days};
 use crate::queries::distinct;
 use crate::shares::{
-    sum_bot_shares, sum_flow_shares, sum_funnel_shares, sum_retention_shares, sum_traffic_shares,
+    sum_bot_shares, sum_funnel_shares, sum_retention_shares, sum_traffic_shares,
     sum_traffic_with_engaged,
 };
 use crate::{
@@ -689,13 +689,7 @@ impl Store for EmbeddedStore {
         let landing = landing.map(str::to_owned);
         self.read(move |txn| {
             let days = raw_bucket_range(txn, FLOW_SHARES, &funnel_id, from_day, to_day)?;
-            let days = days.iter().map(|bytes| decode_links(bytes));
-            Ok(sum_flow_shares(
-                &funnel_id,
-                from_day,
-                landing.as_deref(),
-                days.collect::<Result<Vec<_>>>()?,
-            ))
+            sum_days(&funnel_id, from_day, landing.as_deref(), &days)
         })
         .await
     }

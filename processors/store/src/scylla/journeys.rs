@@ -7,10 +7,8 @@ use funnelfold_core::{
 };
 use futures::FutureExt;
 
-use crate::flow_day::decode_links;
-use crate::shares::{
-    sum_bot_shares, sum_flow_shares, sum_retention_shares, sum_traffic_with_engaged,
-};
+use crate::flow_day::{decode_links, sum_days};
+use crate::shares::{sum_bot_shares, sum_retention_shares, sum_traffic_with_engaged};
 use crate::{FlowDay, FlowLinks, Result, StoreError, TrafficSum};
 
 use super::buckets::{month_of_day, Kind};
@@ -229,7 +227,7 @@ impl ScyllaStore {
                     "reading flow_day_shares",
                     |(links,): (Option<Vec<u8>>,)| {
                         if let Some(links) = links {
-                            rows.push(decode_links(&links)?);
+                            rows.push(links);
                         }
                         Ok(true)
                     },
@@ -240,12 +238,7 @@ impl ScyllaStore {
             .boxed()
         });
         let per_day = in_order(reads.collect()).await?;
-        Ok(sum_flow_shares(
-            funnel_id,
-            from_day,
-            landing,
-            per_day.into_iter().flatten(),
-        ))
+        sum_days(funnel_id, from_day, landing, per_day.into_iter().flatten())
     }
 
     pub(super) async fn read_retention(
