@@ -21,7 +21,6 @@
 //! next to the records themselves.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use funnelfold_core::codec::Codec;
@@ -60,20 +59,10 @@ struct SchemaById {
     schema_type: Option<String>,
 }
 
-/// A registry client with the cache of what it was told, shared by the processor's
-/// workers (each folds with a codec of its own): an id is asked once per processor,
-/// not once per worker.
+/// A registry client with the cache of what it was told.
 pub struct SchemaRegistry {
     url: String,
     agent: ureq::Agent,
-    known: Mutex<Known>,
-}
-
-/// What the registry answered, by id; "not found" is kept for [`NOT_FOUND_TTL`] only,
-/// as the id may be registered since.
-#[derive(Default)]
-struct Known {
-    answers: HashMap<u32, Lookup>,
     not_found: HashMap<u32, Instant>,
 }
 
@@ -104,7 +93,7 @@ impl SchemaRegistry {
         Ok(SchemaRegistry {
             url: url.to_string(),
             agent,
-            known: Mutex::new(Known::default()),
+            not_found: HashMap::new(),
         })
     }
 
@@ -154,34 +143,18 @@ impl SchemaRegistry {
     /// registry's schema, or refuses the id, or (not found) leaves it unknown so the
     /// record is dead-lettered as `unknown_schema`. Asks the registry only when the
     /// codec has no answer yet and no recent "not found" is cached.
-    pub fn resolve(&self, codec: &mut Codec, id: u32) -> Result<(), RegistryUnavailable> {
+    pub fn resolve(&mut self, codec: &mut Codec, id: u32) -> Result<(), RegistryUnavailable> {
         if codec.knows_schema_id(id) {
             return Ok(());
         }
-        // Held while asking: a second worker needing the same id waits for the answer
-        // rather than asking again.
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        let answer = match known.answers.get(&id) {
-            Some(answer) => answer.clone(),
-            None => {
-                if let Some(at) = known.not_found.get(&id) {
-                    if at.elapsed() < NOT_FOUND_TTL {
-                        return Ok(());
-                    }
-                }
-                let answer = self.lookup(id)?;
-                if answer == Lookup::NotFound {
-                    known.not_found.insert(id, Instant::now());
-                } else {
-                    known.not_found.remove(&id);
-                    known.answers.insert(id, answer.clone());
-                }
-                answer
+        if let Some(at) = self.not_found.get(&id) {
+            if at.elapsed() < NOT_FOUND_TTL {
+                return Ok(());
             }
-        };
-        drop(known);
-        match answer {
+        }
+        match self.lookup(id)? {
             Lookup::Avro(schema) => {
+                self.not_found.remove(&id);
                 if let Err(e) = codec.register_writer_schema(Some(id), &schema) {
                     codec.refuse_schema_id(id, &format!("{e} (from {})", self.url));
                 }
@@ -189,7 +162,9 @@ impl SchemaRegistry {
             Lookup::NotAvro(kind) => {
                 codec.refuse_schema_id(id, &format!("a {kind} schema in {}, not Avro", self.url));
             }
-            Lookup::NotFound => {}
+            Lookup::NotFound => {
+                self.not_found.insert(id, Instant::now());
+            }
         }
         Ok(())
     }
@@ -286,7 +261,7 @@ mod tests {
             200,
             answer(funnelfold_core::codec::RAW_EVENT_SCHEMA, None),
         )]);
-        let reg = SchemaRegistry::new(&fake.url).expect("url");
+        let mut reg = SchemaRegistry::new(&fake.url).expect("url");
         let mut codec = Codec::new();
         let bytes = record(7, &codec);
         assert!(codec.decode(&bytes).is_err(), "unknown before the lookup");
@@ -299,7 +274,7 @@ mod tests {
     #[test]
     fn an_unknown_id_stays_unknown_and_is_not_asked_again_at_once() {
         let fake = registry(vec![]);
-        let reg = SchemaRegistry::new(&format!("{}/", fake.url)).expect("url");
+        let mut reg = SchemaRegistry::new(&format!("{}/", fake.url)).expect("url");
         let mut codec = Codec::new();
         reg.resolve(&mut codec, 9).expect("answered");
         reg.resolve(&mut codec, 9).expect("answered");
@@ -323,7 +298,7 @@ mod tests {
                 answer("syntax = \"proto3\";", Some("PROTOBUF")),
             ),
         ]);
-        let reg = SchemaRegistry::new(&fake.url).expect("url");
+        let mut reg = SchemaRegistry::new(&fake.url).expect("url");
         let mut codec = Codec::new();
         for (id, needle) in [(3, "eventId"), (4, "PROTOBUF")] {
             reg.resolve(&mut codec, id).expect("answered");

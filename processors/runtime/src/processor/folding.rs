@@ -172,7 +172,7 @@ impl Folder {
         payload: Option<&[u8]>,
         shutdown: &AtomicBool,
     ) -> Result<(), StoreError> {
-        let Some(registry) = shard.registry.clone() else {
+        let Some(registry) = shard.registry.as_mut() else {
             return Ok(());
         };
         let Some(id) = payload.and_then(confluent_schema_id) else {

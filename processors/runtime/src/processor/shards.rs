@@ -28,7 +28,7 @@ pub(super) fn owner(partition: i32, n: usize) -> usize {
 pub(super) struct Shard {
     pub(super) engine: Engine,
     /// Resolves Confluent schema ids this shard's codec does not know, when set.
-    pub(super) registry: Option<Arc<SchemaRegistry>>,
+    pub(super) registry: Option<SchemaRegistry>,
     /// Records applied, for sampling their fold time.
     pub(super) applied: u64,
     /// Partitions whose store checkpoint was committed to Kafka since they were
@@ -52,16 +52,16 @@ impl Shards {
     ) -> Result<Self, String> {
         let n = n.max(1);
         let share = |v: usize| v.div_ceil(n).max(1);
-        let registry = registry.map(SchemaRegistry::new).transpose()?.map(Arc::new);
         let mut shards = Vec::with_capacity(n);
         for _ in 0..n {
             let mut cfg = cfg.clone();
             cfg.cache_capacity = cfg.cache_capacity.div_ceil(n as u64).max(1);
             cfg.max_dirty_visitors = share(cfg.max_dirty_visitors);
             cfg.max_pending_events = share(cfg.max_pending_events);
+            let registry = registry.map(SchemaRegistry::new).transpose()?;
             shards.push(Arc::new(Mutex::new(Shard {
                 engine: Engine::new(cfg, codec.clone()),
-                registry: registry.clone(),
+                registry,
                 applied: 0,
                 checkpoint_committed: HashSet::new(),
             })));
