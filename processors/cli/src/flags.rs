@@ -159,10 +159,6 @@ pub(crate) struct ProcessorArgs {
     /// (schemas/README.md) [fold.schema_registry, FUNNELFOLD_SCHEMA_REGISTRY].
     #[arg(long)]
     schema_registry: Option<String>,
-    /// Threads that decode and fold, each owning some of the assigned partitions; one
-    /// per core unless set [fold.workers, FUNNELFOLD_WORKERS].
-    #[arg(long)]
-    workers: Option<usize>,
 }
 
 impl ProcessorArgs {
@@ -207,7 +203,6 @@ impl ProcessorArgs {
             self.schema_registry.as_ref(),
             "--schema-registry",
         );
-        f.set("fold.workers", self.workers, "--workers");
     }
 }
 

@@ -125,10 +125,6 @@ pub struct FoldSection {
     /// there (schemas/README.md). Without it, only the built-in id 1 is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<String>,
-    /// Threads that decode and fold, each owning some of the assigned partitions.
-    /// Unset: one per core.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
 }
 
 impl Default for FoldSection {
@@ -145,7 +141,6 @@ impl Default for FoldSection {
             internal_domains: Vec::new(),
             max_record_bytes: 1 << 20,
             schema_registry: None,
-            workers: None,
         }
     }
 }
@@ -303,12 +298,6 @@ impl Settings {
             "fold",
             "write_generation",
             "must be between 0 and 255",
-        );
-        check(
-            f.workers.is_none_or(|w| w >= 1),
-            "fold",
-            "workers",
-            "must be at least 1",
         );
         check(
             f.max_record_bytes >= 1,

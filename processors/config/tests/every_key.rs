@@ -32,7 +32,6 @@ const SAMPLES: &[(&str, &str)] = &[
     ),
     ("fold.max_record_bytes", "7"),
     ("fold.schema_registry", r#""http://registry.example:8081""#),
-    ("fold.workers", "7"),
     ("query.listen", r#""0.0.0.0:9999""#),
     ("query.api_keys_file", r#""/etc/funnelfold/keys.toml""#),
     ("query.cursor_secret", r#""cursor-s3cret""#),

@@ -34,7 +34,6 @@ pub fn apply_fold(fold: &FoldSection, cfg: &mut ProcessorConfig) {
     enrich.internal_domains.clone_from(&fold.internal_domains);
     cfg.max_record_bytes = fold.max_record_bytes;
     cfg.schema_registry.clone_from(&fold.schema_registry);
-    cfg.workers = fold.workers;
 }
 
 #[cfg(test)]
@@ -56,7 +55,6 @@ mod tests {
         assert_eq!(cfg.catch_up_flush_interval, d.catch_up_flush_interval);
         assert_eq!(cfg.catch_up_lag, d.catch_up_lag);
         assert_eq!(cfg.max_record_bytes, d.max_record_bytes);
-        assert_eq!(cfg.workers, d.workers);
         assert_eq!(cfg.engine.cache_capacity, d.engine.cache_capacity);
         assert_eq!(cfg.engine.max_dirty_visitors, d.engine.max_dirty_visitors);
         assert_eq!(cfg.engine.max_pending_events, d.engine.max_pending_events);
@@ -97,7 +95,6 @@ mod tests {
             ("fold.internal_domains", "[\"shop.example\"]"),
             ("fold.max_record_bytes", "7"),
             ("fold.schema_registry", "\"http://registry.example:8081\""),
-            ("fold.workers", "7"),
         ];
         let listed: Vec<String> = funnelfold_config::keys()
             .into_iter()

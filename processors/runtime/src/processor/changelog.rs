@@ -37,14 +37,14 @@ impl Core {
                 .sum(),
         );
         let topics = [
-            self.folder.topics.profiles_changelog.as_str(),
-            self.folder.topics.sessions_changelog.as_str(),
-            self.folder.topics.events_changelog.as_str(),
+            self.topics.profiles_changelog.as_str(),
+            self.topics.sessions_changelog.as_str(),
+            self.topics.events_changelog.as_str(),
         ];
         const PROFILES: usize = 0;
         const SESSIONS: usize = 1;
         const EVENTS: usize = 2;
-        let producer = &self.folder.producer;
+        let producer = &self.producer;
         let codec = &self.projection_codec;
         let mut send = |topic: usize, part: usize, key: String, payload: Option<Vec<u8>>| {
             let mut record = FutureRecord::<String, Vec<u8>>::to(topics[topic]).key(&key);
@@ -81,7 +81,7 @@ impl Core {
                 send(EVENTS, i, e.funnel_id.to_owned(), Some(payload))?;
             }
         }
-        self.folder.rt.block_on(async {
+        self.rt.block_on(async {
             for (topic, part, delivery) in deliveries {
                 if let Err(e) = produce::delivered(delivery).await {
                     return Err(cannot_publish(topics[topic], None, &parts[part], &e));

@@ -1,21 +1,22 @@
-//! The processor's own loop: starts the workers that fold (`super::workers`), polls the
-//! consumer's main queue (for the rebalance callbacks), finishes written flushes, and
-//! starts a flush when one is due (by the bounds, the interval, or the lag while
-//! catching up).
+//! The folding loop: polls the consumer, folds each record (dead-lettering what cannot
+//! be folded), finishes written flushes, and starts a flush when one is due (by the
+//! bounds, the interval, or the lag while catching up).
 
 use funnelfold_kafka::ClientConfigExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use funnelfold_store::StoreError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 
-use super::folding::Folder;
 use super::rebalance::Ctx;
-use super::workers::{take, Next, Workers};
 use super::{Core, ProcessorConfig, ProcessorError};
+use crate::engine::{Outcome, Record};
 
 pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
     let mut c = cfg.kafka.client_config();
@@ -24,25 +25,20 @@ pub(super) fn consumer_config(cfg: &ProcessorConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Large fetches keep the folding threads fed (the fetch pipeline, not the
+        // Large fetches keep the single folding thread fed (the fetch pipeline, not the
         // fold, limited throughput with librdkafka's defaults); a partition fetch fits
         // one record of the largest size we dead-letter, which must be fetched to be
-        // dead-lettered. The prefetch queues are bounded, so memory is too. The
-        // bounds are per partition, since each partition has a queue of its own
-        // (`super::queues`): with the 16 MiB that bounded the one shared queue
-        // before, 48 partitions prefetched most of the 2,000,000-event benchmark
-        // topic (2.1 to 2.6 GiB peak RSS); 1 MiB and 10,000 records each, with
-        // fetches of at most 2 MiB a partition (about 3 MiB a partition at most),
-        // measured 1.4 to 1.8 GiB, and ran faster.
+        // dead-lettered. The prefetch queue is bounded, so memory is too: 16 MiB is
+        // a tenth of a second of records at full speed, and a smaller queue measured
+        // 250 MB less peak RSS than 64 MiB at the same throughput.
         .set("fetch.max.bytes", "67108864")
-        .set("max.partition.fetch.bytes", "2097152")
+        .set("max.partition.fetch.bytes", "8388608")
         .set("receive.message.max.bytes", "68000000")
-        .set("queued.max.messages.kbytes", "1024")
-        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "16384")
         .set("fetch.wait.max.ms", "100")
         // When the prefetch queue is full, librdkafka postpones the next fetch by this
         // much (1 s by default): the queue drains in well under a second, and the
-        // folding threads then sat idle waiting for the fetch.
+        // folding thread then sat idle waiting for the fetch.
         .set("fetch.queue.backoff.ms", "20")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
@@ -113,74 +109,73 @@ pub(super) fn caught_up(consumer: &BaseConsumer<Ctx>, at_end: &HashSet<i32>) -> 
 }
 
 pub(super) fn run(
-    consumer: &Arc<BaseConsumer<Ctx>>,
-    core: &Mutex<Core>,
-    shutdown: &AtomicBool,
-    cfg: &ProcessorConfig,
-) -> Result<(), ProcessorError> {
-    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
-    let (shards, folder) = {
-        let c = lock();
-        let shards = (0..c.shards.len()).map(|i| c.shards.get(i)).collect();
-        (shards, Arc::clone(&c.folder))
-    };
-    let mut workers = Workers::start(consumer, shards, &folder, cfg.stop_when_caught_up)?;
-    let looped = coordinate(consumer, core, &folder, shutdown, cfg);
-    // Nothing more is folded: the last flush covers everything read.
-    let stopped = workers.stop();
-    looped?;
-    stopped?;
-    let mut c = lock();
-    if let Some(fatal) = c.folder.take_fatal() {
-        tracing::error!(error = %fatal, "fold processor stopping on a fatal error");
-        return Err(fatal);
-    }
-    c.flush(consumer, None)?;
-    drop(c);
-    consumer.unsubscribe();
-    Ok(())
-}
-
-/// The processor's own thread while the workers fold: serves the main queue (the
-/// rebalance callback, which takes the core's lock itself, and the records of any
-/// partition read there), finishes written flushes and starts due ones.
-fn coordinate(
     consumer: &BaseConsumer<Ctx>,
     core: &Mutex<Core>,
-    folder: &Folder,
     shutdown: &AtomicBool,
     cfg: &ProcessorConfig,
 ) -> Result<(), ProcessorError> {
     let mut last_flush = Instant::now();
     let mut lag = 0;
     let mut lag_measured = Instant::now();
-    // The rebalance the partitions' ends were reported in.
+    // Partitions read to their end (with `stop_when_caught_up` only), and the
+    // rebalance they were reported in.
+    let mut at_end: HashSet<i32> = HashSet::new();
     let mut at_end_of = consumer.context().rebalances.load(Ordering::Relaxed);
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.load(Ordering::Relaxed) {
-        let polled = consumer.poll(Duration::from_millis(5));
-        let main = {
-            let c = lock();
-            take(polled, consumer, folder, cfg.stop_when_caught_up, |p| {
-                c.shards.of(p)
-            })?
-        };
-        if folder.has_fatal() || matches!(main, Some(Next::Stop)) {
-            break; // a partition refused at assignment, or a fatal error
+        // The rebalance callback may run inside poll and takes the core's lock itself.
+        let polled = consumer.poll(Duration::from_millis(100));
+        if lock().fatal.is_some() {
+            break; // a partition refused at assignment
         }
         let rebalances = consumer.context().rebalances.load(Ordering::Relaxed);
         if rebalances != at_end_of {
             // A partition given up and assigned again is read again from its checkpoint.
-            folder.clear_ends();
+            at_end.clear();
             at_end_of = rebalances;
         }
-        // Every partition read to its end, and each record taken folded before its
-        // end was reported (its worker reads them in order).
-        let drained =
-            || cfg.stop_when_caught_up && main.is_none() && caught_up(consumer, &folder.at_end());
-        if cfg.stop_when_caught_up && !lock().shards.has_pending() && drained() {
+        let polled_nothing = polled.is_none();
+        if polled.is_none()
+            && cfg.stop_when_caught_up
+            && !lock().engine.has_pending()
+            && caught_up(consumer, &at_end)
+        {
             tracing::info!("caught up with every assigned partition: stopping");
             break;
+        }
+        if let Some(result) = polled {
+            match result {
+                Ok(msg) => {
+                    if cfg.stop_when_caught_up {
+                        at_end.remove(&msg.partition());
+                    }
+                    let mut c = lock();
+                    let rec = Record {
+                        topic: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        key: msg.key(),
+                        payload: msg.payload(),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    };
+                    match c.apply(rec, shutdown) {
+                        Ok(Outcome::DeadLetter(reason)) => c.dead_letter(&msg, &reason)?,
+                        Ok(Outcome::AlreadyApplied) => {
+                            c.commit_checkpoint(consumer, msg.topic(), msg.partition())?;
+                        }
+                        Ok(_) => {}
+                        Err(StoreError::Transient(_)) => break, // shutting down mid-retry
+                        Err(fatal) => {
+                            c.fatal = Some(fatal.into());
+                            break;
+                        }
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    at_end.insert(partition);
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
         }
         {
             let mut c = lock();
@@ -191,25 +186,35 @@ fn coordinate(
         let due = {
             let c = lock();
             if lag_measured.elapsed() >= Duration::from_millis(100) {
-                lag = consumer.context().lag(&c.shards.next_offsets());
+                lag = consumer.context().lag(&c.engine);
                 lag_measured = Instant::now();
             }
             let state = FlushState {
-                bounds: c.shards.flush_due(),
-                overdue: c.shards.flush_overdue(),
-                pending: c.shards.has_pending(),
-                pending_events: c.shards.pending_events(),
+                bounds: c.engine.flush_due(),
+                overdue: c.engine.flush_overdue(),
+                pending: c.engine.has_pending(),
+                pending_events: c.engine.pending_events(),
                 in_flight: c.inflight.is_some(),
                 lag,
                 since_last: last_flush.elapsed(),
             };
-            state.flush_now(cfg, drained)
+            state.flush_now(cfg, || {
+                polled_nothing && cfg.stop_when_caught_up && caught_up(consumer, &at_end)
+            })
         };
         if due {
             lock().start_flush(consumer, None)?;
             last_flush = Instant::now();
         }
     }
+    let mut c = lock();
+    if let Some(fatal) = c.fatal.take() {
+        tracing::error!(error = %fatal, "fold processor stopping on a fatal error");
+        return Err(fatal);
+    }
+    c.flush(consumer, None)?;
+    drop(c);
+    consumer.unsubscribe();
     Ok(())
 }
 

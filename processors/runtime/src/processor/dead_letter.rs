@@ -25,8 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
-use super::folding::Folder;
-use super::ProcessorError;
+use super::{Core, ProcessorError};
 use crate::telemetry;
 
 /// What a dead letter says about the record it carries: kept until the broker
@@ -113,11 +112,11 @@ pub(super) struct PendingDeadLetter {
     reduced: bool,
 }
 
-impl Folder {
+impl Core {
     /// Sends the record to the dead-letter topic (see the module's doc for what happens
     /// when it cannot be).
     pub(super) fn dead_letter(
-        &self,
+        &mut self,
         msg: &BorrowedMessage<'_>,
         reason: &RejectReason,
     ) -> Result<(), ProcessorError> {
@@ -136,14 +135,11 @@ impl Folder {
                 Err(e) if is_too_large(&e) => (self.send_reduced(&origin, &e)?, true),
                 Err(e) => return Err(origin.cannot_produce(&self.topics.dlq, &e)),
             };
-        self.dead_letters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PendingDeadLetter {
-                origin,
-                delivery,
-                reduced,
-            });
+        self.dead_letters.push(PendingDeadLetter {
+            origin,
+            delivery,
+            reduced,
+        });
         telemetry::dead_lettered(msg.partition(), reason.code());
         Ok(())
     }
@@ -172,10 +168,8 @@ impl Folder {
     /// Waits until the broker acknowledged every dead letter sent so far: before a
     /// flush commits the offsets of their records. One the topic refuses as too large
     /// goes again, reduced.
-    pub(super) fn dead_letters_delivered(&self) -> Result<(), ProcessorError> {
-        let sent =
-            std::mem::take(&mut *self.dead_letters.lock().unwrap_or_else(|p| p.into_inner()));
-        for pending in sent {
+    pub(super) fn dead_letters_delivered(&mut self) -> Result<(), ProcessorError> {
+        for pending in std::mem::take(&mut self.dead_letters) {
             let origin = &pending.origin;
             match self.rt.block_on(produce::delivered(pending.delivery)) {
                 Ok(_) => {}

@@ -94,19 +94,19 @@ impl Core {
         only: Option<&[i32]>,
     ) -> Result<(), ProcessorError> {
         self.finish_flush(consumer)?;
-        self.folder.settle_traffic(&self.shards)?;
+        self.settle_traffic()?;
         let started = Instant::now();
-        let mut plan = self.shards.plan_flush(only)?;
+        let mut plan = self.engine.plan_flush(only)?;
         // Dead letters first: the offsets of their records are about to be committed.
-        self.folder.dead_letters_delivered()?;
+        self.dead_letters_delivered()?;
         if plan.is_empty() {
             return Ok(());
         }
         self.publish_changelogs(&plan)?;
         let flush = Arc::new(std::mem::take(&mut plan.flush));
         let summary = FlushSummary::of(&flush, std::mem::take(&mut plan.offsets), started);
-        let store = Arc::clone(&self.folder.store);
-        let write = self.folder.rt.spawn(async move {
+        let store = Arc::clone(&self.store);
+        let write = self.rt.spawn(async move {
             let result = store.apply(Arc::clone(&flush)).await;
             (result, flush)
         });
@@ -133,7 +133,6 @@ impl Core {
         };
         let waiting = Instant::now();
         let (mut result, flush) = self
-            .folder
             .rt
             .block_on(write)
             .map_err(|e| StoreError::Fatal(format!("store write task failed: {e}")))?;
@@ -143,8 +142,8 @@ impl Core {
                 Ok(()) => break,
                 Err(StoreError::Transient(e)) => {
                     telemetry::store_error("flush", "transient");
-                    self.folder.store_fails("be written", &e);
-                    if self.folder.shutdown.load(Ordering::Relaxed) {
+                    self.store_fails("be written", &e);
+                    if self.shutdown.load(Ordering::Relaxed) {
                         // Nothing of this flush is committed: whoever reads its
                         // partitions next folds its records again from the last
                         // checkpoint. Waiting for the store instead could be forever.
@@ -155,11 +154,8 @@ impl Core {
                     }
                     tracing::warn!(error = %e, backoff = ?backoff.next(), "store flush failed; retrying");
                     telemetry::store_retry("flush");
-                    backoff.pause(&self.folder.shutdown);
-                    result = self
-                        .folder
-                        .rt
-                        .block_on(self.folder.store.apply(Arc::clone(&flush)));
+                    backoff.pause(&self.shutdown);
+                    result = self.rt.block_on(self.store.apply(Arc::clone(&flush)));
                 }
                 Err(fatal) => {
                     telemetry::store_error("flush", "fatal");
@@ -169,12 +165,12 @@ impl Core {
         }
         // Retries included: folding stood still for them too.
         self.totals.waited_for_store += waiting.elapsed();
-        self.folder.store_works();
+        self.store_works();
         let stored = summary.started.elapsed();
         // Freeing a flush (hundreds of thousands of rows while catching up) was 4% of
         // the folding thread's time, by profile: the runtime's blocking pool does it.
-        self.folder.rt.spawn_blocking(move || drop(flush));
-        self.shards.flushed(&summary.offsets);
+        self.rt.spawn_blocking(move || drop(flush));
+        self.engine.flushed(&summary.offsets);
         self.totals.add(&summary);
         commit(consumer, &summary.offsets)?;
         tracing::debug!(
@@ -194,15 +190,36 @@ impl Core {
         Ok(())
     }
 
+    /// A record below the store's checkpoint means Kafka's committed offset is behind
+    /// it: the previous owner's commit was lost (a commit during a rebalance may be
+    /// refused, and commits are only an optimization). Commit the checkpoint, once per
+    /// assignment, so that the group's lag (what SREs watch, and what a drain before a
+    /// resize waits for) tells the truth even if this partition gets no new record, and
+    /// a later owner does not skip the same records again.
+    pub(super) fn commit_checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ProcessorError> {
+        if !self.checkpoint_committed.insert(partition) {
+            return Ok(());
+        }
+        match self.engine.checkpoint(partition) {
+            Some(next) => commit(consumer, &[(topic.to_owned(), partition, next)]),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn publish_counters(&mut self) {
-        for (partition, now) in self.shards.counters() {
+        for (partition, now) in self.engine.counters() {
             let before = self.published.entry(partition).or_default();
             telemetry::partition_counters(partition, before, &now);
             *before = now;
         }
-        let (hits, misses) = self.shards.take_lookups();
+        let (hits, misses) = self.engine.take_lookups();
         telemetry::cache_lookups(hits, misses);
-        let (visitors, dirty) = self.shards.cache_size();
+        let (visitors, dirty) = self.engine.cache_size();
         telemetry::cache_size(visitors, dirty);
     }
 }

@@ -1,96 +1,20 @@
-//! Folding a record and the store reads it needs, from a worker thread (or the
-//! processor's own, for the few records of its main queue): transient store errors
-//! pause and retry (never skipping the record) and mark the processor unhealthy until
-//! the store works again. [`Folder`] is what the workers share.
+//! Folding a record and the store reads it needs, from the folding thread: transient
+//! store errors pause and retry (never skipping the record) and mark the processor
+//! unhealthy until the store works again.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use funnelfold_config::Topics;
 use funnelfold_core::codec::confluent_schema_id;
-use funnelfold_store::{Health, Store, StoreError};
-use rdkafka::producer::FutureProducer;
-use tokio::runtime::Handle;
+use funnelfold_store::StoreError;
 
-use super::dead_letter::PendingDeadLetter;
 use super::retry::Backoff;
-use super::shards::{owner, Shard, Shards};
-use super::ProcessorError;
+use super::Core;
 use crate::engine::{Outcome, Record};
 use crate::reads::StoreReads;
 use crate::telemetry;
 
-/// What folding and flushing need besides the shards: shared by the workers and the
-/// processor's own thread.
-pub(super) struct Folder {
-    pub(super) store: Arc<dyn Store>,
-    pub(super) rt: Handle,
-    pub(super) producer: FutureProducer,
-    pub(super) topics: Topics,
-    /// Unhealthy while the store fails, so that the API stops accepting what nothing
-    /// can make durable.
-    pub(super) health: Arc<Health>,
-    /// Set when the processor is asked to stop: store retries give up on it.
-    pub(super) shutdown: Arc<AtomicBool>,
-    /// Dead letters not yet acknowledged by the broker: awaited before a flush commits
-    /// the offsets of the records they carry. A worker adds one while it holds its
-    /// shard, so a flush planned after the record was folded finds its dead letter.
-    pub(super) dead_letters: Mutex<Vec<PendingDeadLetter>>,
-    /// Why the processor stops, the first reason found (by a worker, an assignment's
-    /// checks or the flushes).
-    pub(super) fatal: Mutex<Option<ProcessorError>>,
-    /// Partitions read to their end (with `stop_when_caught_up` only): their end was
-    /// reported and no record of them came since. One set per worker, of the
-    /// partitions it owns: each worker updates its own with every record.
-    pub(super) at_end: Vec<Mutex<HashSet<i32>>>,
-}
-
-impl Folder {
-    /// Records why the processor stops, unless a reason was found before.
-    pub(super) fn set_fatal(&self, e: ProcessorError) {
-        self.fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
-    }
-
-    pub(super) fn has_fatal(&self) -> bool {
-        self.fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    pub(super) fn take_fatal(&self) -> Option<ProcessorError> {
-        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// The partitions at their end among those of `partition`'s worker.
-    pub(super) fn ends_of(&self, partition: i32) -> MutexGuard<'_, HashSet<i32>> {
-        self.at_end[owner(partition, self.at_end.len())]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Every partition at its end.
-    pub(super) fn at_end(&self) -> HashSet<i32> {
-        let mut all = HashSet::new();
-        for ends in &self.at_end {
-            all.extend(ends.lock().unwrap_or_else(|p| p.into_inner()).iter());
-        }
-        all
-    }
-
-    /// Forgets every partition's end: after a rebalance, a partition assigned again is
-    /// read again from its checkpoint.
-    pub(super) fn clear_ends(&self) {
-        for ends in &self.at_end {
-            ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-    }
-
+impl Core {
     /// The store failed to `stage` (`be read`, `be written`): tell the API and the
     /// metrics, until [`Core::store_works`].
     pub(super) fn store_fails(&self, stage: &str, error: &str) {
@@ -135,11 +59,11 @@ impl Folder {
 
     /// Reads the traffic shares that folded events still wait for (a store read failed
     /// after their fold), retrying like every store read: a flush needs them all.
-    pub(super) fn settle_traffic(&self, shards: &Shards) -> Result<(), StoreError> {
+    pub(super) fn settle_traffic(&mut self) -> Result<(), StoreError> {
         let mut backoff = Backoff::new();
         loop {
             let reads = StoreReads::new(&*self.store, &self.rt);
-            match shards.settle_all_traffic(reads.get()) {
+            match self.engine.settle_all_traffic(reads.get()) {
                 Err(StoreError::Transient(e)) if !self.shutdown.load(Ordering::Relaxed) => {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");
@@ -167,19 +91,18 @@ impl Folder {
     /// is not at fault, so it is neither dead-lettered nor skipped, and nothing past it
     /// is committed meanwhile.
     fn learn_schema(
-        &self,
-        shard: &mut Shard,
+        &mut self,
         payload: Option<&[u8]>,
         shutdown: &AtomicBool,
     ) -> Result<(), StoreError> {
-        let Some(registry) = shard.registry.as_mut() else {
+        let Some(registry) = self.registry.as_mut() else {
             return Ok(());
         };
         let Some(id) = payload.and_then(confluent_schema_id) else {
             return Ok(());
         };
         let mut backoff = Backoff::new();
-        while let Err(e) = registry.resolve(shard.engine.codec_mut(), id) {
+        while let Err(e) = registry.resolve(self.engine.codec_mut(), id) {
             if shutdown.load(Ordering::Relaxed) {
                 // Not folded and not dead-lettered: the next owner asks again.
                 return Err(StoreError::Transient(format!(
@@ -196,21 +119,20 @@ impl Folder {
 
     /// Retries transient store errors with backoff; never skips the record.
     pub(super) fn apply(
-        &self,
-        shard: &mut Shard,
+        &mut self,
         rec: Record<'_>,
         shutdown: &AtomicBool,
     ) -> Result<Outcome, StoreError> {
-        self.learn_schema(shard, rec.payload, shutdown)?;
+        self.learn_schema(rec.payload, shutdown)?;
         let mut backoff = Backoff::new();
         let mut failed = false;
         loop {
             let reads = StoreReads::new(&*self.store, &self.rt);
             // One record in 64 is timed: enough for the histogram, and the clock is
             // not read a million times a second.
-            shard.applied += 1;
-            let timed = (shard.applied % 64 == 0).then(Instant::now);
-            match shard.engine.apply(reads.get(), rec) {
+            self.applied += 1;
+            let timed = (self.applied % 64 == 0).then(Instant::now);
+            match self.engine.apply(reads.get(), rec) {
                 Err(StoreError::Transient(e)) if !shutdown.load(Ordering::Relaxed) => {
                     tracing::warn!(error = %e, "store read failed; retrying");
                     telemetry::store_error("read", "transient");

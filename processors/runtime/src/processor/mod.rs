@@ -1,19 +1,15 @@
 //! The fold processor: an rdkafka consumer group member on `events.raw` that drives
-//! the [`Engine`](crate::engine::Engine), dead-letters what it cannot fold, flushes
-//! coalesced state to the store, publishes the changelogs and commits offsets after
-//! durability.
+//! the [`Engine`], dead-letters what it cannot fold, flushes coalesced state to the
+//! store, publishes the changelogs and commits offsets after durability.
 //!
-//! Worker threads decode and fold (`workers`), each owning some of the assigned
-//! partitions and a shard of the engine (`shards`); a worker reads each of its
-//! partitions from that partition's own queue, in turn (`queues`), so the records of a
-//! partition are applied in offset order, by one thread. The processor's own thread
-//! polls the consumer's main queue, plans each flush (a snapshot of what was folded,
-//! with the offsets it covers) and hands the store write to the runtime; folding goes
-//! on while it is written, up to twice the flush bounds, and the offsets are committed
-//! only once the write is durable. The rebalance callback runs on that thread (inside
-//! `poll`): it checks and places assigned partitions before they are read
-//! (`crate::assignment`), and takes revoked ones from their workers, flushes and
-//! commits them before they are given up.
+//! One thread owns the consumer and the engine, so records of a partition are applied
+//! in offset order. That thread plans each flush (a snapshot of what was folded, with
+//! the offsets it covers) and hands the store write to the runtime; folding goes on
+//! while it is written, up to twice the flush bounds, and the offsets are committed
+//! only once the write is durable. The rebalance callback runs on the same thread
+//! (inside `poll`): it checks and places assigned partitions before they are read
+//! (`crate::assignment`), and flushes and commits revoked ones before they are given
+//! up.
 //!
 //! A record the processor must produce (a dead letter, a changelog record) that
 //! cannot be produced is never retried in a loop: a dead letter too large goes without
@@ -21,12 +17,10 @@
 //! the source partition and offset and the broker's error, nothing past it committed
 //! (see `dead_letter` and `changelog`).
 //!
-//! The rooms: `consumer` (the processor's loop and when to flush), `workers` (the
-//! folding threads), `shards` (the engine per worker), `queues` (the partitions'
-//! queues), `folding` (a record and its store reads, retried), `flush` (the store
-//! write and the commit), `changelog`, `dead_letter`, `rebalance` (the consumer's
-//! callbacks) and `retry` (backoffs); this file holds the settings, the shared state
-//! and the handle.
+//! The rooms: `consumer` (the folding loop and when to flush), `folding` (a record
+//! and its store reads, retried), `flush` (the store write and the commit),
+//! `changelog`, `dead_letter`, `rebalance` (the consumer's callbacks) and `retry`
+//! (backoffs); this file holds the settings, the shared state and the handle.
 
 mod changelog;
 mod consumer;
@@ -35,14 +29,11 @@ mod flush;
 mod folding;
 #[cfg(test)]
 mod produce_errors;
-mod queues;
 mod rebalance;
 mod retry;
-mod shards;
-mod workers;
 
 use funnelfold_kafka::ClientConfigExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,18 +46,17 @@ use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 
 use crate::assignment::OnMismatch;
-use crate::engine::{Counters, EngineConfig};
+use crate::engine::{Counters, Engine, EngineConfig};
+use crate::schema_registry::SchemaRegistry;
 use crate::telemetry;
 use funnelfold_config::{KafkaSettings, Topics};
 use funnelfold_store::Health;
 
 use consumer::{consumer_config, run};
+use dead_letter::PendingDeadLetter;
 pub use flush::FlushTotals;
 use flush::InFlight;
-use folding::Folder;
-use queues::Queues;
 use rebalance::Ctx;
-use shards::Shards;
 
 /// Settings of one fold processor.
 #[derive(Debug, Clone)]
@@ -93,18 +83,6 @@ pub struct ProcessorConfig {
     /// What to do with an assigned partition whose store checkpoint and log disagree
     /// (see [`crate::assignment`]).
     pub on_log_mismatch: OnMismatch,
-    /// Threads that decode and fold, each owning some of the assigned partitions;
-    /// `None`: one per core.
-    pub workers: Option<usize>,
-}
-
-impl ProcessorConfig {
-    /// The worker threads to start: [`ProcessorConfig::workers`], or one per core.
-    pub fn workers(&self) -> usize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-            .max(1)
-    }
 }
 
 impl Default for ProcessorConfig {
@@ -120,7 +98,6 @@ impl Default for ProcessorConfig {
             schema_registry: None,
             stop_when_caught_up: false,
             on_log_mismatch: OnMismatch::Refuse,
-            workers: None,
         }
     }
 }
@@ -151,21 +128,38 @@ pub enum ProcessorError {
 
 /// Everything a flush needs besides the consumer.
 struct Core {
-    /// The engine, one shard per worker.
-    shards: Shards,
-    /// What folding and flushing share with the workers.
-    folder: Arc<Folder>,
+    engine: Engine,
+    /// Resolves Confluent schema ids the engine's codec does not know, when set.
+    registry: Option<SchemaRegistry>,
+    store: Arc<dyn Store>,
+    rt: Handle,
+    producer: FutureProducer,
+    topics: Topics,
     projection_codec: ProjectionCodec,
+    /// Dead letters not yet acknowledged by the broker: awaited before a flush commits
+    /// the offsets of the records they carry.
+    dead_letters: Vec<PendingDeadLetter>,
     published: HashMap<i32, Counters>,
+    /// Records applied, for sampling their fold time.
+    applied: u64,
     totals: FlushTotals,
     inflight: Option<InFlight>,
+    fatal: Option<ProcessorError>,
     /// Set once the folding loop ended on an error: the revocation that closing the
     /// consumer brings must not flush (and commit) past what failed.
     stopped_on_error: bool,
+    /// Partitions whose store checkpoint was committed to Kafka since they were
+    /// assigned, having been found ahead of Kafka's offset (see `commit_checkpoint`).
+    checkpoint_committed: HashSet<i32>,
     on_log_mismatch: OnMismatch,
     write_generation: i64,
     /// The brokers, for messages.
     brokers: String,
+    /// Unhealthy while the store fails, so that the API stops accepting what nothing
+    /// can make durable.
+    health: Arc<Health>,
+    /// Set when the processor is asked to stop: store retries give up on it.
+    shutdown: Arc<AtomicBool>,
 }
 
 /// A running fold processor.
@@ -217,7 +211,7 @@ impl ProcessorHandle {
         self.core
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .shards
+            .engine
             .counters()
     }
 
@@ -227,7 +221,7 @@ impl ProcessorHandle {
         self.core
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .shards
+            .engine
             .lifetime_counters()
     }
 }
@@ -257,39 +251,37 @@ pub fn spawn_with_health(
     let codec = Codec::with_history()
         .map_err(|e| ProcessorError::Config(format!("a released schema cannot be read: {e}")))?
         .with_max_record_bytes(cfg.max_record_bytes);
-    let workers = cfg.workers();
-    let shards = Shards::new(&engine_cfg, &codec, cfg.schema_registry.as_deref(), workers)
-        .map_err(ProcessorError::Config)?;
+    let registry = match &cfg.schema_registry {
+        Some(url) => Some(SchemaRegistry::new(url).map_err(ProcessorError::Config)?),
+        None => None,
+    };
     let core = Arc::new(Mutex::new(Core {
-        shards,
-        folder: Arc::new(Folder {
-            store,
-            rt,
-            producer,
-            topics: cfg.topics.clone(),
-            health: Arc::clone(&health),
-            shutdown: Arc::clone(&shutdown),
-            dead_letters: Mutex::new(Vec::new()),
-            fatal: Mutex::new(None),
-            at_end: (0..workers).map(|_| Mutex::default()).collect(),
-        }),
+        engine: Engine::new(engine_cfg, codec),
+        registry,
+        store,
+        rt,
+        producer,
+        topics: cfg.topics.clone(),
         projection_codec: ProjectionCodec::new(),
+        dead_letters: Vec::new(),
         published: HashMap::new(),
+        applied: 0,
         totals: FlushTotals::default(),
         inflight: None,
+        fatal: None,
         stopped_on_error: false,
+        checkpoint_committed: HashSet::new(),
         on_log_mismatch: cfg.on_log_mismatch,
         write_generation: cfg.engine.write_generation,
         brokers: cfg.kafka.brokers.clone(),
+        health: Arc::clone(&health),
+        shutdown: Arc::clone(&shutdown),
     }));
-    let consumer: Arc<BaseConsumer<Ctx>> =
-        Arc::new(consumer_config(&cfg).create_with_context(Ctx {
-            core: Arc::clone(&core),
-            high_watermarks: Mutex::new(HashMap::new()),
-            rebalances: AtomicU64::new(0),
-            queues: Queues::new(workers),
-        })?);
-    consumer.context().queues.set_consumer(&consumer);
+    let consumer: BaseConsumer<Ctx> = consumer_config(&cfg).create_with_context(Ctx {
+        core: Arc::clone(&core),
+        high_watermarks: Mutex::new(HashMap::new()),
+        rebalances: AtomicU64::new(0),
+    })?;
     consumer.subscribe(&[cfg.topics.raw.as_str()])?;
     telemetry::store_errors_exist();
     telemetry::log_mismatches_exist();
@@ -306,9 +298,7 @@ pub fn spawn_with_health(
                         .unwrap_or_else(|p| p.into_inner())
                         .stopped_on_error = true;
                 }
-                // The partition queues hold the consumer; once they are gone, closing
-                // it revokes its partitions (see `Ctx::revoke`).
-                consumer.context().queues.clear();
+                // Closing the consumer revokes its partitions (see `Ctx::revoke`).
                 drop(consumer);
                 result
             })

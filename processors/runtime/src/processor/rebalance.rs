@@ -12,11 +12,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::queues::Queues;
 use super::retry::retry;
 use super::{Core, ProcessorError};
 use crate::assignment::{self, Observed, OnMismatch};
-use crate::engine::write_timestamp;
+use crate::engine::{write_timestamp, Engine};
 use crate::log_identity;
 use crate::reads::StoreReads;
 use crate::telemetry;
@@ -29,8 +28,6 @@ pub(super) struct Ctx {
     pub(super) high_watermarks: Mutex<HashMap<(String, i32), i64>>,
     /// Rebalances completed so far.
     pub(super) rebalances: AtomicU64,
-    /// The assigned partitions' own queues: split on assignment, dropped on revocation.
-    pub(super) queues: Queues,
 }
 
 impl ClientContext for Ctx {
@@ -63,15 +60,14 @@ impl ClientContext for Ctx {
 impl Ctx {
     /// Records between the end of each assigned partition (as of the last statistics)
     /// and the next offset the engine will fold, summed; per partition as a gauge.
-    pub(super) fn lag(&self, next_offsets: &[(String, i32, i64)]) -> i64 {
+    pub(super) fn lag(&self, engine: &Engine) -> i64 {
         let marks = self
             .high_watermarks
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut total = 0;
-        for (topic, partition, next) in next_offsets {
-            let (partition, next) = (*partition, *next);
-            if let Some(high) = marks.get(&(topic.clone(), partition)) {
+        for (topic, partition, next) in engine.next_offsets() {
+            if let Some(high) = marks.get(&(topic.to_owned(), partition)) {
                 let lag = (high - next).max(0);
                 telemetry::consumer_lag(partition, lag);
                 total += lag;
@@ -99,18 +95,13 @@ impl ConsumerContext for Ctx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 telemetry::rebalance("assign");
-                let placed = self.place(consumer, tpl);
-                if placed.is_ok() {
-                    // Before librdkafka fetches them (see `super::queues`).
-                    self.queues.split(tpl);
-                }
-                match placed {
+                match self.place(consumer, tpl) {
                     Ok(()) if cooperative => consumer.incremental_assign(tpl),
                     Ok(()) => consumer.assign(tpl),
                     Err(refusal) => {
                         // Reported once, as the processor stops on it.
-                        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-                        core.folder.set_fatal(refusal);
+                        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+                        core.fatal.get_or_insert(refusal);
                         Ok(())
                     }
                 }
@@ -127,7 +118,6 @@ impl ConsumerContext for Ctx {
             _ => {
                 telemetry::rebalance("error");
                 tracing::error!(error = ?err, "rebalance failed");
-                self.queues.clear();
                 consumer.unassign()
             }
         };
@@ -148,9 +138,6 @@ impl Ctx {
     /// Flushes and commits revoked partitions, then forgets them.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        // Nothing more of them is folded: their workers give them up after the round
-        // in progress, if any.
-        self.queues.drop_partitions(&revoked);
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         tracing::info!(
             ?revoked,
@@ -165,11 +152,12 @@ impl Ctx {
             tracing::error!(error = %e, "flush on revocation failed; the next owner replays from the last checkpoint");
             if matches!(e, ProcessorError::Produce(_)) {
                 // As it would be outside a rebalance: the processor stops on it.
-                core.folder.set_fatal(e);
+                core.fatal.get_or_insert(e);
             }
         }
         for p in revoked {
-            core.shards.release(p);
+            core.engine.release(p);
+            core.checkpoint_committed.remove(&p);
             // Its lag is the next owner's to report now.
             telemetry::consumer_lag(p, 0);
         }
@@ -183,7 +171,7 @@ impl Ctx {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> Result<(), ProcessorError> {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         let brokers = core.brokers.clone();
         let broker_error = |what: &str, e: KafkaError| {
             ProcessorError::Refused(format!(
@@ -206,13 +194,13 @@ impl Ctx {
                 .map_err(|e| broker_error("reading the topics' ids", e))?;
         let committed = retry(|| consumer.committed_offsets(tpl.clone(), PLACEMENT_TIMEOUT))
             .map_err(|e| broker_error("reading the group's committed offsets", e))?;
-        let group = core.folder.topics.group.clone();
-        let by_timestamp = core.folder.store.orders_writes_by_timestamp();
+        let group = core.topics.group.clone();
+        let by_timestamp = core.store.orders_writes_by_timestamp();
         for (topic, partition) in assigned {
             let (_, end) =
                 retry(|| consumer.fetch_watermarks(&topic, partition, PLACEMENT_TIMEOUT))
                     .map_err(|e| broker_error("reading a partition's end offset", e))?;
-            let stored = core.folder.with_retries("read", |c| {
+            let stored = core.with_retries("read", |c| {
                 StoreReads::new(&*c.store, &c.rt)
                     .get()
                     .checkpoint(&group, &topic, partition)
@@ -267,7 +255,7 @@ impl Ctx {
             if placed.record {
                 let ts =
                     write_timestamp(placed.checkpoint.generation, placed.checkpoint.next_offset);
-                core.folder.with_retries("flush", |c| {
+                core.with_retries("flush", |c| {
                     c.rt.block_on(c.store.set_checkpoint(
                         &group,
                         &topic,
@@ -280,7 +268,8 @@ impl Ctx {
             if let Some(start) = placed.start {
                 tpl.set_partition_offset(&topic, partition, Offset::Offset(start))?;
             }
-            core.shards.assign(&topic, partition, placed.checkpoint);
+            core.engine.assign(&topic, partition, placed.checkpoint);
+            core.checkpoint_committed.remove(&partition);
         }
         Ok(())
     }
