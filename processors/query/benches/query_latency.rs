@@ -412,7 +412,7 @@ async fn seed_journeys(store: &dyn Store, today: i32) -> Result<usize> {
                     funnel_id: "demo".into(),
                     day,
                 },
-                links,
+                links: links.into(),
             });
             for bot in BOT_NAMES {
                 flush.bots.push(BotShare {

@@ -35,7 +35,7 @@ fn flow(day: i32, step: u8, from: &str, to: &str, landing: &str, sessions: i64) 
             funnel_id: "shop".into(),
             day,
         },
-        links: FlowLinks::from([(link, sessions)]),
+        links: FlowLinks::from([(link, sessions)]).into(),
     }
 }
 
@@ -43,11 +43,17 @@ fn flow(day: i32, step: u8, from: &str, to: &str, landing: &str, sessions: i64) 
 fn days(links: Vec<FlowDayShare>) -> Vec<FlowDayShare> {
     let mut by_day: std::collections::BTreeMap<FlowDay, FlowLinks> = Default::default();
     for share in links {
-        by_day.entry(share.day).or_default().extend(share.links);
+        by_day
+            .entry(share.day)
+            .or_default()
+            .extend(share.links.to_links());
     }
     by_day
         .into_iter()
-        .map(|(day, links)| FlowDayShare { day, links })
+        .map(|(day, links)| FlowDayShare {
+            day,
+            links: links.into(),
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@
 //! canonical (paths sorted, links sorted by (landing, step, from, to), no zero
 //! counts), so a replayed flush writes the same bytes, and versioned by its first byte.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use funnelfold_core::projection::{FlowKey, FlowRow};
 
@@ -52,7 +52,103 @@ pub struct FlowDay {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowDayShare {
     pub day: FlowDay,
-    pub links: FlowLinks,
+    pub links: DayLinks,
+}
+
+/// (landing, step, from, to), each path by its number in a [`DayLinks`].
+type Numbered = (u32, u8, u32, u32);
+
+/// A day's links with every path numbered once: the form a fold processor keeps and
+/// changes between flushes, and writes from.
+///
+/// As [`FlowLinks`] each link holds three strings and a change compares strings down
+/// an ordered tree; most pageviews move a link or two of a day that holds thousands
+/// over a few hundred paths, so here a change is a few hash lookups without an
+/// allocation, a day takes a fraction of the memory, and a flush encodes it without
+/// building the map. Paths are never unnumbered: a path whose links all left usually
+/// comes back, and the encoding leaves unused paths out.
+// foldhash, not SipHash: paths come from SDKs, but the hasher is seeded per process.
+#[derive(Clone, Default)]
+pub struct DayLinks {
+    paths: Vec<Box<str>>,
+    numbers: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    links: HashMap<Numbered, i64, foldhash::fast::RandomState>,
+}
+
+impl DayLinks {
+    fn number(&mut self, path: &str) -> u32 {
+        if let Some(&n) = self.numbers.get(path) {
+            return n;
+        }
+        let n = u32::try_from(self.paths.len()).expect("fewer than 2^32 paths in a day");
+        self.paths.push(path.into());
+        self.numbers.insert(path.into(), n);
+        n
+    }
+
+    /// Adds `sessions` to a link; a link back at 0 leaves, so that the day's row holds
+    /// only the links its sessions make.
+    pub fn add(&mut self, link: &FlowLink, sessions: i64) {
+        if sessions == 0 {
+            return;
+        }
+        let key = (
+            self.number(&link.landing),
+            link.step,
+            self.number(&link.from),
+            self.number(&link.to),
+        );
+        let count = self.links.entry(key).or_default();
+        *count += sessions;
+        if *count == 0 {
+            self.links.remove(&key);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The links as a map of owned links.
+    pub fn to_links(&self) -> FlowLinks {
+        let path = |n: u32| self.paths[n as usize].to_string();
+        (self.links.iter())
+            .map(|(&(landing, step, from, to), &sessions)| {
+                let link = FlowLink {
+                    landing: path(landing),
+                    step,
+                    from: path(from),
+                    to: path(to),
+                };
+                (link, sessions)
+            })
+            .collect()
+    }
+}
+
+impl From<FlowLinks> for DayLinks {
+    fn from(links: FlowLinks) -> Self {
+        let mut day = DayLinks::default();
+        for (link, sessions) in &links {
+            day.add(link, *sessions);
+        }
+        day
+    }
+}
+
+/// Equal when they hold the same links, however their paths were numbered.
+impl PartialEq for DayLinks {
+    fn eq(&self, other: &Self) -> bool {
+        self.links.len() == other.links.len() && self.to_links() == other.to_links()
+    }
+}
+
+impl Eq for DayLinks {}
+
+impl std::fmt::Debug for DayLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_links().fmt(f)
+    }
 }
 
 /// The first byte of an encoded day of links.
@@ -66,19 +162,36 @@ struct Stored {
     links: Vec<(u32, u8, u32, u32, i64)>,
 }
 
-/// Encodes a day's links (zero counts left out).
-pub(crate) fn encode_links(links: &FlowLinks) -> Result<Vec<u8>> {
-    let live = || links.iter().filter(|(_, n)| **n != 0);
-    let paths: BTreeSet<&str> = live()
-        .flat_map(|(l, _)| [l.landing.as_str(), l.from.as_str(), l.to.as_str()])
+/// Encodes a day's links, canonically: the paths its links use, sorted, and the links
+/// by (landing, step, from, to) as numbers into them (numbers in path order sort as
+/// the paths do).
+pub(crate) fn encode_links(day: &DayLinks) -> Result<Vec<u8>> {
+    let mut used = vec![false; day.paths.len()];
+    for &(landing, _, from, to) in day.links.keys() {
+        for n in [landing, from, to] {
+            used[n as usize] = true;
+        }
+    }
+    let mut paths: Vec<u32> = (0..day.paths.len() as u32)
+        .filter(|&n| used[n as usize])
         .collect();
-    let paths: Vec<&str> = paths.into_iter().collect();
-    let at = |p: &str| paths.binary_search(&p).expect("listed above") as u32;
+    paths.sort_unstable_by(|&a, &b| day.paths[a as usize].cmp(&day.paths[b as usize]));
+    let mut at = vec![0u32; day.paths.len()];
+    for (i, &n) in paths.iter().enumerate() {
+        at[n as usize] = i as u32;
+    }
+    let mut links: Vec<(u32, u8, u32, u32, i64)> = (day.links.iter())
+        .map(|(&(l, step, from, to), &n)| {
+            (at[l as usize], step, at[from as usize], at[to as usize], n)
+        })
+        .collect();
+    links.sort_unstable();
     let stored = Stored {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-        links: live()
-            .map(|(l, n)| (at(&l.landing), l.step, at(&l.from), at(&l.to), *n))
+        paths: paths
+            .iter()
+            .map(|&n| day.paths[n as usize].to_string())
             .collect(),
+        links,
     };
     postcard::to_extend(&stored, vec![VERSION])
         .map_err(|e| StoreError::Fatal(format!("encoding page-flow links: {e}")))
@@ -203,11 +316,12 @@ mod tests {
         links.insert(link("/", 2, "/a", "(exit)"), 2);
         links.insert(link("/", 2, "/a", "/b"), 0);
         links.insert(link("/b", 1, "/b", "(exit)"), -1);
-        let decoded = decode_links(&encode_links(&links).expect("encoded")).expect("decoded");
+        let decoded =
+            decode_links(&encode_links(&links.clone().into()).expect("encoded")).expect("decoded");
         links.retain(|_, n| *n != 0);
         assert_eq!(decoded, links);
         assert!(
-            decode_links(&encode_links(&FlowLinks::new()).expect("empty"))
+            decode_links(&encode_links(&DayLinks::default()).expect("empty"))
                 .expect("decoded")
                 .is_empty()
         );
@@ -224,13 +338,20 @@ mod tests {
         b.insert(link("/x", 2, "/y", "(exit)"), 1);
         b.insert(link("/x", 2, "/y", "/z"), 0);
         b.insert(link("/x", 1, "/x", "/y"), 1);
-        let bytes = encode_links(&a).expect("encoded");
-        assert_eq!(bytes, encode_links(&b).expect("encoded"));
+        let bytes = encode_links(&a.clone().into()).expect("encoded");
+        assert_eq!(bytes, encode_links(&b.clone().into()).expect("encoded"));
         assert_eq!(
             bytes.windows(2).filter(|w| w == b"/x").count(),
             1,
             "each path once"
         );
+        // Built in another order, with a path numbered first whose link then left.
+        let mut c = DayLinks::default();
+        c.add(&link("/z", 1, "/z", "(exit)"), 1);
+        c.add(&link("/x", 2, "/y", "(exit)"), 1);
+        c.add(&link("/x", 1, "/x", "/y"), 1);
+        c.add(&link("/z", 1, "/z", "(exit)"), -1);
+        assert_eq!(encode_links(&c).expect("encoded"), bytes, "unused paths left out");
     }
 
     /// Sums the links of days' rows (each partition's links of one day) per (step, from,
@@ -281,8 +402,8 @@ mod tests {
         b.insert(link("/", 1, "/", "/a"), -1);
         b.insert(link("/", 2, "/a", "(exit)"), -1);
         let days = [
-            encode_links(&a).expect("encoded"),
-            encode_links(&b).expect("encoded"),
+            encode_links(&a.clone().into()).expect("encoded"),
+            encode_links(&b.clone().into()).expect("encoded"),
         ];
         for landing in [None, Some("/"), Some("/b"), Some("/nowhere")] {
             let expected = sum_flow_shares("f", 7, landing, [a.clone(), b.clone()]);
@@ -299,8 +420,8 @@ mod tests {
     fn a_corrupt_row_is_an_error_not_an_empty_day() {
         assert!(decode_links(&[]).is_err());
         assert!(decode_links(&[9, 0, 0]).is_err());
-        let mut bytes =
-            encode_links(&FlowLinks::from([(link("/", 1, "/", "(exit)"), 1)])).expect("encoded");
+        let mut bytes = encode_links(&FlowLinks::from([(link("/", 1, "/", "(exit)"), 1)]).into())
+            .expect("encoded");
         bytes.truncate(bytes.len() - 1);
         assert!(decode_links(&bytes).is_err());
     }

@@ -41,7 +41,7 @@ pub enum StoreError {
 }
 
 pub use event_rows::{encode_block, EventRowRef, EventRows};
-pub use flow_day::{FlowDay, FlowDayShare, FlowLink, FlowLinks};
+pub use flow_day::{DayLinks, FlowDay, FlowDayShare, FlowLink, FlowLinks};
 pub use health::Health;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use funnelfold_core::{BotKey, ProfileRow, RetentionKey, SessionRow, TrafficCounts, TrafficKey};
 
-use crate::{Checkpoint, EventRowRef, FlowDay, FlowLinks, FunnelShare, PartitionFlush, VisitorKey};
+use crate::{Checkpoint, DayLinks, EventRowRef, FlowDay, FunnelShare, PartitionFlush, VisitorKey};
 
 /// (funnel, anonymous id, session id): a session's identity.
 pub(crate) type SessionId<'a> = (&'a str, &'a str, &'a str);
@@ -45,7 +45,7 @@ pub(crate) struct Plan<'a> {
     pub funnels: Vec<(&'a str, &'a FunnelShare)>,
     /// Journey shares: page-flow links (all of a (funnel, day)'s, one row), retention
     /// cells (visitors), bot counts (events), engaged sessions per traffic aggregate.
-    pub flows: Vec<(&'a FlowDay, &'a FlowLinks)>,
+    pub flows: Vec<(&'a FlowDay, &'a DayLinks)>,
     pub retention: Vec<(&'a RetentionKey, i64)>,
     pub bots: Vec<(&'a BotKey, i64)>,
     pub engaged: Vec<(&'a TrafficKey, i64)>,

@@ -1444,7 +1444,7 @@ fn day_links(rows: &[(&str, u8, &str, &str, i64)]) -> FlowLinks {
 fn flow(funnel: &str, day: i32, rows: &[(&str, u8, &str, &str, i64)]) -> FlowDayShare {
     FlowDayShare {
         day: flow_day(funnel, day),
-        links: day_links(rows),
+        links: day_links(rows).into(),
     }
 }
 

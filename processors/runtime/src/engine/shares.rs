@@ -12,10 +12,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
+use foldhash::fast::RandomState;
 use funnelfold_core::projection::{BotKey, RetentionKey};
 use funnelfold_core::{TrafficCounts, TrafficKey};
 use funnelfold_store::{
-    BlockingReads, BotShare, EngagedShare, FlowDay, FlowDayShare, FlowLink, FlowLinks,
+    BlockingReads, BotShare, DayLinks, EngagedShare, FlowDay, FlowDayShare, FlowLink,
     PartitionFlush, RetentionShare, StoreError, TrafficShare,
 };
 
@@ -59,31 +60,12 @@ impl Delta<TrafficDelta> for TrafficValue {
     }
 }
 
-/// A day's links change one link at a time; a link back at 0 leaves the map, so that
-/// the day's row holds only the links its sessions make.
-impl Delta<(FlowLink, i64)> for FlowLinks {
-    fn apply(&mut self, (link, delta): &(FlowLink, i64)) {
-        if *delta == 0 {
-            return;
-        }
-        match self.get_mut(link) {
-            Some(sessions) => {
-                *sessions += delta;
-                if *sessions == 0 {
-                    self.remove(link);
-                }
-            }
-            None => {
-                self.insert(link.clone(), *delta);
-            }
-        }
-    }
-}
-
 /// A partition's shares of one kind of aggregate, changed by deltas `D`.
+// foldhash, not SipHash (hashing keys was a tenth of the folding thread's time);
+// seeded per process, since keys hold strings from SDKs.
 pub(super) struct Shares<K, V, D = V> {
-    values: HashMap<K, V>,
-    dirty: HashSet<K>,
+    values: HashMap<K, V, RandomState>,
+    dirty: HashSet<K, RandomState>,
     /// Deltas of folded events whose share could not be read yet (a store error after
     /// the fold, which can no longer be undone: retrying the record would find it a
     /// duplicate). Settled before the partition folds anything else, and before a flush.
@@ -93,14 +75,14 @@ pub(super) struct Shares<K, V, D = V> {
 impl<K, V, D> Default for Shares<K, V, D> {
     fn default() -> Self {
         Shares {
-            values: HashMap::new(),
-            dirty: HashSet::new(),
+            values: HashMap::default(),
+            dirty: HashSet::default(),
             deferred: VecDeque::new(),
         }
     }
 }
 
-impl<K: Eq + Hash + Ord + Clone, V: Delta<D> + Clone, D> Shares<K, V, D> {
+impl<K: Eq + Hash + Ord + Clone, V: Delta<D>, D> Shares<K, V, D> {
     /// Adds a folded event's delta to its share, reading the share with `load` first if
     /// it is not in memory; if that read fails, the delta waits in `deferred`.
     pub(super) fn add(
@@ -151,7 +133,10 @@ impl<K: Eq + Hash + Ord + Clone, V: Delta<D> + Clone, D> Shares<K, V, D> {
     }
 
     /// The shares changed since the last call, by key: what a flush writes.
-    pub(super) fn take_dirty(&mut self) -> Vec<(K, V)> {
+    pub(super) fn take_dirty(&mut self) -> Vec<(K, V)>
+    where
+        V: Clone,
+    {
         let mut keys: Vec<K> = self.dirty.drain().collect();
         keys.sort_unstable();
         keys.into_iter()
@@ -172,6 +157,13 @@ impl<K: Eq + Hash + Ord + Clone, V: Delta<D> + Clone, D> Shares<K, V, D> {
     }
 }
 
+/// A day's links change one link at a time (see [`DayLinks::add`]).
+impl Delta<(FlowLink, i64)> for DayLinks {
+    fn apply(&mut self, (link, delta): &(FlowLink, i64)) {
+        self.add(link, *delta);
+    }
+}
+
 /// Shares of an aggregate kept in memory before the clean ones are dropped.
 const MAX_CLEAN_SHARES: usize = 10_000;
 /// Days of page-flow links kept in memory before the clean ones are dropped: each is
@@ -183,7 +175,7 @@ const MAX_CLEAN_FLOW_DAYS: usize = 1_000;
 pub(super) struct PartitionShares {
     /// Traffic shares with their engaged sessions.
     pub(super) traffic: Shares<TrafficKey, TrafficValue, TrafficDelta>,
-    pub(super) flows: Shares<FlowDay, FlowLinks, (FlowLink, i64)>,
+    pub(super) flows: Shares<FlowDay, DayLinks, (FlowLink, i64)>,
     pub(super) retention: Shares<RetentionKey, i64>,
     pub(super) bots: Shares<BotKey, i64>,
 }
@@ -204,6 +196,19 @@ fn load_traffic<'a>(
                 engaged: engaged.unwrap_or_default(),
             }),
         )
+    }
+}
+
+/// Reads a partition's links of a day, numbering their paths.
+fn load_flow_day<'a>(
+    store: &'a dyn BlockingReads,
+    topic: &'a str,
+    partition: i32,
+) -> impl FnMut(&FlowDay) -> Result<Option<DayLinks>, StoreError> + 'a {
+    move |day| {
+        Ok(store
+            .load_flow_share(topic, partition, day)?
+            .map(DayLinks::from))
     }
 }
 
@@ -237,9 +242,10 @@ impl PartitionShares {
                 TrafficDelta::Engaged(d),
                 load_traffic(store, topic, partition),
             ),
-            ShareDelta::Flow(day, link, d) => self.flows.add(day, (link, d), |k| {
-                store.load_flow_share(topic, partition, k)
-            }),
+            ShareDelta::Flow(day, link, d) => {
+                self.flows
+                    .add(day, (link, d), load_flow_day(store, topic, partition))
+            }
             ShareDelta::Retention(key, d) => self
                 .retention
                 .add(key, d, |k| store.load_retention_share(topic, partition, k)),
@@ -257,8 +263,7 @@ impl PartitionShares {
         partition: i32,
     ) -> Result<(), StoreError> {
         self.traffic.settle(load_traffic(store, topic, partition))?;
-        self.flows
-            .settle(|k| store.load_flow_share(topic, partition, k))?;
+        self.flows.settle(load_flow_day(store, topic, partition))?;
         self.retention
             .settle(|k| store.load_retention_share(topic, partition, k))?;
         self.bots
@@ -308,6 +313,7 @@ impl PartitionShares {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use funnelfold_store::FlowLinks;
 
     fn fail(_: &&'static str) -> Result<Option<i64>, StoreError> {
         Err(StoreError::Transient("down".into()))
@@ -361,13 +367,13 @@ mod tests {
             funnel_id: "shop".into(),
             day: d,
         };
-        let mut shares: Shares<FlowDay, FlowLinks, (FlowLink, i64)> = Shares::default();
+        let mut shares: Shares<FlowDay, DayLinks, (FlowLink, i64)> = Shares::default();
         let stored = FlowLinks::from([(link("/", "(exit)"), 5)]);
         let mut loads = 0;
         for (to, delta) in [("/a", 1), ("/a", 1), ("(exit)", -1), ("/b", 1), ("/b", -1)] {
             shares.add(day(1), (link("/", to), delta), |_| {
                 loads += 1;
-                Ok(Some(stored.clone()))
+                Ok(Some(DayLinks::from(stored.clone())))
             });
         }
         shares.add(day(2), (link("/", "/a"), 1), |_| Ok(None));
@@ -377,12 +383,12 @@ mod tests {
             vec![
                 (
                     day(1),
-                    FlowLinks::from([(link("/", "(exit)"), 4), (link("/", "/a"), 2)])
+                    FlowLinks::from([(link("/", "(exit)"), 4), (link("/", "/a"), 2)]).into()
                 ),
-                (day(2), FlowLinks::from([(link("/", "/a"), 1)])),
+                (day(2), FlowLinks::from([(link("/", "/a"), 1)]).into()),
             ]
         );
         shares.add(day(2), (link("/", "/a"), -1), |_| panic!("in memory"));
-        assert_eq!(shares.take_dirty(), vec![(day(2), FlowLinks::new())]);
+        assert_eq!(shares.take_dirty(), vec![(day(2), DayLinks::default())]);
     }
 }

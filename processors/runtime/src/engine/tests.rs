@@ -503,7 +503,7 @@ fn journey_shares_are_the_reference_sums_one_row_per_key() {
             );
             one_row_per_key(pf.retention.iter().map(|s| s.key.clone()), &mut Vec::new());
             one_row_per_key(pf.bots.iter().map(|s| s.key.clone()), &mut Vec::new());
-            days.extend(pf.flows.iter().map(|f| (f.day.clone(), f.links.clone())));
+            days.extend(pf.flows.iter().map(|f| (f.day.clone(), f.links.to_links())));
             engaged.extend(pf.engaged.iter().map(|s| (s.key.clone(), s.sessions)));
             retention.extend(pf.retention.iter().map(|s| (s.key.clone(), s.visitors)));
             bots.extend(pf.bots.iter().map(|s| (s.key.clone(), s.events)));
