@@ -343,9 +343,11 @@ impl Store for ScyllaStore {
             return Ok(out);
         }
         let upper = page.upper();
-        // With an event-name filter, rows are dropped while scanning, so fetch big pages.
+        // With an event-name filter or a bot selection, rows are dropped while scanning
+        // (the flag is no key, and filtering on the server would need ALLOW FILTERING),
+        // so fetch big pages.
         let wanted = |out: &Vec<EventRow>| {
-            if filter.event_name.is_some() {
+            if filter.may_skip() {
                 1000
             } else {
                 page.limit - out.len()
@@ -355,7 +357,8 @@ impl Store for ScyllaStore {
             if !page.follows_cursor(row.ts.0, &row.event_id) {
                 return true;
             }
-            if filter.admits_name(&row.event_name) {
+            if filter.admits_name(&row.event_name) && filter.admits_bot(row.is_bot.unwrap_or(false))
+            {
                 out.push(row.into_row());
             }
             out.len() < page.limit
