@@ -85,10 +85,10 @@ pub fn migration_statements(text: &str, keyspace: &str, replication_factor: u32)
 /// Applied files are recorded in `{keyspace}.schema_migrations`, each once all its
 /// statements ran. Every statement is `IF NOT EXISTS`, or an `ALTER TABLE ... ADD` that
 /// is skipped when its column exists ([`added_column`]), so a migration interrupted
-/// half-way is simply run again. The driver
-/// waits for schema agreement after each DDL statement. Run migrations from one place
-/// (a deploy step), not from every processor at once: concurrent DDL is safe on
-/// ScyllaDB with Raft-based schema, less so on older clusters.
+/// half-way is simply run again. The driver waits for schema agreement after each DDL
+/// statement. Run migrations from one place (a deploy step), not from every processor
+/// at once: concurrent DDL is safe on ScyllaDB with Raft-based schema, less so on older
+/// clusters.
 pub async fn migrate(
     session: &Session,
     keyspace: &str,
@@ -176,7 +176,8 @@ pub(super) fn added_column<'a>(statement: &'a str, keyspace: &str) -> Option<(&'
     }
 }
 
-/// Whether `keyspace.table` has `column`, from the schema tables.
+/// Whether `keyspace.table` has `column`, from the schema tables (which hold unquoted
+/// names, as all of ours are, in lower case).
 async fn column_exists(
     session: &Session,
     keyspace: &str,
@@ -187,7 +188,11 @@ async fn column_exists(
         .query_unpaged(
             "SELECT column_name FROM system_schema.columns \
              WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
-            (keyspace, table, column),
+            (
+                keyspace.to_lowercase(),
+                table.to_lowercase(),
+                column.to_lowercase(),
+            ),
         )
         .await
         .map_err(db_err("reading system_schema.columns"))?
