@@ -70,10 +70,10 @@ impl EventFilter {
         }
     }
 
-    /// Whether a read may skip rows of its range (so reading `limit` rows may not be
-    /// enough for a page).
-    pub(crate) fn may_skip(&self) -> bool {
-        self.event_name.is_some() || self.bots != Bots::Include
+    /// Whether the rows a read keeps may be few among those it reads: one event name,
+    /// or bots only. (Leaving bots out skips a few rows, as bots send a few events.)
+    pub(crate) fn keeps_few(&self) -> bool {
+        self.event_name.is_some() || self.bots == Bots::Only
     }
 }
 

@@ -343,11 +343,12 @@ impl Store for ScyllaStore {
             return Ok(out);
         }
         let upper = page.upper();
-        // With an event-name filter or a bot selection, rows are dropped while scanning
-        // (the flag is no key, and filtering on the server would need ALLOW FILTERING),
-        // so fetch big pages.
+        // Filtered rows are dropped while scanning (neither the name nor the bot flag
+        // is a key, and filtering on the server would need ALLOW FILTERING); the scan
+        // fetches further pages until the page is full. Where most rows may be dropped,
+        // fetch big pages; where a few (bots left out), pages of what is missing.
         let wanted = |out: &Vec<EventRow>| {
-            if filter.may_skip() {
+            if filter.keeps_few() {
                 1000
             } else {
                 page.limit - out.len()
