@@ -13,7 +13,7 @@ use funnelfold_core::codec::Codec;
 use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_store::embedded::EmbeddedStore;
-use funnelfold_store::{EventCursor, EventFilter, PageRequest, Store};
+use funnelfold_store::{Bots, EventCursor, EventFilter, PageRequest, Store};
 
 const EVENTS: usize = 100_000;
 
@@ -92,7 +92,11 @@ fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
     let actual = rt.block_on(common::read_back(&store, &expected));
     common::assert_same(&actual, &expected);
 
-    // Every event row exactly once.
+    // Every event row exactly once, bots' too (the simulator sends some).
+    let every_event = EventFilter {
+        bots: Bots::Include,
+        ..EventFilter::default()
+    };
     let mut seen = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -103,7 +107,7 @@ fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice() {
             limit: 1000,
         };
         let rows = rt
-            .block_on(store.events("demo", &EventFilter::default(), &page))
+            .block_on(store.events("demo", &every_event, &page))
             .expect("events");
         let Some(last) = rows.last() else { break };
         after = Some(EventCursor {

@@ -372,6 +372,29 @@ fn the_journeys_views_draw_what_the_api_answers_in_a_real_browser() {
             "the API's overview {field}: {overview}"
         );
     }
+    // Googlebot's events are stored and listed, marked, but only on request.
+    let listed = |bots: &str| -> Vec<(String, bool)> {
+        let page = get(
+            &api,
+            &format!("/v1/funnels/{FUNNEL}/events?limit=1000&bots={bots}"),
+        );
+        page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let anon = e["anonymousId"].as_str().expect("anonymousId");
+                (anon.to_owned(), e["isBot"].as_bool().expect("isBot"))
+            })
+            .collect()
+    };
+    assert_eq!(listed("only"), vec![("crawler".to_owned(), true); 2]);
+    let people = listed("exclude");
+    assert!(
+        people.iter().all(|(anon, bot)| anon != "crawler" && !bot),
+        "{people:?}"
+    );
+    assert_eq!(listed("include").len(), people.len() + 2);
     let retention = get(&api, &format!("/v1/funnels/{FUNNEL}/retention?weeks=12"));
     let cohorts = retention["cohorts"].as_array().expect("cohorts");
     let active = activity(&visits, now);

@@ -20,7 +20,7 @@ use funnelfold_core::memory::PipelineConfig;
 use funnelfold_core::sim::{SimConfig, Simulator};
 use funnelfold_core::RawEvent;
 use funnelfold_store::embedded::EmbeddedStore;
-use funnelfold_store::{EventCursor, EventFilter, PageRequest, Store};
+use funnelfold_store::{Bots, EventCursor, EventFilter, PageRequest, Store};
 use up::Up;
 
 const FUNNEL: &str = "restarts";
@@ -78,6 +78,11 @@ fn wait_folded(up: &Up, n: usize) {
 }
 
 fn events_in(store: &Arc<dyn Store>, rt: &tokio::runtime::Runtime) -> Vec<String> {
+    // Bots' events too (the simulator sends some): every folded event is stored.
+    let every_event = EventFilter {
+        bots: Bots::Include,
+        ..EventFilter::default()
+    };
     let mut ids = Vec::new();
     let mut after = None;
     loop {
@@ -88,7 +93,7 @@ fn events_in(store: &Arc<dyn Store>, rt: &tokio::runtime::Runtime) -> Vec<String
             limit: 1000,
         };
         let rows = rt
-            .block_on(store.events(FUNNEL, &EventFilter::default(), &page))
+            .block_on(store.events(FUNNEL, &every_event, &page))
             .expect("events");
         let Some(last) = rows.last() else { break };
         after = Some(EventCursor {

@@ -72,12 +72,13 @@ impl Up {
         panic!("funnelfold up never printed its API address");
     }
 
-    /// Every event id of `funnel` the API lists, through its cursor paging.
+    /// Every event id of `funnel` the API lists, through its cursor paging: bots' too
+    /// (the simulator sends some), as every folded event is stored.
     pub fn event_ids(&self, funnel: &str) -> Vec<String> {
         let mut ids = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut path = format!("/v1/funnels/{funnel}/events?limit=1000");
+            let mut path = format!("/v1/funnels/{funnel}/events?limit=1000&bots=include");
             if let Some(c) = &cursor {
                 // Cursors are URL-safe base64 (see the query crate's cursor module).
                 path.push_str(&format!("&cursor={c}"));

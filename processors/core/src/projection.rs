@@ -251,6 +251,11 @@ pub struct EventRow {
     pub is_conversion: bool,
     pub revenue_minor: Option<i64>,
     pub currency: Option<String>,
+    /// Whether the user agent is a known crawler, bot, monitor or headless browser:
+    /// the row is stored and listed (on request), but the event is in no projection.
+    /// Last, like the Avro field, and defaulted so that JSON written before it reads.
+    #[serde(default)]
+    pub is_bot: bool,
 }
 
 /// An event a fold processor has just folded, as the live feed (`events.changelog`,

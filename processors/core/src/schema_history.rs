@@ -50,6 +50,7 @@ pub const SCHEMA_HISTORY: &[HistoricalSchema] = history![
     "session" v 1,
     "traffic_source" v 1,
     "event_row" v 1,
+    "event_row" v 2,
     "folded_event" v 1,
 ];
 

@@ -96,6 +96,7 @@ fn event_row() -> EventRow {
         is_conversion: true,
         revenue_minor: Some(1999),
         currency: Some("EUR".into()),
+        is_bot: true,
     }
 }
 

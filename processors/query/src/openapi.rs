@@ -175,6 +175,7 @@ fn schemas() -> Value {
                         "sessionId": { "type": ["string", "null"] }, "eventName": { "type": "string" },
                         "timestamp": { "type": "integer" }, "path": { "type": ["string", "null"] },
                         "isConversion": { "type": "boolean" }, "revenue": schema_ref("Revenue"),
+                        "isBot": { "type": "boolean", "description": "whether the user agent is a known crawler, bot, monitor or headless browser: such events are stored and listed (see bots=) but count in no session, traffic, path, retention or overview number" },
                         "source": { "type": "string", "description": "with include=session: the session's source" },
                         "medium": { "type": "string", "description": "with include=session: the session's medium" },
                         "deviceType": { "type": "string", "description": "with include=session: the session's device" }
@@ -549,9 +550,10 @@ fn events_op() -> Value {
                     cursor_param(),
                     query_param("anonymousId", "Only this visitor's events.", json!({ "type": "string", "minLength": 1 }), json!("v-1")),
                     query_param("eventName", "Only events of this name.", json!({ "type": "string", "minLength": 1 }), json!("page_view")),
-                    query_param("include", "session: add each event's source, medium and deviceType, from its session.", json!({ "type": "string", "enum": ["session"] }), json!("session"))
+                    query_param("include", "session: add each event's source, medium and deviceType, from its session.", json!({ "type": "string", "enum": ["session"] }), json!("session")),
+                    query_param("bots", "Bot events (isBot: a known crawler, bot, monitor or headless browser): exclude (the default: visitors' events only, as every other number counts them), include (both), only (bots' events only). limit counts the events kept.", json!({ "type": "string", "enum": ["exclude", "include", "only"], "default": "exclude" }), json!("only"))
                 ],
-                "responses": with_ok(read_errors(&[]), ok("A page.", json!({ "type": "object", "required": ["events", "nextCursor"], "properties": {
+                "responses": with_ok(read_errors(&[("400", "Bad request: unknown_parameter, duplicate_parameter, bad_limit, bad_time, bad_range, bad_cursor, bad_parameter, bad_path, bad_include, bad_bots (bots other than exclude, include or only).")]), ok("A page.", json!({ "type": "object", "required": ["events", "nextCursor"], "properties": {
                     "events": { "type": "array", "items": schema_ref("Event") },
                     "nextCursor": { "type": ["string", "null"], "description": "null on the last page" } } })))
             } })

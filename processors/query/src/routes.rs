@@ -16,7 +16,7 @@ use axum::Router;
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_core::{EventRow, SessionRow};
-use funnelfold_store::{EventCursor, EventFilter, Health, PageRequest, SessionCursor, Store};
+use funnelfold_store::{Bots, EventCursor, EventFilter, Health, PageRequest, SessionCursor, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Need};
@@ -563,6 +563,7 @@ async fn events(
             "anonymousId",
             "eventName",
             "include",
+            "bots",
         ],
     )?;
     let with_sessions = match p.take("include").as_deref() {
@@ -578,12 +579,28 @@ async fn events(
             ))
         }
     };
+    // Bot events are stored and listed, but only on request: every other number of
+    // the API leaves them out, so by default the listing does too.
+    let bots_raw = p.take("bots");
+    let bots = match bots_raw.as_deref() {
+        None => Bots::Exclude,
+        Some(raw) => Bots::from_name(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_bots",
+                format!(
+                    "bots may be \"exclude\" (the default: visitors' events only), \"include\" or \"only\" (bots' events only), not {:?}",
+                    quote(raw)
+                ),
+            )
+        })?,
+    };
     let (from, to) = (p.time("from")?, p.time("to")?);
     let limit = p.limit(DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = p.take_non_empty("cursor")?;
     let filter = EventFilter {
         anonymous_id: p.take_non_empty("anonymousId")?,
         event_name: p.take_non_empty("eventName")?,
+        bots,
     };
     let (from_s, to_s) = (from.map(|v| v.to_string()), to.map(|v| v.to_string()));
     let filters = [
@@ -591,6 +608,7 @@ async fn events(
         to_s.as_deref(),
         filter.anonymous_id.as_deref(),
         filter.event_name.as_deref(),
+        bots_raw.as_deref(),
     ];
     let scope = Scope {
         route: "events",

@@ -148,6 +148,9 @@ pub struct EventJson<'a> {
     pub path: Option<&'a str>,
     pub is_conversion: bool,
     pub revenue: EventRevenue<'a>,
+    /// Whether a known crawler, bot, monitor or headless browser sent it (listed with
+    /// `bots=include` or `bots=only`).
+    pub is_bot: bool,
     /// The event's session's attribution and device, with `include=session`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<&'a str>,
@@ -180,6 +183,7 @@ impl<'a> From<&'a EventRow> for EventJson<'a> {
             path: e.path.as_deref(),
             is_conversion: e.is_conversion,
             revenue: EventRevenue::of(e.revenue_minor, e.currency.as_deref()),
+            is_bot: e.is_bot,
             source: None,
             medium: None,
             device_type: None,

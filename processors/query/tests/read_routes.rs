@@ -336,10 +336,21 @@ async fn session_pages_visit_every_session_exactly_once() -> anyhow::Result<()> 
 async fn event_pages_visit_every_event_exactly_once_with_filters() -> anyhow::Result<()> {
     let server = server().await?;
     let addr = server.local_addr();
-    let all = page_all(addr, "/v1/funnels/shop/events?limit=1000", "events").await?;
-    // 2,000 simulated + 10 hand-made shop events, none rejected.
+    let all = page_all(
+        addr,
+        "/v1/funnels/shop/events?limit=1000&bots=include",
+        "events",
+    )
+    .await?;
+    // 2,000 simulated + 10 hand-made shop events, none rejected (the simulator's
+    // crawlers' among them).
     assert_eq!(all.len(), 2_010);
-    let paged = page_all(addr, "/v1/funnels/shop/events?limit=37", "events").await?;
+    let paged = page_all(
+        addr,
+        "/v1/funnels/shop/events?limit=37&bots=include",
+        "events",
+    )
+    .await?;
     assert_eq!(paged, all);
     let ids: HashSet<&str> = paged
         .iter()
@@ -375,7 +386,7 @@ async fn event_pages_visit_every_event_exactly_once_with_filters() -> anyhow::Re
     .await?;
     let expected: Vec<&Value> = all
         .iter()
-        .filter(|e| e["eventName"] == "purchase")
+        .filter(|e| e["eventName"] == "purchase" && e["isBot"] == false)
         .collect();
     assert!(expected.len() >= 3);
     assert_eq!(purchases.iter().collect::<Vec<_>>(), expected);
@@ -388,6 +399,77 @@ async fn event_pages_visit_every_event_exactly_once_with_filters() -> anyhow::Re
     .await?;
     assert_eq!(both.len(), 1);
     assert_eq!(both[0]["revenue"], json!({"JPY": "1500"}));
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Bot events are listed only on request (`bots=include` or `only`), each marked
+/// `isBot`; pages of `limit` skip the others and still fill up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_events_are_listed_on_request_only() -> anyhow::Result<()> {
+    let server = server().await?;
+    let addr = server.local_addr();
+    let base = "/v1/funnels/shop/events";
+    let all = page_all(addr, &format!("{base}?limit=1000&bots=include"), "events").await?;
+    let of = |bot: bool| -> Vec<&Value> { all.iter().filter(|e| e["isBot"] == bot).collect() };
+    let (visitors, bots) = (of(false), of(true));
+    assert!(
+        all.iter().all(|e| e["isBot"].is_boolean()),
+        "every row says"
+    );
+    assert!(!bots.is_empty(), "the simulator's crawlers");
+    assert!(visitors.len() > bots.len());
+
+    for query in ["limit=7", "limit=7&bots=exclude"] {
+        let got = page_all(addr, &format!("{base}?{query}"), "events").await?;
+        assert_eq!(got.iter().collect::<Vec<_>>(), visitors, "{query}");
+    }
+    let got = page_all(addr, &format!("{base}?limit=3&bots=only"), "events").await?;
+    assert_eq!(got.iter().collect::<Vec<_>>(), bots);
+    // A full first page of bots, however many visitors' events lie between them.
+    let first = get(addr, &format!("{base}?limit=3&bots=only"), None)
+        .await?
+        .json();
+    assert_eq!(
+        first["events"].as_array().map(Vec::len),
+        Some(3.min(bots.len()))
+    );
+
+    // A bot's events count in no session.
+    let sessions = page_all(addr, "/v1/funnels/shop/sessions?limit=1000", "sessions").await?;
+    for bot in &bots {
+        assert!(
+            sessions
+                .iter()
+                .all(|s| s["anonymousId"] != bot["anonymousId"]),
+            "{bot}"
+        );
+    }
+
+    // Any other value is refused, naming the parameter and its values.
+    for bad in ["yes", "", "Only", "true"] {
+        let answer = get(addr, &format!("{base}?bots={bad}"), None).await?;
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (400, "bad_bots"),
+            "{bad:?}"
+        );
+        let message = answer.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for word in ["bots", "exclude", "include", "only"] {
+            assert!(message.contains(word), "{message}");
+        }
+    }
+
+    // A cursor belongs to its bot selection.
+    let first = get(addr, &format!("{base}?limit=2&bots=include"), None)
+        .await?
+        .json();
+    let cursor = first["nextCursor"].as_str().expect("more pages").to_owned();
+    let other = get(addr, &format!("{base}?cursor={cursor}&bots=only"), None).await?;
+    assert_eq!(other.error_code(), "bad_cursor");
     server.shutdown().await?;
     Ok(())
 }

@@ -56,6 +56,7 @@ fn main() {
                 is_conversion: e.is_conversion,
                 revenue_minor: e.revenue_minor,
                 currency: e.currency.clone(),
+                is_bot: false,
             });
         }
         // What changed in this chunk: every visitor it touched, with its state.

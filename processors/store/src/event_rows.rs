@@ -30,6 +30,7 @@ pub struct EventRowRef<'a> {
     pub revenue_minor: Option<i64>,
     #[serde(borrow)]
     pub currency: Option<&'a str>,
+    pub is_bot: bool,
 }
 
 impl<'a> From<&'a EventRow> for EventRowRef<'a> {
@@ -45,6 +46,7 @@ impl<'a> From<&'a EventRow> for EventRowRef<'a> {
             is_conversion: e.is_conversion,
             revenue_minor: e.revenue_minor,
             currency: e.currency.as_deref(),
+            is_bot: e.is_bot,
         }
     }
 }
@@ -62,6 +64,7 @@ impl EventRowRef<'_> {
             is_conversion: self.is_conversion,
             revenue_minor: self.revenue_minor,
             currency: self.currency.map(str::to_owned),
+            is_bot: self.is_bot,
         }
     }
 }
@@ -181,6 +184,7 @@ mod tests {
             is_conversion: i % 3 == 0,
             revenue_minor: (i % 3 == 0).then_some(1999),
             currency: (i % 3 == 0).then(|| "EUR".to_owned()),
+            is_bot: i % 2 == 1,
         }
     }
 

@@ -303,6 +303,36 @@ pub struct PageRequest<C> {
 pub struct EventFilter {
     pub anonymous_id: Option<String>,
     pub event_name: Option<String>,
+    pub bots: Bots,
+}
+
+/// Which events the listing keeps by their bot flag (`EventRow::is_bot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Bots {
+    /// Visitors' events only: the events every other number counts.
+    #[default]
+    Exclude,
+    /// Visitors' and bots' events.
+    Include,
+    /// Bots' events only.
+    Only,
+}
+
+impl Bots {
+    /// Every value, as the query API spells it.
+    pub const ALL: [(&'static str, Bots); 3] = [
+        ("exclude", Bots::Exclude),
+        ("include", Bots::Include),
+        ("only", Bots::Only),
+    ];
+
+    /// The value `name` spells (`exclude`, `include`, `only`).
+    pub fn from_name(name: &str) -> Option<Bots> {
+        Bots::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bots)| *bots)
+    }
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::{EventCursor, EventFilter, PageRequest, SessionCursor};
+use crate::{Bots, EventCursor, EventFilter, PageRequest, SessionCursor};
 
 /// A cursor's place in time: the newest instant the next page can hold. (`pub` in a
 /// private module: it bounds the methods below, which are for this crate only.)
@@ -59,6 +59,21 @@ impl EventFilter {
         self.event_name
             .as_deref()
             .is_none_or(|wanted| wanted == name)
+    }
+
+    /// Whether an event whose bot flag is `is_bot` passes the bot selection.
+    pub(crate) fn admits_bot(&self, is_bot: bool) -> bool {
+        match self.bots {
+            Bots::Exclude => !is_bot,
+            Bots::Include => true,
+            Bots::Only => is_bot,
+        }
+    }
+
+    /// Whether the rows a read keeps may be few among those it reads: one event name,
+    /// or bots only. (Leaving bots out skips a few rows, as bots send a few events.)
+    pub(crate) fn keeps_few(&self) -> bool {
+        self.event_name.is_some() || self.bots == Bots::Only
     }
 }
 

@@ -26,9 +26,9 @@ use funnelfold_core::{
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use funnelfold_store::{
-    BotShare, Checkpoint, EngagedShare, EventCursor, EventFilter, FlowDay, FlowDayShare, FlowLink,
-    FlowLinks, Flush, FunnelShare, PageRequest, PartitionFlush, RetentionShare, SessionCursor,
-    SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
+    BotShare, Bots, Checkpoint, EngagedShare, EventCursor, EventFilter, FlowDay, FlowDayShare,
+    FlowLink, FlowLinks, Flush, FunnelShare, PageRequest, PartitionFlush, RetentionShare,
+    SessionCursor, SessionDelete, SessionWrite, Store, TrafficShare, VisitorKey,
 };
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
@@ -122,6 +122,7 @@ fn event(funnel: &str, anon: &str, id: &str, name: &str, ts: i64) -> EventRow {
         is_conversion: name == "purchase",
         revenue_minor: (name == "purchase").then_some(4200),
         currency: (name == "purchase").then(|| "EUR".to_string()),
+        is_bot: false,
     }
 }
 
@@ -1050,6 +1051,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     let by_a = EventFilter {
         anonymous_id: Some("a".into()),
         event_name: None,
+        ..EventFilter::default()
     };
     let got = all_events(store, &funnel, &by_a, from, to, 3).await;
     assert_eq!(got, expect(&|e| e.anonymous_id == "a", from, to));
@@ -1059,6 +1061,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     let views = EventFilter {
         anonymous_id: None,
         event_name: Some("page_view".into()),
+        ..EventFilter::default()
     };
     let got = all_events(store, &funnel, &views, from, to, 2).await;
     assert_eq!(ids(&got), vec!["e09", "e07", "e05", "e02", "e01"]);
@@ -1067,6 +1070,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     let a_views = EventFilter {
         anonymous_id: Some("a".into()),
         event_name: Some("page_view".into()),
+        ..EventFilter::default()
     };
     let got = all_events(store, &funnel, &a_views, from, to, 1).await;
     assert_eq!(ids(&got), vec!["e07", "e02", "e01"]);
@@ -1077,6 +1081,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     let nobody = EventFilter {
         anonymous_id: Some("nobody".into()),
         event_name: None,
+        ..EventFilter::default()
     };
     assert!(all_events(store, &funnel, &nobody, from, to, 3)
         .await
@@ -1084,6 +1089,7 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
     let unknown = EventFilter {
         anonymous_id: None,
         event_name: Some("nope".into()),
+        ..EventFilter::default()
     };
     assert!(all_events(store, &funnel, &unknown, from, to, 3)
         .await
@@ -1109,6 +1115,86 @@ async fn events_paging_and_filters(store: &dyn Store, ns: &str) {
         .await
         .expect("events");
     assert_eq!(ids(&rest), vec!["e01"]);
+}
+
+async fn events_by_bot_flag(store: &dyn Store, ns: &str) {
+    let group = format!("{ns}-group");
+    let funnel = format!("{ns}-f");
+    // Newest first: a visitor's event, then a run of bots longer than any page below
+    // (over three hours, so both engines' buckets are crossed), then visitors again,
+    // one tied in time with a bot.
+    let spec = [
+        ("a", "h1", false, T0 + 5 * HOUR),
+        ("bot", "b1", true, T0 + 4 * HOUR + 2),
+        ("bot", "b2", true, T0 + 4 * HOUR + 1),
+        ("a", "b3", true, T0 + 3 * HOUR),
+        ("bot", "b4", true, T0 + 2 * HOUR),
+        ("bot", "b5", true, T0 + HOUR),
+        ("b", "h2", false, T0 + HOUR),
+        ("a", "h3", false, T0),
+    ];
+    let events: Vec<EventRow> = spec
+        .iter()
+        .map(|(anon, id, bot, ts)| EventRow {
+            is_bot: *bot,
+            ..event(&funnel, anon, id, "page_view", *ts)
+        })
+        .collect();
+    let mut p0 = part(0, 10);
+    p0.events.extend(events.iter().cloned());
+    store
+        .apply(Arc::new(flush(&group, vec![p0])))
+        .await
+        .expect("apply");
+    let (from, to) = (T0, T0 + DAY);
+    let bots = |bots: Bots| EventFilter {
+        bots,
+        ..EventFilter::default()
+    };
+    let expect = |keep: &dyn Fn(&EventRow) -> bool| {
+        let mut rows: Vec<EventRow> = events.iter().filter(|e| keep(e)).cloned().collect();
+        rows.sort_by(|x, y| (y.timestamp, &y.event_id).cmp(&(x.timestamp, &x.event_id)));
+        rows
+    };
+
+    // Excluded (the default): a page of 2 skips the run of bots and still holds 2.
+    assert_eq!(EventFilter::default().bots, Bots::Exclude);
+    let first = store
+        .events(&funnel, &bots(Bots::Exclude), &page(from, to, None, 2))
+        .await
+        .expect("events");
+    assert_eq!(ids(&first), vec!["h1", "h2"]);
+    for limit in [1, 2, 3] {
+        let got = all_events(store, &funnel, &bots(Bots::Exclude), from, to, limit).await;
+        assert_eq!(got, expect(&|e| !e.is_bot), "limit {limit}");
+    }
+
+    // Included: every row, each with its flag.
+    for limit in [2, 10] {
+        let got = all_events(store, &funnel, &bots(Bots::Include), from, to, limit).await;
+        assert_eq!(got, expect(&|_| true), "limit {limit}");
+    }
+
+    // Only bots: a page of 2 after the visitor at the top, and every page after it.
+    let first = store
+        .events(&funnel, &bots(Bots::Only), &page(from, to, None, 2))
+        .await
+        .expect("events");
+    assert_eq!(ids(&first), vec!["b1", "b2"]);
+    let got = all_events(store, &funnel, &bots(Bots::Only), from, to, 2).await;
+    assert_eq!(got, expect(&|e| e.is_bot));
+    assert!(got.iter().all(|e| e.is_bot));
+
+    // With a visitor: its bot event only, or its visitor events only.
+    let of_a = |bots: Bots| EventFilter {
+        anonymous_id: Some("a".into()),
+        bots,
+        ..EventFilter::default()
+    };
+    let got = all_events(store, &funnel, &of_a(Bots::Only), from, to, 1).await;
+    assert_eq!(ids(&got), vec!["b3"]);
+    let got = all_events(store, &funnel, &of_a(Bots::Exclude), from, to, 1).await;
+    assert_eq!(ids(&got), vec!["h1", "h3"]);
 }
 
 fn share(
@@ -2061,6 +2147,7 @@ conformance!(
     sessions_paging,
     visitor_sessions,
     events_paging_and_filters,
+    events_by_bot_flag,
     traffic_shares_summed,
     partition_loads_its_own_share,
     funnel_shares_summed,

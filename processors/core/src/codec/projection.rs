@@ -155,6 +155,7 @@ impl ProjectionCodec {
         put_bool(&mut out, e.is_conversion);
         put_opt_long(&mut out, e.revenue_minor);
         put_opt_str(&mut out, e.currency.as_deref());
+        put_bool(&mut out, e.is_bot);
         out
     }
 

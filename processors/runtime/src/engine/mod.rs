@@ -560,6 +560,9 @@ impl Engine {
                     is_conversion: event.is_conversion,
                     revenue_minor: event.revenue.as_ref().map(|m| m.minor),
                     currency: event.revenue.as_ref().map(|m| m.currency.as_str()),
+                    // The fold kept a bot event out of every projection; its row is
+                    // stored all the same, marked, so the listing can show or hide it.
+                    is_bot: event.bot.is_some(),
                 });
                 self.pending_events += 1;
                 if let Some(share) = part.funnels.get_mut(&event.funnel_id) {

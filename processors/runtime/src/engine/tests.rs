@@ -613,3 +613,58 @@ fn rows_per_kind_of_the_benchmark_traffic() {
         per_1000[8]
     );
 }
+
+/// A bot event is in no projection but its event row is stored, marked as a bot's, and
+/// a visitor's is not.
+#[test]
+fn a_bot_events_row_is_stored_marked() {
+    const T0: i64 = 1_700_000_000_000;
+    let codec = Codec::new();
+    let event = |anon: &str, id: &str, user_agent: &str| {
+        codec.encode_single_object(&funnelfold_core::RawEvent {
+            event_id: id.into(),
+            funnel_id: "shop".into(),
+            anonymous_id: anon.into(),
+            event_name: "page_view".into(),
+            timestamp: T0,
+            received_at: Some(T0 + 100),
+            url: Some("https://shop.example/pricing".into()),
+            user_agent: Some(user_agent.into()),
+            ..Default::default()
+        })
+    };
+    let store = Empty { checkpoint: 0 };
+    let mut engine = Engine::new(EngineConfig::default(), Codec::new());
+    let bot = event(
+        "crawler",
+        "b1",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    );
+    let human = event(
+        "alice",
+        "h1",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    );
+    engine.apply(&store, record(0, &bot)).expect("apply");
+    engine.apply(&store, record(1, &human)).expect("apply");
+    let plan = engine.plan_flush(None).expect("plan");
+    let rows: Vec<(String, bool)> = plan
+        .flush
+        .partitions
+        .iter()
+        .flat_map(|p| p.events.to_vec())
+        .map(|e| (e.event_id, e.is_bot))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("b1".to_owned(), true), ("h1".to_owned(), false)]
+    );
+    // Only the visitor has a profile and a session.
+    let part = &plan.flush.partitions[0];
+    let profiles: Vec<&str> = part
+        .profiles
+        .iter()
+        .map(|p| p.anonymous_id.as_str())
+        .collect();
+    assert_eq!(profiles, vec!["alice"]);
+}

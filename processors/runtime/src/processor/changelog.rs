@@ -206,6 +206,7 @@ mod tests {
             is_conversion: false,
             revenue_minor: None,
             currency: None,
+            is_bot: false,
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use funnelfold_core::EventRow;
 use redb::{ReadTransaction, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use crate::plan::events_of;
 use crate::{encode_block, PartitionFlush, Result, StoreError};
@@ -75,13 +76,33 @@ impl EventBlocks {
     }
 }
 
+/// What a versioned event block starts with: four zero bytes, then the version of its
+/// rows' layout, then the LZ4 block (size prepended).
+///
+/// Blocks written before rows carried `is_bot` have no header: they start with the LZ4
+/// block's uncompressed size, which is never zero (a block holds at least its row
+/// count). Four zero bytes therefore tell the two apart, block by block, with no
+/// rewrite of the blocks already stored and no store-wide version to keep in step.
+const VERSIONED: [u8; 4] = [0; 4];
+/// Rows with `is_bot`, the layout of [`EventRow`] (and [`crate::EventRowRef`]).
+pub(super) const ROWS_WITH_BOT: u8 = 2;
+
 /// Appends encoded event rows as compressed blocks of at most [`BLOCK_ROWS`], keyed
-/// `prefix, chunk`.
+/// `prefix, chunk`, each behind the header of [`ROWS_WITH_BOT`].
 fn push_blocks(into: &mut Vec<(Vec<u8>, Vec<u8>)>, prefix: &Key, rows: &[&[u8]]) {
     for (chunk, block) in (0..).zip(rows.chunks(BLOCK_ROWS)) {
-        let block = lz4_flex::compress_prepend_size(&encode_block(block.iter().copied()));
-        into.push((prefix.clone().i32(chunk).0, block));
+        into.push((prefix.clone().i32(chunk).0, encode_stored_block(block)));
     }
+}
+
+/// A stored event block of encoded rows (see [`VERSIONED`]).
+pub(super) fn encode_stored_block(rows: &[&[u8]]) -> Vec<u8> {
+    let compressed = lz4_flex::compress_prepend_size(&encode_block(rows.iter().copied()));
+    let mut stored = Vec::with_capacity(VERSIONED.len() + 1 + compressed.len());
+    stored.extend_from_slice(&VERSIONED);
+    stored.push(ROWS_WITH_BOT);
+    stored.extend_from_slice(&compressed);
+    stored
 }
 
 /// Decodes every block whose key starts with `prefix` and keeps the rows `keep` accepts.
@@ -103,12 +124,58 @@ fn read_blocks(
     Ok(())
 }
 
-/// The rows of one stored event block (see [`push_blocks`]).
-fn decode_block(stored: &[u8]) -> Result<Vec<EventRow>> {
-    let block = lz4_flex::decompress_size_prepended(stored).map_err(|e| {
-        StoreError::Fatal(format!("corrupt event block in the embedded store: {e}"))
-    })?;
-    decode("event block", &block)
+/// The rows of one stored event block, of either layout (see [`VERSIONED`]).
+pub(super) fn decode_block(stored: &[u8]) -> Result<Vec<EventRow>> {
+    let decompress = |block: &[u8]| {
+        lz4_flex::decompress_size_prepended(block).map_err(|e| {
+            StoreError::Fatal(format!("corrupt event block in the embedded store: {e}"))
+        })
+    };
+    match stored {
+        [0, 0, 0, 0, ROWS_WITH_BOT, block @ ..] => decode("event block", &decompress(block)?),
+        [0, 0, 0, 0, version, ..] => Err(StoreError::Fatal(format!(
+            "event block of layout {version} in the embedded store, which this build does not \
+             know (a newer build wrote it)"
+        ))),
+        _ => {
+            let rows: Vec<RowBeforeBots> = decode("event block", &decompress(stored)?)?;
+            Ok(rows.into_iter().map(RowBeforeBots::into_row).collect())
+        }
+    }
+}
+
+/// An event row as blocks without a header hold it: [`EventRow`] before `is_bot`. Those
+/// rows carry no flag and read as `is_bot: false` (bots were stored unmarked then).
+#[derive(Serialize, Deserialize)]
+pub(super) struct RowBeforeBots {
+    pub(super) funnel_id: String,
+    pub(super) event_id: String,
+    pub(super) anonymous_id: String,
+    pub(super) session_id: Option<String>,
+    pub(super) event_name: String,
+    pub(super) timestamp: i64,
+    pub(super) path: Option<String>,
+    pub(super) is_conversion: bool,
+    pub(super) revenue_minor: Option<i64>,
+    pub(super) currency: Option<String>,
+}
+
+impl RowBeforeBots {
+    fn into_row(self) -> EventRow {
+        EventRow {
+            funnel_id: self.funnel_id,
+            event_id: self.event_id,
+            anonymous_id: self.anonymous_id,
+            session_id: self.session_id,
+            event_name: self.event_name,
+            timestamp: self.timestamp,
+            path: self.path,
+            is_conversion: self.is_conversion,
+            revenue_minor: self.revenue_minor,
+            currency: self.currency,
+            is_bot: false,
+        }
+    }
 }
 
 /// Moves the rows of one time bucket to `out`, newest first, until `out` holds `limit`.

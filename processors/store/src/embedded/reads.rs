@@ -574,6 +574,7 @@ impl Store for EmbeddedStore {
                     && e.timestamp < page.to
                     && page.follows_cursor(e.timestamp, &e.event_id)
                     && filter.admits_name(&e.event_name)
+                    && filter.admits_bot(e.is_bot)
             };
             // One visitor's events: its hour blocks, through VISITOR_HOURS; the
             // funnel's: its minute blocks, through EVENT_MINUTES.

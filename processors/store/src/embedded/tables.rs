@@ -35,7 +35,7 @@ pub(super) const OLD_SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::
 pub(super) const SESSIONS_BY_START: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("sessions_by_start");
 /// (funnel, flush sequence, minute, chunk) → the flush's events of that minute (a block
-/// of EventRows).
+/// of EventRows, behind a header that says their layout: see `events::VERSIONED`).
 ///
 /// Events are the one row written per folded event: one B-tree insert each would cost
 /// most of a flush, so a flush writes a block per minute instead, of the events of all

@@ -9,6 +9,7 @@ use funnelfold_core::{Channel, EventRow, Revenue, SessionRow};
 use redb::{Database, ReadableDatabase, TableHandle};
 
 use super::db::REOPEN_INTERVAL;
+use super::events::{decode_block, encode_stored_block, RowBeforeBots, ROWS_WITH_BOT};
 use super::keys::Key;
 use super::tables::*;
 use super::EmbeddedStore;
@@ -66,15 +67,81 @@ fn event(anon: &str, id: &str, timestamp: i64) -> EventRow {
         is_conversion: false,
         revenue_minor: None,
         currency: None,
+        is_bot: false,
     }
 }
 
+/// An event block as builds before `is_bot` stored it: no header, rows without the flag.
 fn block(rows: &[&EventRow]) -> Vec<u8> {
+    let encoded: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| {
+            let old = RowBeforeBots {
+                funnel_id: r.funnel_id.clone(),
+                event_id: r.event_id.clone(),
+                anonymous_id: r.anonymous_id.clone(),
+                session_id: r.session_id.clone(),
+                event_name: r.event_name.clone(),
+                timestamp: r.timestamp,
+                path: r.path.clone(),
+                is_conversion: r.is_conversion,
+                revenue_minor: r.revenue_minor,
+                currency: r.currency.clone(),
+            };
+            postcard::to_stdvec(&old).expect("encode")
+        })
+        .collect();
+    lz4_flex::compress_prepend_size(&encode_block(encoded.iter().map(Vec::as_slice)))
+}
+
+/// An event block as builds before `is_bot` stored it (no header; LZ4 with its size
+/// prepended, 76 bytes, of the rows without the flag): `old_rows()`, made with that
+/// layout. Kept as bytes so that a change to the decoding cannot change the fixture too.
+const OLD_BLOCK: &[u8] = &[
+    76, 0, 0, 0, 243, 28, 2, 4, 100, 101, 109, 111, 2, 101, 49, 1, 97, 1, 2, 115, 49, 9, 112, 97,
+    103, 101, 95, 118, 105, 101, 119, 128, 145, 176, 254, 249, 98, 1, 1, 47, 1, 1, 158, 31, 1, 3,
+    69, 85, 82, 42, 0, 70, 50, 1, 98, 0, 39, 0, 192, 130, 145, 176, 254, 249, 98, 1, 1, 47, 0, 0,
+    0,
+];
+
+fn old_rows() -> Vec<EventRow> {
+    let purchase = EventRow {
+        session_id: Some("s1".into()),
+        is_conversion: true,
+        revenue_minor: Some(1999),
+        currency: Some("EUR".into()),
+        ..event("a", "e1", 1_700_000_040_000)
+    };
+    vec![purchase, event("b", "e2", 1_700_000_040_001)]
+}
+
+#[test]
+fn event_blocks_written_before_the_bot_flag_read_with_it_false() {
+    let rows = decode_block(OLD_BLOCK).expect("an old block");
+    assert_eq!(rows, old_rows());
+    assert!(rows.iter().all(|e| !e.is_bot));
+    // The fixture is what that layout makes of the rows.
+    assert_eq!(block(&old_rows().iter().collect::<Vec<_>>()), OLD_BLOCK);
+}
+
+#[test]
+fn event_blocks_say_their_layout_and_keep_the_bot_flag() {
+    let mut rows = old_rows();
+    rows[1].is_bot = true;
     let encoded: Vec<Vec<u8>> = rows
         .iter()
         .map(|r| postcard::to_stdvec(r).expect("encode"))
         .collect();
-    lz4_flex::compress_prepend_size(&encode_block(encoded.iter().map(Vec::as_slice)))
+    let stored = encode_stored_block(&encoded.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    assert_eq!(stored[..5], [0, 0, 0, 0, ROWS_WITH_BOT]);
+    assert_eq!(decode_block(&stored).expect("a block"), rows);
+    // A layout this build does not know, or a cut block, is an error, not a misreading.
+    let mut newer = stored.clone();
+    newer[4] = ROWS_WITH_BOT + 1;
+    assert!(matches!(decode_block(&newer), Err(StoreError::Fatal(_))));
+    for cut in 0..stored.len() {
+        assert!(decode_block(&stored[..cut]).is_err(), "cut {cut}");
+    }
 }
 
 #[tokio::test]
@@ -146,6 +213,7 @@ async fn a_store_with_time_first_event_blocks_gets_flush_first_ones_on_open() {
     let filter = EventFilter {
         anonymous_id: Some("a\0b".into()),
         event_name: None,
+        ..EventFilter::default()
     };
     let mine = store.events("demo", &filter, &page).await.expect("events");
     assert_eq!(mine, vec![e3, e1]);

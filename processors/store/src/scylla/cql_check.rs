@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::migrations::{migration_statements, MIGRATIONS};
+use super::migrations::{added_column, migration_statements, MIGRATIONS};
 use super::statements::{Bind, Cql, Statements};
 
 const KS: &str = "ks";
@@ -114,12 +114,23 @@ fn schema() -> BTreeMap<String, Table> {
         files, applied,
         "every file of schemas/cql is a migration the engine applies, in order"
     );
-    let mut tables = BTreeMap::new();
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     for name in &files {
         let text = std::fs::read_to_string(dir.join(name)).expect("a migration");
         for statement in migration_statements(&text, KS, 1) {
             let statement = statement.split_whitespace().collect::<Vec<_>>().join(" ");
             if statement.starts_with("CREATE KEYSPACE") {
+                continue;
+            }
+            if let Some((table, column)) = added_column(&statement, KS) {
+                let ty = statement.split_whitespace().skip(5).collect::<String>();
+                tables
+                    .get_mut(table)
+                    .unwrap_or_else(|| {
+                        panic!("{name} alters a table no migration made: {statement}")
+                    })
+                    .columns
+                    .insert(column.to_string(), ty);
                 continue;
             }
             let (table, columns) = parse_create_table(&statement);

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "005_journeys.cql",
         include_str!("../../../../schemas/cql/005_journeys.cql"),
     ),
+    (
+        "006_event_bots.cql",
+        include_str!("../../../../schemas/cql/006_event_bots.cql"),
+    ),
 ];
 
 /// Checks a keyspace name before it is pasted into CQL: an unquoted CQL identifier
@@ -78,11 +82,13 @@ pub fn migration_statements(text: &str, keyspace: &str, replication_factor: u32)
 /// creating the keyspace (SimpleStrategy, `replication_factor`) if needed. Returns the
 /// names of the files it applied.
 ///
-/// Applied files are recorded in `{keyspace}.schema_migrations`. Every statement is
-/// `IF NOT EXISTS`, so a migration interrupted half-way is simply run again. The driver
-/// waits for schema agreement after each DDL statement. Run migrations from one place
-/// (a deploy step), not from every processor at once: concurrent DDL is safe on
-/// ScyllaDB with Raft-based schema, less so on older clusters.
+/// Applied files are recorded in `{keyspace}.schema_migrations`, each once all its
+/// statements ran. Every statement is `IF NOT EXISTS`, or an `ALTER TABLE ... ADD` that
+/// is skipped when its column exists ([`added_column`]), so a migration interrupted
+/// half-way is simply run again. The driver waits for schema agreement after each DDL
+/// statement. Run migrations from one place (a deploy step), not from every processor
+/// at once: concurrent DDL is safe on ScyllaDB with Raft-based schema, less so on older
+/// clusters.
 pub async fn migrate(
     session: &Session,
     keyspace: &str,
@@ -136,6 +142,11 @@ pub async fn migrate(
         }
         if *name != first_name {
             for statement in migration_statements(text, keyspace, replication_factor) {
+                if let Some((table, column)) = added_column(&statement, keyspace) {
+                    if column_exists(session, keyspace, table, column).await? {
+                        continue;
+                    }
+                }
                 run(statement).await?;
             }
         }
@@ -149,6 +160,45 @@ pub async fn migrate(
         newly.push(name.to_string());
     }
     Ok(newly)
+}
+
+/// The table and column of `ALTER TABLE {keyspace}.{table} ADD {column} {type}`. CQL
+/// has no `ADD IF NOT EXISTS`, and adding a column that exists is an error, so the
+/// runner looks the column up first.
+pub(super) fn added_column<'a>(statement: &'a str, keyspace: &str) -> Option<(&'a str, &'a str)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        ["ALTER", "TABLE", table, "ADD", column, _type, ..] => table
+            .strip_prefix(keyspace)
+            .and_then(|t| t.strip_prefix('.'))
+            .map(|table| (table, *column)),
+        _ => None,
+    }
+}
+
+/// Whether `keyspace.table` has `column`, from the schema tables (which hold unquoted
+/// names, as all of ours are, in lower case).
+async fn column_exists(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (
+                keyspace.to_lowercase(),
+                table.to_lowercase(),
+                column.to_lowercase(),
+            ),
+        )
+        .await
+        .map_err(db_err("reading system_schema.columns"))?
+        .into_rows_result()
+        .map_err(db_err("reading system_schema.columns"))?;
+    Ok(rows.rows_num() > 0)
 }
 
 #[cfg(test)]
@@ -171,15 +221,52 @@ mod tests {
         assert!(tables.iter().all(|s| !s.contains("${")));
         assert_eq!(tables.len(), 11);
         // Later migrations run again after an interruption: every statement must be
-        // safe to repeat.
+        // safe to repeat (an added column is looked up first).
         for (name, text) in &MIGRATIONS[1..] {
             for statement in migration_statements(text, "ks_test", 3) {
                 assert!(
-                    statement.starts_with("CREATE TABLE IF NOT EXISTS ks_test."),
+                    statement.starts_with("CREATE TABLE IF NOT EXISTS ks_test.")
+                        || added_column(&statement, "ks_test").is_some(),
                     "{name}: {statement}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn added_columns_are_recognised_for_their_keyspace_only() {
+        let adds: Vec<_> = migration_statements(
+            include_str!("../../../../schemas/cql/006_event_bots.cql"),
+            "ks_test",
+            1,
+        );
+        let added: Vec<_> = adds.iter().map(|s| added_column(s, "ks_test")).collect();
+        assert_eq!(
+            added,
+            vec![
+                Some(("events_by_hour", "is_bot")),
+                Some(("events_by_visitor", "is_bot"))
+            ]
+        );
+        assert_eq!(
+            added_column("ALTER TABLE other.t ADD c int", "ks_test"),
+            None
+        );
+        assert_eq!(
+            added_column("ALTER TABLE ks_test2.t ADD c int", "ks_test"),
+            None
+        );
+        assert_eq!(
+            added_column("ALTER TABLE ks_test.t DROP c", "ks_test"),
+            None
+        );
+        assert_eq!(
+            added_column(
+                "CREATE TABLE IF NOT EXISTS ks_test.t (a int PRIMARY KEY)",
+                "ks_test"
+            ),
+            None
+        );
     }
 
     #[test]

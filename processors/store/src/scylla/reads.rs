@@ -343,9 +343,12 @@ impl Store for ScyllaStore {
             return Ok(out);
         }
         let upper = page.upper();
-        // With an event-name filter, rows are dropped while scanning, so fetch big pages.
+        // Filtered rows are dropped while scanning (neither the name nor the bot flag
+        // is a key, and filtering on the server would need ALLOW FILTERING); the scan
+        // fetches further pages until the page is full. Where most rows may be dropped,
+        // fetch big pages; where a few (bots left out), pages of what is missing.
         let wanted = |out: &Vec<EventRow>| {
-            if filter.event_name.is_some() {
+            if filter.keeps_few() {
                 1000
             } else {
                 page.limit - out.len()
@@ -355,7 +358,8 @@ impl Store for ScyllaStore {
             if !page.follows_cursor(row.ts.0, &row.event_id) {
                 return true;
             }
-            if filter.admits_name(&row.event_name) {
+            if filter.admits_name(&row.event_name) && filter.admits_bot(row.is_bot.unwrap_or(false))
+            {
                 out.push(row.into_row());
             }
             out.len() < page.limit

@@ -39,17 +39,17 @@ pub(super) const SESSION_SELECT: &str = "funnel_id, anonymous_id, session_id, st
 
 pub(super) const EVENT_COLUMNS: &str =
     "funnel_id, event_id, anonymous_id, session_id, hour_bucket, day_bucket, ts, \
-    event_name, path, is_conversion, revenue_minor, currency";
+    event_name, path, is_conversion, revenue_minor, currency, is_bot";
 
 /// The Rust type bound to each of [`EVENT_COLUMNS`] ([`EventValues`]' fields).
 pub(super) const EVENT_BINDS: &[Bind] = &[
-    Str, Str, Str, Str, I32, I32, Timestamp, Str, Str, Bool, I64, Str,
+    Str, Str, Str, Str, I32, I32, Timestamp, Str, Str, Bool, I64, Str, Bool,
 ];
 
 /// What event reads select: the row, without the derived buckets.
 pub(super) const EVENT_SELECT: &str =
     "funnel_id, event_id, anonymous_id, session_id, ts, event_name, path, \
-    is_conversion, revenue_minor, currency";
+    is_conversion, revenue_minor, currency, is_bot";
 
 pub(super) const TRAFFIC_COLUMNS: &str =
     "funnel_id, month_bucket, day_bucket, source, medium, campaign, topic, \
@@ -331,6 +331,7 @@ pub(super) struct EventValues<'a> {
     pub(super) is_conversion: bool,
     pub(super) revenue_minor: Option<i64>,
     pub(super) currency: Option<&'a str>,
+    pub(super) is_bot: bool,
     #[scylla(rename = "[timestamp]")]
     pub(super) write_ts: i64,
 }
@@ -350,6 +351,7 @@ impl<'a> EventValues<'a> {
             is_conversion: e.is_conversion,
             revenue_minor: e.revenue_minor,
             currency: e.currency,
+            is_bot: e.is_bot,
             write_ts,
         }
     }
@@ -367,6 +369,9 @@ pub(super) struct EventDbRow {
     pub(super) is_conversion: bool,
     pub(super) revenue_minor: Option<i64>,
     pub(super) currency: Option<String>,
+    /// Null in rows written before the column (006_event_bots.cql): those read as
+    /// visitors' events.
+    pub(super) is_bot: Option<bool>,
 }
 
 impl EventDbRow {
@@ -382,6 +387,7 @@ impl EventDbRow {
             is_conversion: self.is_conversion,
             revenue_minor: self.revenue_minor,
             currency: self.currency,
+            is_bot: self.is_bot.unwrap_or(false),
         }
     }
 }
