@@ -79,7 +79,7 @@ pub struct StoreSection {
 /// [`StoreSection::cache_mb`]'s default: the embedded store's own
 /// (`EmbeddedStore::DEFAULT_CACHE_BYTES`, which the runtime's tests hold it to; this
 /// crate does not depend on the store).
-pub const DEFAULT_STORE_CACHE_MB: u64 = 192;
+pub const DEFAULT_STORE_CACHE_MB: u64 = 96;
 
 impl Default for StoreSection {
     fn default() -> Self {
