@@ -351,7 +351,11 @@ mod tests {
         c.add(&link("/x", 2, "/y", "(exit)"), 1);
         c.add(&link("/x", 1, "/x", "/y"), 1);
         c.add(&link("/z", 1, "/z", "(exit)"), -1);
-        assert_eq!(encode_links(&c).expect("encoded"), bytes, "unused paths left out");
+        assert_eq!(
+            encode_links(&c).expect("encoded"),
+            bytes,
+            "unused paths left out"
+        );
     }
 
     /// Sums the links of days' rows (each partition's links of one day) per (step, from,
