@@ -280,6 +280,13 @@ pub struct FoldedEvent {
     pub is_conversion: bool,
     pub revenue_minor: Option<i64>,
     pub currency: Option<String>,
+    /// Whether the user agent is a known crawler, bot, monitor or headless browser, as
+    /// on its event row: the feed carries every folded event, and its readers (the live
+    /// view, downstream consumers) must be able to leave bots out as every other number
+    /// does. Last, like the Avro field, and defaulted so that JSON written before it
+    /// reads.
+    #[serde(default)]
+    pub is_bot: bool,
 }
 
 /// The session an event of a visitor belongs to, among that visitor's sessions: the

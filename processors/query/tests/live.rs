@@ -51,6 +51,7 @@ fn folded(funnel: &str, anon: &str, id: &str, path: &str) -> FoldedEvent {
         is_conversion: false,
         revenue_minor: None,
         currency: None,
+        is_bot: false,
     }
 }
 

@@ -524,6 +524,7 @@ mod tests {
             is_conversion: full,
             revenue_minor: full.then_some(12_345),
             currency: full.then(|| "EUR".into()),
+            is_bot: full,
         }
     }
 

@@ -10,14 +10,39 @@ use super::*;
 ///
 /// Encoding is hand-written (the runtime publishes a row for each changed projection,
 /// so it is on the hot path, and a row always fits its schema, so it cannot fail).
-/// Decoding goes through the checked generic path.
+/// Decoding goes through the checked generic path, and reads records written with any
+/// released version of the schema (`schemas/history/`), resolved to the current one.
 #[derive(Debug, Clone)]
 pub struct ProjectionCodec {
-    profile: Arc<KnownSchema>,
-    session: Arc<KnownSchema>,
-    traffic: Arc<KnownSchema>,
-    event: Arc<KnownSchema>,
-    folded: Arc<KnownSchema>,
+    profile: Arc<Projection>,
+    session: Arc<Projection>,
+    traffic: Arc<Projection>,
+    event: Arc<Projection>,
+    folded: Arc<Projection>,
+}
+
+/// One projection schema: the current version, which every record is written with and
+/// read as, and its older released versions. A topic still holds records written
+/// before a deploy (a day of `events.changelog`, every compacted changelog's history),
+/// so a consumer that knew only the current fingerprint would drop them all as
+/// unknown the moment a schema gains a field.
+#[derive(Debug)]
+pub(super) struct Projection {
+    current: KnownSchema,
+    older: Vec<KnownSchema>,
+}
+
+impl Projection {
+    /// `json`, the current `schemas/<stem>.avsc`, and every version in
+    /// `schemas/history/<stem>/` with another canonical form.
+    fn builtin(stem: &str, json: &str) -> Projection {
+        let current = KnownSchema::builtin(json);
+        let older = crate::schema_history::versions_of(stem)
+            .map(|v| KnownSchema::builtin(v.json))
+            .filter(|v| v.fingerprint != current.fingerprint)
+            .collect();
+        Projection { current, older }
+    }
 }
 
 impl Default for ProjectionCodec {
@@ -44,28 +69,28 @@ pub(super) struct TrafficWire {
 impl ProjectionCodec {
     pub fn new() -> ProjectionCodec {
         ProjectionCodec {
-            profile: Arc::new(KnownSchema::builtin(PROFILE_SCHEMA)),
-            session: Arc::new(KnownSchema::builtin(SESSION_SCHEMA)),
-            traffic: Arc::new(KnownSchema::builtin(TRAFFIC_SOURCE_SCHEMA)),
-            event: Arc::new(KnownSchema::builtin(EVENT_ROW_SCHEMA)),
-            folded: Arc::new(KnownSchema::builtin(FOLDED_EVENT_SCHEMA)),
+            profile: Arc::new(Projection::builtin("profile", PROFILE_SCHEMA)),
+            session: Arc::new(Projection::builtin("session", SESSION_SCHEMA)),
+            traffic: Arc::new(Projection::builtin("traffic_source", TRAFFIC_SOURCE_SCHEMA)),
+            event: Arc::new(Projection::builtin("event_row", EVENT_ROW_SCHEMA)),
+            folded: Arc::new(Projection::builtin("folded_event", FOLDED_EVENT_SCHEMA)),
         }
     }
 
     pub fn profile_schema(&self) -> &Schema {
-        &self.profile.schema
+        &self.profile.current.schema
     }
     pub fn session_schema(&self) -> &Schema {
-        &self.session.schema
+        &self.session.current.schema
     }
     pub fn traffic_schema(&self) -> &Schema {
-        &self.traffic.schema
+        &self.traffic.current.schema
     }
     pub fn event_row_schema(&self) -> &Schema {
-        &self.event.schema
+        &self.event.current.schema
     }
     pub fn folded_event_schema(&self) -> &Schema {
-        &self.folded.schema
+        &self.folded.current.schema
     }
 
     fn header(schema: &KnownSchema, capacity: usize) -> Vec<u8> {
@@ -76,7 +101,7 @@ impl ProjectionCodec {
     }
 
     pub fn encode_profile(&self, p: &ProfileRow) -> Vec<u8> {
-        let mut out = Self::header(&self.profile, 256);
+        let mut out = Self::header(&self.profile.current, 256);
         put_str(&mut out, &p.funnel_id);
         put_str(&mut out, &p.anonymous_id);
         put_str(&mut out, &p.display_name);
@@ -103,7 +128,7 @@ impl ProjectionCodec {
     }
 
     pub fn encode_session(&self, s: &SessionRow) -> Vec<u8> {
-        let mut out = Self::header(&self.session, 256);
+        let mut out = Self::header(&self.session.current, 256);
         put_str(&mut out, &s.funnel_id);
         put_str(&mut out, &s.anonymous_id);
         put_str(&mut out, &s.session_id);
@@ -130,7 +155,7 @@ impl ProjectionCodec {
     }
 
     pub fn encode_traffic(&self, t: &TrafficRow) -> Vec<u8> {
-        let mut out = Self::header(&self.traffic, 128);
+        let mut out = Self::header(&self.traffic.current, 128);
         put_str(&mut out, &t.key.funnel_id);
         put_long(&mut out, i64::from(t.key.day));
         put_str(&mut out, &t.key.source);
@@ -144,7 +169,7 @@ impl ProjectionCodec {
     }
 
     pub fn encode_event_row(&self, e: &EventRow) -> Vec<u8> {
-        let mut out = Self::header(&self.event, 128);
+        let mut out = Self::header(&self.event.current, 128);
         put_str(&mut out, &e.funnel_id);
         put_str(&mut out, &e.event_id);
         put_str(&mut out, &e.anonymous_id);
@@ -162,7 +187,7 @@ impl ProjectionCodec {
     /// The record of `events.changelog`; fields in the order of
     /// `schemas/folded_event.avsc`.
     pub fn encode_folded_event(&self, e: &FoldedEvent) -> Vec<u8> {
-        let mut out = Self::header(&self.folded, 160);
+        let mut out = Self::header(&self.folded.current, 160);
         put_str(&mut out, &e.funnel_id);
         put_str(&mut out, &e.event_id);
         put_str(&mut out, &e.anonymous_id);
@@ -176,6 +201,7 @@ impl ProjectionCodec {
         put_bool(&mut out, e.is_conversion);
         put_opt_long(&mut out, e.revenue_minor);
         put_opt_str(&mut out, e.currency.as_deref());
+        put_bool(&mut out, e.is_bot);
         out
     }
 
@@ -222,9 +248,9 @@ pub(super) fn put_touch(out: &mut Vec<u8>, t: &Touch) {
     put_str(out, t.channel.as_str());
 }
 
-/// Single-object bytes of exactly `schema` → `T`.
+/// Single-object bytes of a version of `schema` → `T`, resolved to its current version.
 pub(super) fn decode_projection<T: DeserializeOwned>(
-    schema: &KnownSchema,
+    schema: &Projection,
     bytes: &[u8],
 ) -> Result<T, DecodeError> {
     match bytes {
@@ -242,9 +268,17 @@ pub(super) fn decode_projection<T: DeserializeOwned>(
         }
     }
     let (fingerprint, body) = split_single_object(bytes)?;
-    if fingerprint != schema.fingerprint {
-        return Err(DecodeError::UnknownFingerprint { fingerprint });
-    }
-    let value = decode_generic(schema, None, body)?;
+    let value = if fingerprint == schema.current.fingerprint {
+        decode_generic(&schema.current, None, body)?
+    } else {
+        // An older version: its fields added since get their defaults (the schema
+        // history tests check that every version resolves to the current one).
+        let writer = schema
+            .older
+            .iter()
+            .find(|v| v.fingerprint == fingerprint)
+            .ok_or(DecodeError::UnknownFingerprint { fingerprint })?;
+        decode_generic(writer, Some(&schema.current.schema), body)?
+    };
     apache_avro::from_value::<T>(&value).map_err(|e| DecodeError::Avro(e.to_string()))
 }

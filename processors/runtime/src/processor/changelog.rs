@@ -154,6 +154,7 @@ impl<'a> VisitorSessions<'a> {
             is_conversion: e.is_conversion,
             revenue_minor: e.revenue_minor,
             currency: e.currency.map(str::to_owned),
+            is_bot: e.is_bot,
         }
     }
 }
@@ -242,5 +243,32 @@ mod tests {
         // Its session not in the flush: the row's own session id, no attribution.
         assert_eq!(folded[2].session_id.as_deref(), Some("sdk-9"));
         assert_eq!(folded[2].source, None);
+    }
+
+    /// A bot's event is published like any other (the feed carries every folded
+    /// event), marked as its row is, so that the live view and other readers can
+    /// leave it out; it has no session, so it goes out without attribution.
+    #[test]
+    fn a_bots_folded_event_is_marked() {
+        let mut flush = PartitionFlush {
+            sessions: vec![session("a", "auto-1", (100, 200), "google")],
+            ..PartitionFlush::default()
+        };
+        let bot = EventRow {
+            is_bot: true,
+            ..event("crawler", Some("sdk-1"), 150)
+        };
+        flush.events.push(&event("a", None, 150));
+        flush.events.push(&bot);
+        let sessions = VisitorSessions::of(&flush);
+        let folded: Vec<FoldedEvent> = flush
+            .events
+            .iter()
+            .map(|(e, _)| sessions.folded_event(&e))
+            .collect();
+        assert!(!folded[0].is_bot, "{:?}", folded[0]);
+        assert!(folded[1].is_bot, "{:?}", folded[1]);
+        assert_eq!(folded[1].anonymous_id, "crawler");
+        assert_eq!(folded[1].source, None);
     }
 }
