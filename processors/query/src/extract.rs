@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use chrono::DateTime;
+use funnelfold_store::Bots;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -77,6 +78,27 @@ impl Params {
                 )),
             },
         }
+    }
+
+    /// `bots`: which events to keep by their bot flag, `Exclude` when absent (every
+    /// other number of the API leaves bots out, so a route showing events does too
+    /// unless asked), and the value as given (a cursor is bound to it). Every route
+    /// that shows events reads it here, so they accept and refuse the same values.
+    pub fn bots(&mut self) -> Result<(Bots, Option<String>), ApiError> {
+        let raw = self.take("bots");
+        let bots = match raw.as_deref() {
+            None => Bots::Exclude,
+            Some(given) => Bots::from_name(given).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_bots",
+                    format!(
+                        "bots may be \"exclude\" (the default: visitors' events only), \"include\" or \"only\" (bots' events only), not {:?}",
+                        quote(given)
+                    ),
+                )
+            })?,
+        };
+        Ok((bots, raw))
     }
 
     /// A time parameter: RFC 3339 (`2026-11-01T00:00:00Z`) or epoch milliseconds.

@@ -8,6 +8,13 @@
 //! only while someone watches its funnel: records of other funnels are skipped on
 //! their key, before they are decoded.
 //!
+//! Bot events (`isBot`: a known crawler, bot, monitor or headless browser) are on the
+//! feed like any folded event; each stream keeps or leaves them out by its `bots=`
+//! (default `exclude`, as every other number of the API leaves bots out). The
+//! channel carries them all, so that one funnel's streams share it whatever they
+//! asked; session changes are never filtered (bots have no sessions). A notice of
+//! dropped items counts what the channel dropped, left-out bots' events included.
+//!
 //! Bounds, so that no client can make the server hold more than it decided to:
 //!
 //! - a channel keeps [`QueryConfig::live_buffer`] items; a stream that falls further
@@ -35,6 +42,7 @@ use axum::http::StatusCode;
 use axum::response::sse::Event;
 use funnelfold_config::KafkaSettings;
 use funnelfold_core::codec::ProjectionCodec;
+use funnelfold_store::Bots;
 use futures::Stream;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -71,6 +79,9 @@ impl Kind {
 pub struct Item {
     pub kind: Kind,
     pub json: String,
+    /// A bot's event: sent only to the streams that asked for bots' events. Always
+    /// false for a session.
+    pub is_bot: bool,
 }
 
 /// The channels of the funnels being watched.
@@ -249,21 +260,32 @@ impl Live {
         &self.progress
     }
 
-    /// The SSE events of one stream of `funnel`, holding `slot` until it ends.
+    /// The SSE events of one stream of `funnel`, with the bots' events `bots` keeps,
+    /// holding `slot` until it ends.
     pub fn stream(
         &self,
         funnel: &str,
+        bots: Bots,
         slot: Slot,
     ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
         let subscription = self.hub.subscribe(funnel);
         let stop = self.stop.clone();
         futures::stream::unfold(
             (subscription, slot, stop),
-            |(mut sub, slot, mut stop)| async move {
+            move |(mut sub, slot, mut stop)| async move {
                 let rx = sub.rx.as_mut()?;
-                let next = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = stop.wait_for(|s| *s) => return None,
+                let next = loop {
+                    let next = tokio::select! {
+                        r = rx.recv() => r,
+                        _ = stop.wait_for(|s| *s) => return None,
+                    };
+                    // Sessions pass whatever bots= says: they are visitors' only.
+                    match &next {
+                        Ok(item) if item.kind == Kind::Event && !bots.admits(item.is_bot) => {
+                            continue
+                        }
+                        _ => break next,
+                    }
                 };
                 let event = match next {
                     Ok(item) => Event::default()
@@ -437,22 +459,26 @@ fn fan_out(
     if funnel.is_empty() || !hub.is_watched(funnel) {
         return;
     }
-    let json = match (kind, payload) {
+    // Only an event can be a bot's: a session never is.
+    let item = match (kind, payload) {
         (Kind::Event, Some(bytes)) => codec
             .decode_folded_event(bytes)
             .map_err(|e| e.to_string())
             .and_then(|e| {
-                serde_json::to_string(&LiveEventJson::from(&e)).map_err(|e| e.to_string())
+                serde_json::to_string(&LiveEventJson::from(&e))
+                    .map(|json| (json, e.is_bot))
+                    .map_err(|e| e.to_string())
             }),
         (Kind::Event, None) => Err("an event record without a value".to_owned()),
         (Kind::Session, Some(bytes)) => codec
             .decode_session(bytes)
             .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::to_string(&SessionJson::from(&s)).map_err(|e| e.to_string())),
-        (Kind::Session, None) => deleted_session(key),
+            .and_then(|s| serde_json::to_string(&SessionJson::from(&s)).map_err(|e| e.to_string()))
+            .map(|json| (json, false)),
+        (Kind::Session, None) => deleted_session(key).map(|json| (json, false)),
     };
-    match json {
-        Ok(json) => hub.publish(funnel, Item { kind, json }),
+    match item {
+        Ok((json, is_bot)) => hub.publish(funnel, Item { kind, json, is_bot }),
         Err(e) => {
             tracing::warn!(kind = kind.as_str(), error = %e, "undecodable live record skipped")
         }
@@ -515,6 +541,7 @@ mod tests {
                 Item {
                     kind: Kind::Event,
                     json: i.to_string(),
+                    is_bot: false,
                 },
             );
         }

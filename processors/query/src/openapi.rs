@@ -560,22 +560,28 @@ fn events_op() -> Value {
 }
 
 fn live_op() -> Value {
-    let mut responses = read_errors(&[(
-        "429",
-        "too_many_streams: the key holds as many live streams as it may (query.live_streams_per_key); close one first.",
-    )]);
+    let mut responses = read_errors(&[
+        ("400", "Bad request: unknown_parameter, duplicate_parameter, bad_path, bad_bots (bots other than exclude, include or only)."),
+        (
+            "429",
+            "too_many_streams: the key holds as many live streams as it may (query.live_streams_per_key); close one first.",
+        ),
+    ]);
     responses.insert(
         "503".into(),
         error_response("live_unavailable: no Kafka configured, so there is no feed to stream."),
     );
-    let stream = json!({ "description": "A Server-Sent Events stream, open until the client closes it or the server stops. Each message is `event: <type>` and one `data:` line of JSON: `event` (a folded event: funnelId, eventId, anonymousId, displayName, sessionId, eventName, timestamp, path, source, medium, isConversion, revenue), `session` (a session written, the Session schema, or deleted: {funnelId, anonymousId, sessionId, deleted: true}), `notice` ({dropped, message}: the client read too slowly and this many items were dropped). Comment lines (`: keep-alive`) are heartbeats, sent when nothing else was (every query.live_heartbeat_ms).",
+    let stream = json!({ "description": "A Server-Sent Events stream, open until the client closes it or the server stops. Each message is `event: <type>` and one `data:` line of JSON: `event` (a folded event: funnelId, eventId, anonymousId, displayName, sessionId, eventName, timestamp, path, source, medium, isConversion, revenue, isBot: whether the user agent is a known crawler, bot, monitor or headless browser, sent only with bots=include or bots=only), `session` (a session written, the Session schema, or deleted: {funnelId, anonymousId, sessionId, deleted: true}), `notice` ({dropped, message}: the client read too slowly and this many items were dropped). Comment lines (`: keep-alive`) are heartbeats, sent when nothing else was (every query.live_heartbeat_ms).",
         "content": { "text/event-stream": { "schema": { "type": "string" } } } });
     json!({ "get": {
                 "summary": "What the fold processors just did for the funnel, as Server-Sent Events.",
                 "description": "Streams the funnel's folded events and session changes from now on (read from events.changelog and sessions.changelog; nothing from before the request). A client that reads too slowly loses the oldest items, announced by a notice event. Each key holds at most query.live_streams_per_key streams at once.",
                 "operationId": "live",
                 "security": security(),
-                "parameters": [funnel_param()],
+                "parameters": [
+                    funnel_param(),
+                    query_param("bots", "Bot events (isBot: a known crawler, bot, monitor or headless browser): exclude (the default: visitors' events only, as every other number counts them), include (both), only (bots' events only). Session changes are sent whatever it says (bots have no sessions).", json!({ "type": "string", "enum": ["exclude", "include", "only"], "default": "exclude" }), json!("only"))
+                ],
                 "responses": with_ok(responses, stream)
             } })
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use funnelfold_core::projection::utc_day;
 use funnelfold_core::validate::ValidationConfig;
 use funnelfold_core::{EventRow, SessionRow};
-use funnelfold_store::{Bots, EventCursor, EventFilter, Health, PageRequest, SessionCursor, Store};
+use funnelfold_store::{EventCursor, EventFilter, Health, PageRequest, SessionCursor, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Need};
@@ -579,21 +579,8 @@ async fn events(
             ))
         }
     };
-    // Bot events are stored and listed, but only on request: every other number of
-    // the API leaves them out, so by default the listing does too.
-    let bots_raw = p.take("bots");
-    let bots = match bots_raw.as_deref() {
-        None => Bots::Exclude,
-        Some(raw) => Bots::from_name(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "bad_bots",
-                format!(
-                    "bots may be \"exclude\" (the default: visitors' events only), \"include\" or \"only\" (bots' events only), not {:?}",
-                    quote(raw)
-                ),
-            )
-        })?,
-    };
+    // Bot events are stored and listed, but only on request (see Params::bots).
+    let (bots, bots_raw) = p.bots()?;
     let (from, to) = (p.time("from")?, p.time("to")?);
     let limit = p.limit(DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = p.take_non_empty("cursor")?;
@@ -744,7 +731,8 @@ async fn live(
     if let Some(grant) = &grant {
         grant.check(&funnel, Need::Read)?;
     }
-    Params::parse(uri.query(), &[])?;
+    // Checked before the feed's availability: a bad request is one with or without it.
+    let (bots, _) = Params::parse(uri.query(), &["bots"])?.bots()?;
     let Some(live) = &s.live else {
         return Err(ApiError::unavailable(
             "live_unavailable",
@@ -753,7 +741,7 @@ async fn live(
     };
     let key = grant.map_or(OPEN_ACCESS_KEY, |g| g.key_digest());
     let slot = live.slots.acquire(key)?;
-    let stream = live.stream(&funnel, slot);
+    let stream = live.stream(&funnel, bots, slot);
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(live.heartbeat).text("keep-alive"))
         .into_response();

@@ -276,6 +276,9 @@ pub struct LiveEventJson<'a> {
     pub medium: Option<&'a str>,
     pub is_conversion: bool,
     pub revenue: EventRevenue<'a>,
+    /// Whether a known crawler, bot, monitor or headless browser sent it (sent with
+    /// `bots=include` or `bots=only`).
+    pub is_bot: bool,
 }
 
 impl<'a> From<&'a FoldedEvent> for LiveEventJson<'a> {
@@ -293,6 +296,7 @@ impl<'a> From<&'a FoldedEvent> for LiveEventJson<'a> {
             medium: e.medium.as_deref(),
             is_conversion: e.is_conversion,
             revenue: EventRevenue::of(e.revenue_minor, e.currency.as_deref()),
+            is_bot: e.is_bot,
         }
     }
 }

@@ -153,7 +153,17 @@ struct SseClient {
 
 impl SseClient {
     async fn open(addr: SocketAddr, funnel: &str, key: Option<&str>) -> Result<SseClient> {
-        Self::open_on(TcpStream::connect(addr).await?, funnel, key).await
+        Self::open_on(TcpStream::connect(addr).await?, funnel, "", key).await
+    }
+
+    /// With a query string (`?bots=only`).
+    async fn open_with(
+        addr: SocketAddr,
+        funnel: &str,
+        query: &str,
+        key: Option<&str>,
+    ) -> Result<SseClient> {
+        Self::open_on(TcpStream::connect(addr).await?, funnel, query, key).await
     }
 
     /// With a small receive buffer: a client that stops reading is soon not read
@@ -161,11 +171,16 @@ impl SseClient {
     async fn open_small(addr: SocketAddr, funnel: &str, key: Option<&str>) -> Result<SseClient> {
         let socket = TcpSocket::new_v4()?;
         socket.set_recv_buffer_size(4096)?;
-        Self::open_on(socket.connect(addr).await?, funnel, key).await
+        Self::open_on(socket.connect(addr).await?, funnel, "", key).await
     }
 
-    async fn open_on(mut stream: TcpStream, funnel: &str, key: Option<&str>) -> Result<SseClient> {
-        let mut head = format!("GET /v1/funnels/{funnel}/live HTTP/1.1\r\nHost: test\r\n");
+    async fn open_on(
+        mut stream: TcpStream,
+        funnel: &str,
+        query: &str,
+        key: Option<&str>,
+    ) -> Result<SseClient> {
+        let mut head = format!("GET /v1/funnels/{funnel}/live{query} HTTP/1.1\r\nHost: test\r\n");
         if let Some(key) = key {
             head.push_str(&format!("Authorization: Bearer {key}\r\n"));
         }
@@ -381,6 +396,112 @@ async fn a_stream_carries_its_funnels_events_and_sessions_and_heartbeats() -> Re
     Ok(())
 }
 
+/// A bot's event (`isBot`) reaches a stream only when it asked for bots' events
+/// (`bots=include` or `only`), never by default, as every other number leaves bots
+/// out; session changes reach every stream (bots have no sessions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_event_reaches_a_stream_only_when_it_asks_for_bots() -> Result<()> {
+    let broker = EmbeddedBroker::start(1, &Topics::default(), 2)?;
+    let cfg = QueryConfig {
+        live_streams_per_key: 8,
+        ..QueryConfig::default()
+    };
+    let server = server(&broker, cfg).await?;
+    let addr = server.local_addr();
+    let mut streams = Vec::new();
+    for query in ["", "?bots=exclude", "?bots=include", "?bots=only"] {
+        let client = SseClient::open_with(addr, "shop", query, Some(SHOP_KEY)).await?;
+        assert_eq!(client.status, 200, "{query}");
+        streams.push((query, client));
+    }
+
+    let feed = Feed::new(&broker)?;
+    let bot = |id: &str| FoldedEvent {
+        is_bot: true,
+        session_id: None,
+        source: None,
+        medium: None,
+        ..folded("shop", "googlebot", id, "/")
+    };
+    feed.event(&folded("shop", "alice", "e-1", "/pricing"))
+        .await?;
+    feed.event(&bot("b-1")).await?;
+    feed.session(&session("shop", "alice")).await?;
+    received(&server, 3).await?;
+    // One partition, in order: a bots-only stream has seen everything before when the
+    // bot's marker comes, every other stream when the visitor's comes.
+    feed.event(&bot("b-marker")).await?;
+    feed.event(&folded("shop", "alice", "e-marker", "/done"))
+        .await?;
+
+    for (query, client) in &mut streams {
+        let last = if *query == "?bots=only" {
+            "b-marker"
+        } else {
+            "e-marker"
+        };
+        let (mut events, mut sessions) = (Vec::new(), 0);
+        loop {
+            let m = client.next_item(WAIT).await?;
+            match m.kind.as_deref() {
+                Some("event") => {
+                    let json = m.json();
+                    let id = json["eventId"].as_str().context("eventId")?.to_owned();
+                    let is_bot = json["isBot"].as_bool().context("isBot")?;
+                    assert_eq!(is_bot, id.starts_with("b-"), "{query}: {json}");
+                    events.push(id);
+                }
+                Some("session") => sessions += 1,
+                other => bail!("{query}: unexpected {other:?}"),
+            }
+            if events.last().map(String::as_str) == Some(last) {
+                break;
+            }
+        }
+        let expected: &[&str] = match *query {
+            "?bots=include" => &["e-1", "b-1", "b-marker", "e-marker"],
+            "?bots=only" => &["b-1", "b-marker"],
+            _ => &["e-1", "e-marker"],
+        };
+        assert_eq!(events, expected, "{query}");
+        assert_eq!(
+            sessions, 1,
+            "{query}: the session change, whatever bots= says"
+        );
+    }
+
+    // Any other value is refused as on the events listing, naming the values. (Within
+    // WAIT: a value wrongly accepted would open a stream that never ends.)
+    let refused = |query: String| async move {
+        let target = format!("/v1/funnels/shop/live?{query}");
+        tokio::time::timeout(WAIT, get(addr, &target, Some(SHOP_KEY)))
+            .await
+            .with_context(|| format!("{target} was not refused"))?
+    };
+    for bad in ["yes", "", "Only", "true"] {
+        let answer = refused(format!("bots={bad}")).await?;
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (400, "bad_bots"),
+            "{bad:?}"
+        );
+        let message = answer.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for word in ["bots", "exclude", "include", "only"] {
+            assert!(message.contains(word), "{message}");
+        }
+    }
+    let twice = refused("bots=include&bots=only".to_owned()).await?;
+    assert_eq!(
+        (twice.status, twice.error_code().as_str()),
+        (400, "duplicate_parameter")
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_rules_and_the_per_key_cap_hold_and_a_closed_stream_frees_its_slot() -> Result<()> {
     let broker = EmbeddedBroker::start(1, &Topics::default(), 2)?;
@@ -527,6 +648,12 @@ async fn without_kafka_the_route_answers_503() -> Result<()> {
     assert_eq!(
         (answer.status, answer.error_code()),
         (503, "live_unavailable".into())
+    );
+    // A bad request is one with or without a feed.
+    let answer = get(server.local_addr(), "/v1/funnels/shop/live?bots=no", None).await?;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (400, "bad_bots".into())
     );
     server.shutdown().await?;
     Ok(())

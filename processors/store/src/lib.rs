@@ -333,6 +333,16 @@ impl Bots {
             .find(|(n, _)| *n == name)
             .map(|(_, bots)| *bots)
     }
+
+    /// Whether an event whose bot flag is `is_bot` is kept. One rule for the listing
+    /// and the live streams, which take the same `bots=`.
+    pub fn admits(self, is_bot: bool) -> bool {
+        match self {
+            Bots::Exclude => !is_bot,
+            Bots::Include => true,
+            Bots::Only => is_bot,
+        }
+    }
 }
 
 #[async_trait]

@@ -63,11 +63,7 @@ impl EventFilter {
 
     /// Whether an event whose bot flag is `is_bot` passes the bot selection.
     pub(crate) fn admits_bot(&self, is_bot: bool) -> bool {
-        match self.bots {
-            Bots::Exclude => !is_bot,
-            Bots::Include => true,
-            Bots::Only => is_bot,
-        }
+        self.bots.admits(is_bot)
     }
 
     /// Whether the rows a read keeps may be few among those it reads: one event name,
