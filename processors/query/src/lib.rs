@@ -37,6 +37,7 @@ pub mod openapi;
 pub mod overview;
 pub mod routes;
 pub mod telemetry;
+mod track;
 pub mod views;
 
 pub use changelog::ChangelogProgress;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Need};
 use crate::cache::{AnswerCache, CachedProfile, ProfileCache};
-use crate::collector::{self, Collector};
+use crate::collector::Collector;
 use crate::cursor::{CursorKey, Page, Scope};
 use crate::error::{json_response, ApiError};
 use crate::extract::{parse_json, quote, read_body, FunnelPath, Params, VisitorPath};
@@ -30,7 +30,7 @@ use crate::live::Live;
 use crate::money::compare_revenue;
 use crate::overview::overview;
 use crate::views::{EventJson, FunnelJson, SessionJson, TrafficSourceJson};
-use crate::{openapi, telemetry};
+use crate::{openapi, telemetry, track};
 
 /// Most ids in one profile lookup.
 pub const MAX_LOOKUP_IDS: usize = 100;
@@ -78,7 +78,7 @@ pub struct AppState {
     pub live: Option<Live>,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 /// One row of the route table.
 pub struct RouteDef {
@@ -132,8 +132,8 @@ pub fn table() -> Vec<RouteDef> {
         route(Method::GET, "/v1/funnels/{funnelId}/sessions", sessions),
         route(Method::GET, "/v1/funnels/{funnelId}/events", events),
         route(Method::GET, "/v1/funnels/{funnelId}/live", live),
-        route(Method::POST, "/v1/track", track),
-        route(Method::OPTIONS, "/v1/track", track_preflight),
+        route(Method::POST, "/v1/track", track::track),
+        route(Method::OPTIONS, "/v1/track", track::preflight),
     ]
 }
 
@@ -750,64 +750,6 @@ async fn live(
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
-}
-
-/// Browsers call the collector across origins; the answer must say they may read it.
-fn with_cors(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
-}
-
-/// `POST /v1/track`.
-async fn track(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let result = async {
-        // 401 before anything else: an anonymous caller learns nothing about the body.
-        let grant = s.access.authenticate(&headers)?;
-        Params::parse(uri.query(), &[])?;
-        // Before anything is produced: an event accepted now could not be made durable,
-        // and would wait in the broker for a store that may not come back before the
-        // broker drops it.
-        if let Some(reason) = s.health.as_ref().and_then(|h| h.status()) {
-            return Err(collector::store_unavailable(&reason));
-        }
-        let bytes = read_body(body, collector::MAX_BODY_BYTES).await?;
-        collector::track(s.collector.as_ref(), &s.validation, grant.as_ref(), &bytes).await
-    }
-    .await;
-    with_cors(match result {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(e) if e.code == collector::STORE_UNAVAILABLE => {
-            let mut response = e.into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(collector::STORE_RETRY_AFTER_SECONDS),
-            );
-            response
-        }
-        Err(e) => e.into_response(),
-    })
-}
-
-/// `OPTIONS /v1/track`: the CORS preflight of a browser's `fetch` with a key.
-async fn track_preflight() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    with_cors(response)
 }
 
 #[cfg(test)]

@@ -44,13 +44,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::enrich::default_channel;
 use crate::event::{Device, Event, Touch};
 use crate::hash::stable_hash;
-use crate::journey::{Activity, Links, Pages};
+use crate::journey::{Activity, Pages};
 use crate::names::display_name;
 use crate::projection::{
     add_revenue, engaged, utc_day, BotKey, FlowKey, ProfileRow, RetentionKey, Revenue, SessionRow,
     TrafficCounts, TrafficKey,
 };
 use crate::reject::RejectReason;
+use links::emit_links;
 
 /// The total order of events: event time, then a stable hash of the event id.
 pub type Order = (i64, u64);
@@ -702,6 +703,7 @@ impl VisitorState {
     }
 }
 
+mod links;
 mod stored;
 
 /// The id of a server-side session: `auto-` and the `eventId` of its earliest event.
@@ -742,48 +744,6 @@ fn emit_contribution(
         for link in new.links(funnel_id) {
             sink.flow(link, new.flow_landing(), 1);
         }
-    }
-}
-
-/// Retracts the links `before` and adds `after`, leaving out the ones in both (links
-/// of another landing page are other links: nothing cancels then).
-fn emit_links(before: Links, after: Links, sink: &mut impl Sink) {
-    let (before_landing, mut before) = before;
-    let (after_landing, mut after) = after;
-    if before_landing == after_landing && before == after {
-        return;
-    }
-    if before_landing != after_landing {
-        for link in before {
-            sink.flow(link, &before_landing, -1);
-        }
-        for link in after {
-            sink.flow(link, &after_landing, 1);
-        }
-        return;
-    }
-    before.sort_unstable();
-    after.sort_unstable();
-    let (mut i, mut j) = (0, 0);
-    let mut before = before.into_iter().map(Some).collect::<Vec<_>>();
-    let mut after = after.into_iter().map(Some).collect::<Vec<_>>();
-    while i < before.len() && j < after.len() {
-        match before[i].cmp(&after[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                before[i] = None;
-                after[j] = None;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    for link in before.into_iter().flatten() {
-        sink.flow(link, &before_landing, -1);
-    }
-    for link in after.into_iter().flatten() {
-        sink.flow(link, &after_landing, 1);
     }
 }
 
