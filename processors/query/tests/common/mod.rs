@@ -64,6 +64,21 @@ impl Answer {
         assert_eq!(self.header("content-type"), Some("application/json"), "{v}");
         code.to_string()
     }
+
+    /// Checks a 400 `code` whose message names every one of `words` (a parameter
+    /// and the values it takes, say).
+    pub fn assert_refused(&self, code: &str, words: &[&str], case: &str) {
+        assert_eq!(
+            (self.status, self.error_code().as_str()),
+            (400, code),
+            "{case}"
+        );
+        let v = self.json();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        for word in words {
+            assert!(message.contains(word), "{case}: {message}");
+        }
+    }
 }
 
 /// Sends one request (`Connection: close`) and reads the whole answer.
