@@ -211,6 +211,14 @@ mod tests {
         }
     }
 
+    /// The live feed's record of each event of `flush`.
+    fn folded_events(flush: &PartitionFlush) -> Vec<FoldedEvent> {
+        let sessions = VisitorSessions::of(flush);
+        (flush.events.iter())
+            .map(|(e, _)| sessions.folded_event(&e))
+            .collect()
+    }
+
     #[test]
     fn folded_events_take_their_session_and_attribution_from_the_flush() {
         let mut flush = PartitionFlush {
@@ -224,12 +232,7 @@ mod tests {
         flush.events.push(&event("a", None, 1_500));
         flush.events.push(&event("b", Some("sdk-1"), 150));
         flush.events.push(&event("c", Some("sdk-9"), 150));
-        let sessions = VisitorSessions::of(&flush);
-        let folded: Vec<FoldedEvent> = flush
-            .events
-            .iter()
-            .map(|(e, _)| sessions.folded_event(&e))
-            .collect();
+        let folded = folded_events(&flush);
         // No session id on the row: the session whose span covers the event's time.
         assert_eq!(folded[0].session_id.as_deref(), Some("auto-2"));
         assert_eq!(folded[0].source.as_deref(), Some("bing"));
@@ -260,12 +263,7 @@ mod tests {
         };
         flush.events.push(&event("a", None, 150));
         flush.events.push(&bot);
-        let sessions = VisitorSessions::of(&flush);
-        let folded: Vec<FoldedEvent> = flush
-            .events
-            .iter()
-            .map(|(e, _)| sessions.folded_event(&e))
-            .collect();
+        let folded = folded_events(&flush);
         assert!(!folded[0].is_bot, "{:?}", folded[0]);
         assert!(folded[1].is_bot, "{:?}", folded[1]);
         assert_eq!(folded[1].anonymous_id, "crawler");
