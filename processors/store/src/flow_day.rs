@@ -105,10 +105,6 @@ impl DayLinks {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     /// The links as a map of owned links.
     pub fn to_links(&self) -> FlowLinks {
         let path = |n: u32| self.paths[n as usize].to_string();
