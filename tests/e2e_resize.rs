@@ -122,6 +122,10 @@ fn events() -> (Vec<RawEvent>, usize) {
 }
 
 #[test]
+#[cfg_attr(
+    broker_lacks = "end-offsets",
+    ignore = "the drain step waits for the group's lag, read against the partitions' end offsets, which the broker reports wrongly (FUNNELFOLD_TEST_BROKER_LACKS; on tansu a drained group once stayed 1 behind on every partition for 180 s) (README, tansu's gaps)"
+)]
 fn a_drained_resize_from_4_to_8_partitions_keeps_the_projections_exact() {
     let rt = common::runtime();
     let broker = common::broker_for_two(8);
