@@ -146,6 +146,23 @@ fn expected_links(
     links
 }
 
+/// The (step, path, sessions) of each node of a `/paths` answer, or of the nodes the
+/// page drew (same fields).
+fn nodes_of(answer: &Value) -> BTreeSet<(u64, String, i64)> {
+    answer["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["step"].as_u64().expect("step"),
+                n["path"].as_str().expect("path").to_owned(),
+                n["sessions"].as_i64().expect("sessions"),
+            )
+        })
+        .collect()
+}
+
 fn links_of(answer: &Value) -> BTreeMap<(u32, String, String), i64> {
     answer["links"]
         .as_array()
@@ -227,30 +244,8 @@ fn check_paths(browser: &Browser, api: &str, api_path: &str) -> Value {
     );
     let answer = get(api, api_path);
     let drawn = drawn_paths(browser);
-    let nodes: BTreeSet<(u64, String, i64)> = answer["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["step"].as_u64().expect("step"),
-                n["path"].as_str().expect("path").to_owned(),
-                n["sessions"].as_i64().expect("sessions"),
-            )
-        })
-        .collect();
-    let drawn_nodes: BTreeSet<(u64, String, i64)> = drawn["nodes"]
-        .as_array()
-        .expect("drawn nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["step"].as_u64().expect("step"),
-                n["path"].as_str().expect("path").to_owned(),
-                n["sessions"].as_i64().expect("sessions"),
-            )
-        })
-        .collect();
+    let nodes = nodes_of(&answer);
+    let drawn_nodes = nodes_of(&drawn);
     assert_eq!(
         drawn_nodes, nodes,
         "the drawn nodes are the API's ({api_path})"
@@ -260,23 +255,8 @@ fn check_paths(browser: &Browser, api: &str, api_path: &str) -> Value {
         nodes.len(),
         "each node drawn once"
     );
-    let drawn_links: BTreeMap<(u32, String, String), i64> = drawn["links"]
-        .as_array()
-        .expect("drawn links")
-        .iter()
-        .map(|l| {
-            (
-                (
-                    l["step"].as_u64().expect("step") as u32,
-                    l["from"].as_str().expect("from").to_owned(),
-                    l["to"].as_str().expect("to").to_owned(),
-                ),
-                l["sessions"].as_i64().expect("sessions"),
-            )
-        })
-        .collect();
     assert_eq!(
-        drawn_links,
+        links_of(&drawn),
         links_of(&answer),
         "the drawn bands are the API's links ({api_path})"
     );
