@@ -3,6 +3,7 @@
 
 use funnelfold_core::{BotKey, RetentionKey, TrafficKey};
 
+use super::tables::VisitorRow;
 use crate::{FlowDay, Result, StoreError};
 
 /// Builds order-preserving composite keys.
@@ -72,6 +73,18 @@ pub(super) fn checkpoint_key(group: &str, topic: &str, partition: i32) -> Key {
 
 pub(super) fn visitor_key(funnel_id: &str, anonymous_id: &str) -> Key {
     Key::new().str(funnel_id).str(anonymous_id)
+}
+
+/// The key of a visitor's row of one kind in [`VISITOR_ROWS`](super::tables::VISITOR_ROWS)
+/// (for a session's start, its id follows: [`session_start_key`]).
+pub(super) fn visitor_row_key(funnel_id: &str, anonymous_id: &str, row: VisitorRow) -> Key {
+    let mut key = visitor_key(funnel_id, anonymous_id);
+    key.0.push(row as u8);
+    key
+}
+
+pub(super) fn session_start_key(funnel_id: &str, anonymous_id: &str, session_id: &str) -> Key {
+    visitor_row_key(funnel_id, anonymous_id, VisitorRow::SessionStart).str(session_id)
 }
 
 pub(super) fn traffic_key(topic: &str, partition: i32, key: &TrafficKey) -> Key {

@@ -5,7 +5,7 @@ use funnelfold_core::SessionRow;
 use redb::{Database, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use super::db::storage_error;
-use super::keys::Key;
+use super::keys::session_start_key;
 use super::tables::*;
 use crate::{Result, StoreError};
 
@@ -21,10 +21,8 @@ pub(super) fn create_tables(db: &Database) -> Result<()> {
         txn.open_table(META).map_err(open)?;
         txn.open_table(VISITOR_HOURS).map_err(open)?;
         txn.open_table(EVENT_MINUTES).map_err(open)?;
-        txn.open_table(SESSIONS).map_err(open)?;
         for def in [
-            VISITOR_STATE,
-            PROFILES,
+            VISITOR_ROWS,
             SESSIONS_BY_START,
             EVENTS_BY_TIME,
             EVENTS_BY_VISITOR,
@@ -46,13 +44,16 @@ pub(super) fn create_tables(db: &Database) -> Result<()> {
         if has(OLD_SESSIONS) {
             migrate_session_pointers(&txn)?;
         }
+        if has(OLD_VISITOR_STATE) {
+            migrate_visitor_rows(&txn)?;
+        }
         migrate_event_blocks(&txn, has(OLD_EVENTS_BY_TIME), has(OLD_EVENTS_BY_VISITOR))?;
     }
     txn.commit()
         .map_err(|e| storage_error("creating tables", e))
 }
 
-/// Replaces the copies of session rows kept by stores written before [`SESSIONS`]
+/// Replaces the copies of session rows kept by stores written before session pointers
 /// with pointers to the rows, built from [`SESSIONS_BY_START`] (which has every session).
 fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
     let e = |e: redb::StorageError| storage_error("migrating the session table", e);
@@ -64,23 +65,70 @@ fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
         for entry in rows.iter().map_err(e)? {
             let (_, row) = entry.map_err(e)?;
             let row: SessionRow = decode("session", row.value())?;
-            let key = Key::new()
-                .str(&row.funnel_id)
-                .str(&row.anonymous_id)
-                .str(&row.session_id);
+            let key = session_start_key(&row.funnel_id, &row.anonymous_id, &row.session_id);
             pointers.push((key.0, row.started_at));
         }
     }
     pointers.sort_unstable();
     let mut table = txn
-        .open_table(SESSIONS)
-        .map_err(|e| storage_error("open session_starts", e))?;
+        .open_table(VISITOR_ROWS)
+        .map_err(|e| storage_error("open visitor_rows", e))?;
     for (key, started_at) in &pointers {
-        table.insert(key.as_slice(), started_at).map_err(e)?;
+        let start = started_at.to_be_bytes();
+        table.insert(key.as_slice(), start.as_slice()).map_err(e)?;
     }
     txn.delete_table(OLD_SESSIONS)
         .map_err(|e| storage_error("dropping the old session table", e))?;
     Ok(())
+}
+
+/// Moves the visitor states, profiles and session pointers of stores written before
+/// [`VISITOR_ROWS`] into it, and drops their tables. The old keys were (funnel,
+/// anonymous id) and (funnel, anonymous id, session id): the new ones put the row's
+/// [`VisitorRow`] tag after the anonymous id.
+fn migrate_visitor_rows(txn: &WriteTransaction) -> Result<()> {
+    let e = |e: redb::StorageError| storage_error("migrating visitor rows", e);
+    let open = |e: redb::TableError| storage_error("opening visitor tables to migrate", e);
+    let mut rows = txn.open_table(VISITOR_ROWS).map_err(open)?;
+    for (old, tag) in [
+        (OLD_VISITOR_STATE, VisitorRow::State),
+        (OLD_PROFILES, VisitorRow::Profile),
+    ] {
+        let old = txn.open_table(old).map_err(open)?;
+        for entry in old.iter().map_err(e)? {
+            let (key, value) = entry.map_err(e)?;
+            let key = [key.value(), &[tag as u8]].concat();
+            rows.insert(key.as_slice(), value.value()).map_err(e)?;
+        }
+    }
+    let starts = txn.open_table(OLD_SESSION_STARTS).map_err(open)?;
+    for entry in starts.iter().map_err(e)? {
+        let (key, started_at) = entry.map_err(e)?;
+        let key = key.value();
+        // The end of the second string (the anonymous id), terminator included.
+        let visitor_end = string_end(key, 0)
+            .and_then(|f| string_end(key, f))
+            .ok_or_else(|| {
+                StoreError::Fatal("corrupt session pointer key in the embedded store".into())
+            })?;
+        let (visitor, session_id) = key.split_at(visitor_end);
+        let key = [visitor, &[VisitorRow::SessionStart as u8], session_id].concat();
+        let start = started_at.value().to_be_bytes();
+        rows.insert(key.as_slice(), start.as_slice()).map_err(e)?;
+    }
+    drop(starts);
+    let drop_table = |e: redb::TableError| storage_error("dropping an old visitor table", e);
+    txn.delete_table(OLD_VISITOR_STATE).map_err(drop_table)?;
+    txn.delete_table(OLD_PROFILES).map_err(drop_table)?;
+    txn.delete_table(OLD_SESSION_STARTS).map_err(drop_table)?;
+    Ok(())
+}
+
+/// The end of the key string starting at `from` in `key`, its terminator included.
+fn string_end(key: &[u8], from: usize) -> Option<usize> {
+    key.get(from..)
+        .and_then(|rest| rest.windows(2).position(|w| w == [0x00, 0x01]))
+        .map(|at| from + at + 2)
 }
 
 /// Moves the event blocks of stores written before [`EVENTS_BY_TIME`] (time first) to the
@@ -90,12 +138,6 @@ fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
 /// and chunks 4.
 fn migrate_event_blocks(txn: &WriteTransaction, by_time: bool, by_visitor: bool) -> Result<()> {
     let corrupt = || StoreError::Fatal("corrupt event block key in the embedded store".into());
-    // The end of the string starting at `from`, terminator included.
-    let string_end = |key: &[u8], from: usize| {
-        key.get(from..)
-            .and_then(|rest| rest.windows(2).position(|w| w == [0x00, 0x01]))
-            .map(|at| from + at + 2)
-    };
     if by_time {
         // funnel, minute, sequence, chunk
         move_blocks(

@@ -78,8 +78,8 @@ pub(super) fn read_checkpoint(
 fn visitors_in(txn: &ReadTransaction, keys: &[VisitorKey]) -> Result<Vec<Option<Vec<u8>>>> {
     let keys = keys
         .iter()
-        .map(|k| visitor_key(&k.funnel_id, &k.anonymous_id));
-    get_each(txn, VISITOR_STATE, keys, |v| Ok(v.to_vec()))
+        .map(|k| visitor_row_key(&k.funnel_id, &k.anonymous_id, VisitorRow::State));
+    get_each(txn, VISITOR_ROWS, keys, |v| Ok(v.to_vec()))
 }
 
 fn shares_in(
@@ -463,10 +463,10 @@ impl Store for EmbeddedStore {
     async fn profiles(&self, funnel_id: &str, anonymous_ids: &[String]) -> Result<Vec<ProfileRow>> {
         let keys: Vec<Key> = distinct(anonymous_ids)
             .into_iter()
-            .map(|id| visitor_key(funnel_id, id))
+            .map(|id| visitor_row_key(funnel_id, id, VisitorRow::Profile))
             .collect();
         self.read(move |txn| {
-            let found = get_each(txn, PROFILES, keys, |v| decode("profile", v))?;
+            let found = get_each(txn, VISITOR_ROWS, keys, |v| decode("profile", v))?;
             Ok(found.into_iter().flatten().collect())
         })
         .await
@@ -515,11 +515,11 @@ impl Store for EmbeddedStore {
             let e = |e: redb::StorageError| storage_error("reading a visitor's sessions", e);
             // A visitor has few sessions, keyed by id: take them all, order them by
             // start, and read the rows of the newest.
-            let prefix = visitor_key(&funnel_id, &anonymous_id).0;
+            let prefix = visitor_row_key(&funnel_id, &anonymous_id, VisitorRow::SessionStart).0;
             let upper = prefix_end(&prefix);
             let pointers = txn
-                .open_table(SESSIONS)
-                .map_err(|e| storage_error("open session_starts", e))?;
+                .open_table(VISITOR_ROWS)
+                .map_err(|e| storage_error("open visitor_rows", e))?;
             let range = match &upper {
                 Some(upper) => pointers.range::<&[u8]>(prefix.as_slice()..upper.as_slice()),
                 None => pointers.range::<&[u8]>(prefix.as_slice()..),
@@ -529,7 +529,7 @@ impl Store for EmbeddedStore {
             for entry in range {
                 let (key, started_at) = entry.map_err(e)?;
                 let session_id = key.value()[prefix.len()..].to_vec();
-                starts.push((started_at.value(), session_id));
+                starts.push((session_start(started_at.value())?, session_id));
             }
             starts.sort_unstable_by(|a, b| b.cmp(a));
             starts.truncate(limit);

@@ -15,20 +15,41 @@ pub(super) const CHECKPOINTS: TableDefinition<Bytes, i64> = TableDefinition::new
 /// were named read as they are (with no log) and need no conversion.
 pub(super) const CHECKPOINT_LOGS: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("checkpoint_logs");
-/// (funnel, anonymous id) → opaque fold state.
-pub(super) const VISITOR_STATE: TableDefinition<Bytes, Bytes> =
+/// Everything kept by visitor, under the visitor's key (funnel, anonymous id) and a
+/// [`VisitorRow`] tag: its fold state, its ProfileRow, and a pointer per session (the
+/// session's start: where its row is in [`SESSIONS_BY_START`]; not a copy of the row).
+///
+/// One table, so that a visitor's rows sit side by side, in one page as a rule. A flush
+/// writes the state, the profile and a session of most visitors it touched, and visitor
+/// keys are spread over the whole table: in three tables, that was three pages copied
+/// per visitor, and with live traffic (millions of visitors, each seen once a minute or
+/// so) a page per row was most of what a flush wrote. Now it is about one.
+pub(super) const VISITOR_ROWS: TableDefinition<Bytes, Bytes> = TableDefinition::new("visitor_rows");
+
+/// What a row of [`VISITOR_ROWS`] holds: the byte after the visitor's key.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+pub(super) enum VisitorRow {
+    /// → opaque fold state.
+    State = 1,
+    /// → ProfileRow.
+    Profile = 2,
+    /// Followed by the session id (a key string) → the session's start, 8 bytes
+    /// big-endian.
+    SessionStart = 3,
+}
+
+/// The tables that held what [`VISITOR_ROWS`] holds, in stores written before it:
+/// (funnel, anonymous id) → fold state; → ProfileRow; (funnel, anonymous id,
+/// session id) → start. [`EmbeddedStore::open`] moves their rows and drops them.
+pub(super) const OLD_VISITOR_STATE: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("visitor_state");
-/// (funnel, anonymous id) → ProfileRow.
-pub(super) const PROFILES: TableDefinition<Bytes, Bytes> = TableDefinition::new("profiles");
-/// (funnel, anonymous id, session id) → the session's start: where its row is in
-/// [`SESSIONS_BY_START`]. A pointer, not a copy of the row: a flush writes the sessions
-/// of most visitors, and these keys are spread over the whole table, so each flush
-/// rewrites most of its pages; with whole rows that was twice the pages of the rows
-/// themselves. A visitor's sessions are read with one lookup each.
-pub(super) const SESSIONS: TableDefinition<Bytes, i64> = TableDefinition::new("session_starts");
+pub(super) const OLD_PROFILES: TableDefinition<Bytes, Bytes> = TableDefinition::new("profiles");
+pub(super) const OLD_SESSION_STARTS: TableDefinition<Bytes, i64> =
+    TableDefinition::new("session_starts");
 /// The table of whole session rows by (funnel, anonymous id, session id) that stores
-/// written before [`SESSIONS`] have: [`EmbeddedStore::open`] rebuilds the pointers from
-/// [`SESSIONS_BY_START`] and drops it.
+/// written before session pointers have: [`EmbeddedStore::open`] rebuilds the pointers
+/// from [`SESSIONS_BY_START`] and drops it.
 pub(super) const OLD_SESSIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("sessions");
 /// (funnel, started at, anonymous id, session id) → SessionRow: the rows. A page of a
 /// funnel's sessions is one range scan.
@@ -202,6 +223,14 @@ pub(super) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
 pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes)
         .map_err(|e| StoreError::Fatal(format!("corrupt {what} in the embedded store: {e}")))
+}
+
+/// A [`VisitorRow::SessionStart`] row's value: the session's start.
+pub(super) fn session_start(bytes: &[u8]) -> Result<i64> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+        StoreError::Fatal("corrupt session pointer in the embedded store: not 8 bytes".into())
+    })?;
+    Ok(i64::from_be_bytes(bytes))
 }
 
 #[cfg(test)]

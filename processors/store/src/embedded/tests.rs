@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use funnelfold_core::{Channel, EventRow, Revenue, SessionRow};
+use funnelfold_core::{Channel, EventRow, ProfileRow, Revenue, SessionRow, Touch};
 use redb::{Database, ReadableDatabase, TableHandle};
 
 use super::db::REOPEN_INTERVAL;
@@ -14,7 +14,8 @@ use super::keys::Key;
 use super::tables::*;
 use super::EmbeddedStore;
 use crate::{
-    encode_block, BlockingReads, EventFilter, Flush, PageRequest, PartitionFlush, Store, StoreError,
+    encode_block, BlockingReads, EventFilter, Flush, PageRequest, PartitionFlush, Store,
+    StoreError, VisitorKey,
 };
 
 fn session(anon: &str, sid: &str, started_at: i64) -> SessionRow {
@@ -276,6 +277,98 @@ async fn a_store_with_copies_of_session_rows_gets_pointers_on_open() {
         !names.contains(&"sessions".to_owned()),
         "the copies are gone: {names:?}"
     );
+}
+
+/// A store with states, profiles and session pointers in tables of their own (before
+/// `visitor_rows`) reads the same after it is opened, and the old tables are gone. One
+/// anonymous id holds a 0x00 byte, which keys escape: the session id is found after it.
+#[tokio::test]
+async fn a_store_with_visitor_tables_apart_gets_visitor_rows_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.redb");
+    let odd = "a\0b";
+    let rows = [
+        session(odd, "s1", 1_000),
+        session(odd, "s2", 5_000),
+        session("c", "s1", 3_000),
+    ];
+    let profile = |anon: &str| ProfileRow {
+        funnel_id: "demo".into(),
+        anonymous_id: anon.into(),
+        display_name: "Fluffy Panda".into(),
+        user_id: None,
+        first_seen: 1_000,
+        last_seen: 5_000,
+        total_sessions: 2,
+        total_events: 2,
+        first_touch: Touch::direct(),
+        last_non_direct: None,
+        conversions: 0,
+        revenue: Revenue::new(),
+        device_type: "desktop".into(),
+        browser: "Firefox".into(),
+        os: "Linux".into(),
+        country: None,
+    };
+    {
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut states = txn.open_table(OLD_VISITOR_STATE).expect("states");
+            let mut profiles = txn.open_table(OLD_PROFILES).expect("profiles");
+            let mut starts = txn.open_table(OLD_SESSION_STARTS).expect("starts");
+            let mut by_start = txn.open_table(SESSIONS_BY_START).expect("by start");
+            for anon in [odd, "c"] {
+                let k = Key::new().str("demo").str(anon);
+                states.insert(k.bytes(), anon.as_bytes()).expect("insert");
+                let p = encode("profile", &profile(anon)).expect("encode");
+                profiles.insert(k.bytes(), p.as_slice()).expect("insert");
+            }
+            for r in &rows {
+                let id = Key::new()
+                    .str(&r.funnel_id)
+                    .str(&r.anonymous_id)
+                    .str(&r.session_id);
+                starts.insert(id.bytes(), r.started_at).expect("insert");
+                let start = Key::new()
+                    .str(&r.funnel_id)
+                    .i64(r.started_at)
+                    .str(&r.anonymous_id)
+                    .str(&r.session_id);
+                let json = encode("session", r).expect("encode");
+                by_start
+                    .insert(start.bytes(), json.as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(&path).expect("open and migrate");
+    let key = |anon: &str| VisitorKey {
+        funnel_id: "demo".into(),
+        anonymous_id: anon.into(),
+    };
+    for anon in [odd, "c"] {
+        let state = store.load_visitor(&key(anon)).expect("read");
+        assert_eq!(state.as_deref(), Some(anon.as_bytes()));
+    }
+    let ids = [odd.to_owned(), "c".to_owned()];
+    assert_eq!(
+        store.profiles("demo", &ids).await.expect("read"),
+        vec![profile(odd), profile("c")]
+    );
+    let sessions = store.visitor_sessions("demo", odd, 10).await.expect("read");
+    assert_eq!(
+        sessions,
+        vec![rows[1].clone(), rows[0].clone()],
+        "newest first"
+    );
+    let sessions = store.visitor_sessions("demo", "c", 10).await.expect("read");
+    assert_eq!(sessions, vec![rows[2].clone()]);
+    let names = table_names(&store);
+    for old in ["visitor_state", "profiles", "session_starts"] {
+        assert!(!names.contains(&old.to_owned()), "{old} is gone: {names:?}");
+    }
 }
 
 /// A file whose writes fail with "no space left on device" while `full` is set: a

@@ -1,6 +1,7 @@
 //! How the embedded engine writes: a flush is one write transaction, its rows and
 //! checkpoints together; stale partition flushes are skipped inside it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use funnelfold_core::{TrafficCounts, TrafficKey};
@@ -15,8 +16,8 @@ use crate::{Checkpoint, Flush, PartitionFlush, Result, StoreError};
 use super::db::storage_error;
 use super::events::EventBlocks;
 use super::keys::{
-    bot_key, checkpoint_key, flow_key, funnel_share_key, retention_key, traffic_key, visitor_key,
-    Key,
+    bot_key, checkpoint_key, flow_key, funnel_share_key, retention_key, session_start_key,
+    traffic_key, visitor_row_key, Key,
 };
 use super::reads::read_checkpoint;
 use super::tables::*;
@@ -109,10 +110,8 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
         .open_table(CHECKPOINT_LOGS)
         .map_err(err("open checkpoint_logs"))?;
     let mut visitors = txn
-        .open_table(VISITOR_STATE)
-        .map_err(err("open visitor_state"))?;
-    let mut profiles = txn.open_table(PROFILES).map_err(err("open profiles"))?;
-    let mut sessions = txn.open_table(SESSIONS).map_err(err("open sessions"))?;
+        .open_table(VISITOR_ROWS)
+        .map_err(err("open visitor_rows"))?;
     let mut by_start = txn
         .open_table(SESSIONS_BY_START)
         .map_err(err("open sessions_by_start"))?;
@@ -181,12 +180,11 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
         // this one writes the rows.
         let flushes: Vec<&PartitionFlush> = live.iter().map(|(pf, _)| *pf).collect();
         let blocks = has_events.then(|| scope.spawn(move || EventBlocks::of(&flushes, sequence)));
+        let mut visitor_rows = Vec::new();
         for (pf, ck) in &live {
             write_rows(
                 pf,
-                &mut visitors,
-                &mut profiles,
-                &mut sessions,
+                &mut visitor_rows,
                 &mut by_start,
                 &mut traffic,
                 &mut journeys,
@@ -205,6 +203,7 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
             // Same transaction as the rows: both become durable at commit, or neither.
             write_checkpoint(&mut checkpoints, &mut logs, ck, &checkpoint_of(pf))?;
         }
+        write_visitor_rows(&mut visitors, visitor_rows)?;
         let Some(blocks) = blocks else { return Ok(()) };
         let blocks = blocks
             .join()
@@ -235,13 +234,16 @@ fn apply_in(txn: &WriteTransaction, flush: &Flush) -> Result<()> {
     })
 }
 
-/// Writes one partition flush's rows: visitor states, profiles, sessions and their
-/// index, traffic and journey shares (not its events, nor its checkpoint).
-fn write_rows(
-    pf: &PartitionFlush,
-    visitors: &mut redb::Table<'_, Bytes, Bytes>,
-    profiles: &mut redb::Table<'_, Bytes, Bytes>,
-    sessions: &mut redb::Table<'_, Bytes, i64>,
+/// A write to [`VISITOR_ROWS`]: the row, or `None` to delete it.
+type VisitorRowWrite<'a> = (Vec<u8>, Option<Cow<'a, [u8]>>);
+
+/// Writes one partition flush's rows: session rows, traffic and journey shares, and
+/// adds its visitor states, profiles and session pointers to `visitor_rows`, which
+/// [`write_visitor_rows`] writes for the whole flush (not its events, nor its
+/// checkpoint).
+fn write_rows<'a>(
+    pf: &'a PartitionFlush,
+    visitor_rows: &mut Vec<VisitorRowWrite<'a>>,
     by_start: &mut redb::Table<'_, Bytes, Bytes>,
     traffic: &mut redb::Table<'_, Bytes, Bytes>,
     journeys: &mut JourneyTables<'_>,
@@ -250,29 +252,17 @@ fn write_rows(
     let plan = Plan::rows_of(pf);
 
     for (key, state) in &plan.visitors {
-        let k = visitor_key(&key.funnel_id, &key.anonymous_id);
-        match state {
-            Some(state) => {
-                visitors.insert(k.bytes(), *state).map_err(w)?;
-            }
-            None => {
-                visitors.remove(k.bytes()).map_err(w)?;
-            }
-        }
+        let k = visitor_row_key(&key.funnel_id, &key.anonymous_id, VisitorRow::State);
+        visitor_rows.push((k.0, state.map(Cow::Borrowed)));
     }
-    let mut rows = Vec::with_capacity(plan.profiles.len());
     for p in &plan.profiles {
-        rows.push((
-            visitor_key(&p.funnel_id, &p.anonymous_id).0,
-            encode("profile", p)?,
-        ));
+        let k = visitor_row_key(&p.funnel_id, &p.anonymous_id, VisitorRow::Profile);
+        visitor_rows.push((k.0, Some(Cow::Owned(encode("profile", p)?))));
     }
-    insert_sorted(profiles, rows).map_err(w)?;
     // Deletes before writes: the plan already removed from the deletes whatever
     // this flush writes again, so the order only matters for clarity.
     for (funnel, anon, sid) in &plan.session_deletes {
-        let k = Key::new().str(funnel).str(anon).str(sid);
-        sessions.remove(k.bytes()).map_err(w)?;
+        visitor_rows.push((session_start_key(funnel, anon, sid).0, None));
     }
     for (funnel, started_at, anon, sid) in &plan.start_deletes {
         let k = Key::new().str(funnel).i64(*started_at).str(anon).str(sid);
@@ -280,14 +270,11 @@ fn write_rows(
     }
     // Rows go in in key order: consecutive inserts then land in pages this
     // transaction has already copied, instead of copying a new page each time.
-    let mut by_id = Vec::with_capacity(plan.sessions.len());
     let mut by_started = Vec::with_capacity(plan.sessions.len());
     for s in &plan.sessions {
-        let k = Key::new()
-            .str(&s.funnel_id)
-            .str(&s.anonymous_id)
-            .str(&s.session_id);
-        by_id.push((k.0, s.started_at));
+        let k = session_start_key(&s.funnel_id, &s.anonymous_id, &s.session_id);
+        let start = s.started_at.to_be_bytes().to_vec();
+        visitor_rows.push((k.0, Some(Cow::Owned(start))));
         let k = Key::new()
             .str(&s.funnel_id)
             .i64(s.started_at)
@@ -295,13 +282,36 @@ fn write_rows(
             .str(&s.session_id);
         by_started.push((k.0, encode("session", s)?));
     }
-    by_id.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for (k, started_at) in &by_id {
-        sessions.insert(k.as_slice(), started_at).map_err(w)?;
-    }
     insert_sorted(by_start, by_started).map_err(w)?;
     write_traffic(pf, &plan, traffic)?;
     write_journeys(pf, &plan, journeys)
+}
+
+/// Writes a flush's [`VISITOR_ROWS`] writes, gathered from all its partitions, in key
+/// order, so that each page is copied once; the last write of a key wins, as if the
+/// partitions' writes were applied in turn.
+fn write_visitor_rows(
+    table: &mut redb::Table<'_, Bytes, Bytes>,
+    mut rows: Vec<VisitorRowWrite<'_>>,
+) -> Result<()> {
+    let w = |e: redb::StorageError| storage_error("writing a flush", e);
+    // Stable: a key's writes stay in the order they were made.
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rows = rows.into_iter().peekable();
+    while let Some((key, row)) = rows.next() {
+        if rows.peek().is_some_and(|(next, _)| *next == key) {
+            continue;
+        }
+        match row {
+            Some(row) => {
+                table.insert(key.as_slice(), row.as_ref()).map_err(w)?;
+            }
+            None => {
+                table.remove(key.as_slice()).map_err(w)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes one partition flush's traffic shares and engaged sessions: one row per key,
