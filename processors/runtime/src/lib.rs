@@ -1,5 +1,5 @@
 //! funnelfold's streaming runtime: the fold processor that consumes `events.raw` with
-//! rdkafka, folds per visitor through a moka write-coalescing cache, flushes to a
+//! rdkafka, folds per visitor through a write-coalescing cache, flushes to a
 //! [`funnelfold_store::Store`], publishes the changelog topics, dead-letters what it
 //! cannot fold and commits offsets only after the state is durable; the schema
 //! registry client it resolves unknown Confluent schema ids with; plus the embedded

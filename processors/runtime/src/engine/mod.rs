@@ -23,6 +23,7 @@
 //! committed offset is ahead of the store is refused, or moved explicitly (a rebuild
 //! or a rebase, recorded in the store before the first record is folded).
 
+mod cache;
 mod shares;
 
 use std::collections::hash_map::Entry;
@@ -41,6 +42,7 @@ use funnelfold_store::{
     PartitionFlush, SessionDelete, SessionWrite, StoreError, VisitorKey,
 };
 
+use cache::ClockCache;
 use shares::{PartitionShares, ShareDelta};
 
 /// One Kafka record, as the engine sees it.
@@ -227,7 +229,7 @@ pub struct Engine {
     cfg: EngineConfig,
     codec: Codec,
     enricher: Enricher,
-    cache: moka::sync::Cache<VisitorKey, CacheEntry>,
+    cache: ClockCache<VisitorKey, CacheEntry>,
     partitions: HashMap<i32, Partition>,
     dirty_visitors: usize,
     /// Event rows folded and not yet in a flush plan.
@@ -296,10 +298,7 @@ impl Sink for Recorder<'_> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, codec: Codec) -> Self {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(cfg.cache_capacity)
-            .support_invalidation_closures()
-            .build();
+        let cache = ClockCache::new(usize::try_from(cfg.cache_capacity).unwrap_or(usize::MAX));
         Engine {
             enricher: Enricher::new(cfg.pipeline.enrich.clone()),
             cfg,
@@ -380,9 +379,9 @@ impl Engine {
         std::mem::take(&mut self.lookups)
     }
 
-    /// Visitors in memory (an estimate, as moka counts), and how many are dirty.
+    /// Visitors in memory, and how many are dirty.
     pub fn cache_size(&self) -> (u64, u64) {
-        (self.cache.entry_count(), self.dirty_visitors as u64)
+        (self.cache.len() as u64, self.dirty_visitors as u64)
     }
 
     pub fn assigned(&self) -> Vec<i32> {
@@ -609,7 +608,7 @@ impl Engine {
         }
         if let Some(entry) = self.cache.get(key) {
             self.lookups.0 += 1;
-            return Ok(entry.visitor);
+            return Ok(Arc::clone(&entry.visitor));
         }
         self.lookups.1 += 1;
         let state = match store.load_visitor(key)? {
@@ -762,11 +761,8 @@ impl Engine {
             self.dirty_visitors -= part.dirty.len();
             self.pending_events -= part.events.len();
         }
-        // Invalidation closures are registered with the cache and run lazily; the
-        // predicate is cheap and bounded by the cache size.
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |_, entry| entry.partition == partition);
+        self.cache
+            .remove_if(|_, entry| entry.partition == partition);
     }
 }
 

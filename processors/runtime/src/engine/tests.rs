@@ -255,7 +255,6 @@ fn a_visitor_evicted_while_its_flush_is_written_keeps_its_state() {
     engine
         .apply(&store, record(1, &payloads[1]))
         .expect("apply");
-    engine.cache.run_pending_tasks();
     engine
         .apply(&store, record(2, &payloads[2]))
         .expect("apply");
