@@ -20,6 +20,8 @@
 //!                      at most 5 MiB per partition, older records are dropped)
 //! LIVE_UP_ARGS         extra `funnelfold up` flags separated by spaces
 //! LIVE_LOG             RUST_LOG of `funnelfold up` (default `warn`)
+//! FUNNELFOLD_BENCH_BIN the `funnelfold` binary to start (default: this build's), to
+//!                      compare two builds
 //!
 //! The latencies are measured at a poll period of 20 ms, and only the oldest pending
 //! probe is polled until it answers (then the next ones at once): a probe readable

@@ -20,6 +20,8 @@
 //! THROUGHPUT_RUN_ARGS  extra `funnelfold run` flags separated by spaces, to compare
 //!                      settings
 //! THROUGHPUT_LOG       the processor's RUST_LOG (default `warn`)
+//! FUNNELFOLD_BENCH_BIN the `funnelfold` binary to run (default: this build's), to
+//!                      compare two builds
 //! Both cases take about 70 s after the build on the embedded broker (2-core machine),
 //! about 140 s on tansu. It prints numbers and asserts nothing: machines here are
 //! shared and noisy.

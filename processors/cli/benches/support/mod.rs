@@ -1,9 +1,12 @@
 //! What the benchmarks share: the `funnelfold` binary they drive, and what they read
 //! about its process from /proc (Linux) while it runs.
 
-/// The `funnelfold` binary built with the benchmark.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_funnelfold")
+/// The `funnelfold` binary to drive: the one built with the benchmark, or the one
+/// `FUNNELFOLD_BENCH_BIN` names (another build's, to compare two builds on one machine
+/// at one time).
+pub fn bin() -> String {
+    std::env::var("FUNNELFOLD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_funnelfold").into())
 }
 
 /// Peak resident set of a process, from /proc (kB), while it lives.
