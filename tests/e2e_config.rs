@@ -159,7 +159,7 @@ fn the_layers_stack_defaults_file_environment_flags() {
         line("max_dirty").contains("# env FUNNELFOLD_MAX_DIRTY"),
         "{stdout}"
     );
-    assert!(line("cache_capacity").contains("= 100000"), "{stdout}");
+    assert!(line("cache_capacity").contains("= 50000"), "{stdout}");
     assert!(line("cache_capacity").contains("# default"), "{stdout}");
 
     // Flags come last: the (invalid) flag wins over the variable, and says so.

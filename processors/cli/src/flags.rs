@@ -119,8 +119,8 @@ pub(crate) struct ProcessorArgs {
     /// [fold.flush_interval_ms, FUNNELFOLD_FLUSH_INTERVAL_MS; default 1000].
     #[arg(long)]
     flush_interval_ms: Option<u64>,
-    /// Visitors held in the moka cache [fold.cache_capacity,
-    /// FUNNELFOLD_CACHE_CAPACITY; default 100000].
+    /// Visitors held in the fold's cache [fold.cache_capacity,
+    /// FUNNELFOLD_CACHE_CAPACITY; default 50000].
     #[arg(long)]
     cache_capacity: Option<u64>,
     /// Flush early once this many visitors are dirty [fold.max_dirty,

@@ -208,7 +208,7 @@ impl Default for EngineConfig {
         EngineConfig {
             group: "funnelfold-fold".into(),
             pipeline: PipelineConfig::default(),
-            cache_capacity: 100_000,
+            cache_capacity: 50_000,
             max_dirty_visitors: 50_000,
             max_pending_events: 500_000,
             write_generation: 0,
