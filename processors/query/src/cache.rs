@@ -22,6 +22,11 @@
 //!    until the consumer has its start offsets (the topics' ends at start-up), so no
 //!    entry is cached from before the point where the consumer starts reading.
 //!
+//! Ids the store has no profile for (bots, ids never seen) are remembered as absent
+//! under rules 1 and 2 alike: a changelog record of the id forgets it, and a store
+//! read that found nothing is remembered only if no changelog record of its stripe
+//! came meanwhile. Lookups check the profiles first.
+//!
 //! So once the consumer has applied a flush's record, lookups see that version or a
 //! newer one. A lookup can lag the fold processor by the flush interval (the fold
 //! processor publishes only when it flushes) plus the consumer's lag. Without the
@@ -68,6 +73,11 @@ impl CachedProfile {
 /// Cached profiles by (funnel, anonymous id).
 pub struct ProfileCache {
     entries: moka::sync::Cache<Key, Arc<CachedProfile>>,
+    /// Ids the store had no profile for (bots, ids never seen), under the same rules:
+    /// filled only with a ticket no changelog record overtook, dropped by any
+    /// changelog record of the id, expiring after the TTL. Without them, every lookup
+    /// naming such an id went to the store, however often it was asked.
+    absent: moka::sync::Cache<Key, ()>,
     stripes: Box<[AtomicU64]>,
     enabled: AtomicBool,
 }
@@ -102,9 +112,14 @@ impl ProfileCache {
             // TinyLFU may refuse to admit a fresh changelog version; LRU always admits.
             .eviction_policy(EvictionPolicy::lru())
             .build();
+        let absent = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .build();
         let stripes = (0..STRIPES).map(|_| AtomicU64::new(0)).collect();
         ProfileCache {
             entries,
+            absent,
             stripes,
             enabled: AtomicBool::new(enabled),
         }
@@ -124,6 +139,32 @@ impl ProfileCache {
             return None;
         }
         self.entries.get(&(funnel.to_owned(), anon.to_owned()))
+    }
+
+    /// Whether the store was found to have no profile for the id (and no changelog
+    /// record of it came since). Take the [`Ticket`] for a fill *before* calling this.
+    pub fn is_absent(&self, funnel: &str, anon: &str) -> bool {
+        self.is_enabled()
+            && self
+                .absent
+                .contains_key(&(funnel.to_owned(), anon.to_owned()))
+    }
+
+    /// Records that the store had no profile for the id, unless a changelog record of
+    /// its stripe arrived since `ticket` was taken (the read may predate it).
+    pub fn fill_absent(&self, funnel: &str, anon: &str, ticket: Ticket) {
+        if !self.is_enabled() {
+            return;
+        }
+        let key = (funnel.to_owned(), anon.to_owned());
+        let stripe = &self.stripes[ticket.stripe];
+        self.absent.entry(key).and_compute_with(|_| {
+            if stripe.load(Ordering::SeqCst) == ticket.seen {
+                Op::Put(())
+            } else {
+                Op::Nop
+            }
+        });
     }
 
     pub fn ticket(&self, funnel: &str, anon: &str) -> Ticket {
@@ -164,6 +205,11 @@ impl ProfileCache {
     pub fn apply_changelog(&self, funnel: &str, anon: &str, row: Option<ProfileRow>) {
         self.stripes[stripe_of(funnel, anon)].fetch_add(1, Ordering::SeqCst);
         let key = (funnel.to_owned(), anon.to_owned());
+        // After the bump, and under the key's lock as fill_absent is: a fill that
+        // decided before the bump is removed here, one after it puts nothing.
+        self.absent
+            .entry(key.clone())
+            .and_compute_with(|_| Op::Remove);
         match row {
             None => self.entries.invalidate(&key),
             Some(row) => {
@@ -283,6 +329,39 @@ mod tests {
         let ticket = cache.ticket("f", "a");
         cache.fill(profile("a", 4), ticket);
         assert_eq!(cache.get("f", "a").map(|p| p.row.total_events), Some(4));
+    }
+
+    /// An id the store had no profile for is remembered, until a changelog record of
+    /// it (an upsert or a tombstone) says otherwise.
+    #[test]
+    fn an_absent_id_is_remembered_until_its_changelog_record() {
+        let cache = ProfileCache::new(100, Duration::from_secs(60), true);
+        assert!(!cache.is_absent("f", "a"));
+        cache.fill_absent("f", "a", cache.ticket("f", "a"));
+        assert!(cache.is_absent("f", "a"));
+        assert!(!cache.is_absent("f", "b"), "only the id read");
+        cache.apply_changelog("f", "a", Some(profile("a", 1)));
+        assert!(!cache.is_absent("f", "a"));
+        assert_eq!(cache.get("f", "a").map(|p| p.row.total_events), Some(1));
+        cache.fill_absent("f", "b", cache.ticket("f", "b"));
+        cache.apply_changelog("f", "b", None);
+        assert!(!cache.is_absent("f", "b"), "a tombstone forgets it too");
+    }
+
+    /// A store read that found nothing is not remembered when a changelog record of
+    /// its stripe arrived during the read: the profile may have been made meanwhile.
+    #[test]
+    fn an_absence_read_before_a_changelog_record_is_not_kept() {
+        let cache = ProfileCache::new(100, Duration::from_secs(60), true);
+        let ticket = cache.ticket("f", "a");
+        cache.apply_changelog("f", "a", Some(profile("a", 1)));
+        cache.fill_absent("f", "a", ticket);
+        assert!(!cache.is_absent("f", "a"));
+        // A disabled cache (not yet positioned on the changelog) keeps nothing.
+        let off = ProfileCache::new(100, Duration::from_secs(60), false);
+        off.fill_absent("f", "a", off.ticket("f", "a"));
+        off.enable();
+        assert!(!off.is_absent("f", "a"));
     }
 
     #[test]

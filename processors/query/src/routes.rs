@@ -301,6 +301,7 @@ async fn lookup(
         .filter(|id| seen.insert(*id))
         .collect();
     let mut found: HashMap<&str, Arc<CachedProfile>> = HashMap::with_capacity(unique.len());
+    let mut absent = 0;
     let mut misses = Vec::new();
     let mut tickets = HashMap::new();
     for &id in &unique {
@@ -310,13 +311,14 @@ async fn lookup(
             Some(profile) => {
                 found.insert(id, profile);
             }
+            None if s.cache.is_absent(&funnel, id) => absent += 1,
             None => {
                 misses.push(id.to_owned());
                 tickets.insert(id, ticket);
             }
         }
     }
-    telemetry::profile_cache(found.len(), misses.len());
+    telemetry::profile_cache(found.len() + absent, misses.len());
     if !misses.is_empty() {
         for row in s.store.profiles(&funnel, &misses).await? {
             // The store answers only for the ids asked; anything else is ignored.
@@ -324,6 +326,11 @@ async fn lookup(
                 continue;
             };
             found.insert(id, s.cache.fill(row, ticket));
+        }
+        for (id, ticket) in tickets {
+            if !found.contains_key(id) {
+                s.cache.fill_absent(&funnel, id, ticket);
+            }
         }
     }
     // The object is assembled from the profiles' JSON, serialized when cached.

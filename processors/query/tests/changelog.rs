@@ -1,7 +1,8 @@
 //! Cache coherence: profiles cached by lookups are updated by `profiles.changelog`
 //! records as flushes publish them (before the store has them, as the fold processor
 //! publishes first), never go back to an older version, are evicted by tombstones, and
-//! without the changelog expire after the TTL.
+//! without the changelog expire after the TTL; ids without a profile are remembered
+//! until their changelog record.
 
 mod common;
 
@@ -87,7 +88,7 @@ async fn a_flush_consumed_from_the_changelog_is_visible_to_the_next_lookup() -> 
         event("shop", "alice", "a4", "page_view", now - DAY),
         event("shop", "alice", "a5", "page_view", now - DAY + 1),
     ];
-    let (profiles, _loader) = tokio::task::spawn_blocking(move || {
+    let (profiles, mut loader) = tokio::task::spawn_blocking(move || {
         let r = loader.fold(more, 100);
         (r, loader)
     })
@@ -148,7 +149,24 @@ async fn a_flush_consumed_from_the_changelog_is_visible_to_the_next_lookup() -> 
     );
     assert_eq!(total_events(addr, "alice").await, 5);
 
-    // A profile the cache never held is cached from its changelog record.
+    // An id with no profile is remembered as absent: a profile stored later (here
+    // without its changelog record) is not read until the record comes.
+    assert_eq!(total_events(addr, "bob").await, -1);
+    let bob_events = vec![event("shop", "bob", "b1", "page_view", now - DAY)];
+    let (stored, _loader) = tokio::task::spawn_blocking(move || {
+        let r = loader.fold(bob_events, 100);
+        (r, loader)
+    })
+    .await?;
+    stored?;
+    assert_eq!(
+        total_events(addr, "bob").await,
+        -1,
+        "answered from the cache, not the store"
+    );
+
+    // A profile the cache never held (nor knew absent) is cached from its changelog
+    // record.
     let bob = ProfileRow {
         anonymous_id: "bob".into(),
         ..ahead.clone()
