@@ -124,7 +124,7 @@ pub(crate) struct ProcessorArgs {
     #[arg(long)]
     cache_capacity: Option<u64>,
     /// Flush early once this many visitors are dirty [fold.max_dirty,
-    /// FUNNELFOLD_MAX_DIRTY; default 50000].
+    /// FUNNELFOLD_MAX_DIRTY; default 25000].
     #[arg(long)]
     max_dirty: Option<usize>,
     /// Flush early once this many event rows wait for a flush

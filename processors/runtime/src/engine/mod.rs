@@ -209,7 +209,7 @@ impl Default for EngineConfig {
             group: "funnelfold-fold".into(),
             pipeline: PipelineConfig::default(),
             cache_capacity: 50_000,
-            max_dirty_visitors: 50_000,
+            max_dirty_visitors: 25_000,
             max_pending_events: 500_000,
             write_generation: 0,
         }
