@@ -74,7 +74,7 @@ fn migrate_session_pointers(txn: &WriteTransaction) -> Result<()> {
         .open_table(VISITOR_ROWS)
         .map_err(|e| storage_error("open visitor_rows", e))?;
     for (key, started_at) in &pointers {
-        let start = started_at.to_be_bytes();
+        let start = session_start_value(*started_at);
         table.insert(key.as_slice(), start.as_slice()).map_err(e)?;
     }
     txn.delete_table(OLD_SESSIONS)
@@ -113,7 +113,7 @@ fn migrate_visitor_rows(txn: &WriteTransaction) -> Result<()> {
             })?;
         let (visitor, session_id) = key.split_at(visitor_end);
         let key = [visitor, &[VisitorRow::SessionStart as u8], session_id].concat();
-        let start = started_at.value().to_be_bytes();
+        let start = session_start_value(started_at.value());
         rows.insert(key.as_slice(), start.as_slice()).map_err(e)?;
     }
     drop(starts);

@@ -225,6 +225,11 @@ pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
         .map_err(|e| StoreError::Fatal(format!("corrupt {what} in the embedded store: {e}")))
 }
 
+/// A [`VisitorRow::SessionStart`] row's value for a session that started at `started_at`.
+pub(super) fn session_start_value(started_at: i64) -> [u8; 8] {
+    started_at.to_be_bytes()
+}
+
 /// A [`VisitorRow::SessionStart`] row's value: the session's start.
 pub(super) fn session_start(bytes: &[u8]) -> Result<i64> {
     let bytes: [u8; 8] = bytes.try_into().map_err(|_| {

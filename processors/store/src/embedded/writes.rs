@@ -273,7 +273,7 @@ fn write_rows<'a>(
     let mut by_started = Vec::with_capacity(plan.sessions.len());
     for s in &plan.sessions {
         let k = session_start_key(&s.funnel_id, &s.anonymous_id, &s.session_id);
-        let start = s.started_at.to_be_bytes().to_vec();
+        let start = session_start_value(s.started_at).to_vec();
         visitor_rows.push((k.0, Some(Cow::Owned(start))));
         let k = Key::new()
             .str(&s.funnel_id)
