@@ -95,9 +95,11 @@ where
 
 /// Like [`enqueue_within`], for a thread that may block (the fold processor's), not
 /// an async task.
+// The refusal carries the record back, as rdkafka's `send_result` returns it.
+#[allow(clippy::result_large_err)]
 pub fn enqueue_blocking<K, P, C, R>(
     producer: &FutureProducer<C, R>,
-    mut record: FutureRecord<'_, K, P>,
+    record: FutureRecord<'_, K, P>,
     wait: Duration,
 ) -> Result<DeliveryFuture, KafkaError>
 where
@@ -106,11 +108,27 @@ where
     C: ClientContext + 'static,
     R: AsyncRuntime,
 {
-    let until = Instant::now() + wait;
+    offer_blocking(record, wait, |r| producer.send_result(r))
+}
+
+/// Offers `record` to `send` (a producer's hand-over, which returns the record with a
+/// refusal), offering it again while the local queue is full, for at most `wait`.
+/// The clock is read only once the queue is full: the fold processor hands over
+/// thousands of records per flush, nearly all at the first offer.
+pub(crate) fn offer_blocking<Rec, T>(
+    mut record: Rec,
+    wait: Duration,
+    mut send: impl FnMut(Rec) -> Result<T, (KafkaError, Rec)>,
+) -> Result<T, KafkaError> {
+    let mut until = None;
     loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((e, returned)) if is_queue_full(&e) && Instant::now() < until => {
+        match send(record) {
+            Ok(queued) => return Ok(queued),
+            Err((e, returned)) if is_queue_full(&e) => {
+                let until = *until.get_or_insert_with(|| Instant::now() + wait);
+                if Instant::now() >= until {
+                    return Err(e);
+                }
                 record = returned;
                 std::thread::sleep(QUEUE_FULL_RETRY);
             }

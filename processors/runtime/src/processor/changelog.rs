@@ -3,12 +3,13 @@
 //! session and attribution it got from the same flush.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use funnelfold_core::{FoldedEvent, SessionRow};
-use funnelfold_kafka::produce::{self, QUEUE_FULL_WAIT};
+use funnelfold_kafka::batch::Undelivered;
+use funnelfold_kafka::produce::QUEUE_FULL_WAIT;
 use funnelfold_store::{EventRowRef, PartitionFlush};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
 use super::{Core, ProcessorError};
 use crate::engine::FlushPlan;
@@ -29,83 +30,97 @@ impl Core {
     /// the state of many source records, none of which is at fault.
     pub(super) fn publish_changelogs(&mut self, plan: &FlushPlan) -> Result<(), ProcessorError> {
         let parts = &plan.flush.partitions;
-        // Each record's topic and partition flush, to name them if it fails.
-        let mut deliveries: Vec<(usize, usize, DeliveryFuture)> = Vec::with_capacity(
-            parts
-                .iter()
-                .map(|p| p.profiles.len() + p.sessions.len() + p.events.len())
-                .sum(),
-        );
         let topics = [
             self.topics.profiles_changelog.as_str(),
             self.topics.sessions_changelog.as_str(),
             self.topics.events_changelog.as_str(),
         ];
+        // A record's tag names its topic and partition flush, should it fail.
+        let tag = |topic: usize, part: usize| part * topics.len() + topic;
         const PROFILES: usize = 0;
         const SESSIONS: usize = 1;
         const EVENTS: usize = 2;
-        let producer = &self.producer;
+        let producer = &self.changelogs;
         let codec = &self.projection_codec;
-        let mut send = |topic: usize, part: usize, key: String, payload: Option<Vec<u8>>| {
-            let mut record = FutureRecord::<String, Vec<u8>>::to(topics[topic]).key(&key);
-            if let Some(p) = &payload {
-                record = record.payload(p);
-            }
-            match produce::enqueue_blocking(producer, record, QUEUE_FULL_WAIT) {
-                Ok(d) => {
-                    deliveries.push((topic, part, d));
-                    Ok(())
-                }
-                Err(e) => Err(cannot_publish(topics[topic], Some(&key), &parts[part], &e)),
-            }
+        let failed = |u: Undelivered| {
+            let (part, topic) = match u.tag {
+                usize::MAX => (None, None),
+                t => (
+                    Some(&parts[t / topics.len()]),
+                    Some(topics[t % topics.len()]),
+                ),
+            };
+            cannot_publish(topic, u.key.as_deref(), part, &u.error)
         };
+        let send = |topic: usize, part: usize, key: &str, payload: Option<&[u8]>| {
+            producer
+                .send(
+                    topics[topic],
+                    key,
+                    payload,
+                    tag(topic, part),
+                    QUEUE_FULL_WAIT,
+                )
+                .map_err(failed)
+        };
+        // Reused for every key: a key is copied by librdkafka when handed over.
+        let mut key = String::new();
         for (i, part) in parts.iter().enumerate() {
             for p in &part.profiles {
-                let key = format!("{}/{}", p.funnel_id, p.anonymous_id);
-                let payload = codec.encode_profile(p);
-                send(PROFILES, i, key, Some(payload))?;
+                key.clear();
+                let _ = write!(key, "{}/{}", p.funnel_id, p.anonymous_id);
+                send(PROFILES, i, &key, Some(&codec.encode_profile(p)))?;
             }
             for s in part.sessions.iter().map(|w| &w.row) {
-                let key = format!("{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
-                let payload = codec.encode_session(s);
-                send(SESSIONS, i, key, Some(payload))?;
+                key.clear();
+                let _ = write!(key, "{}/{}/{}", s.funnel_id, s.anonymous_id, s.session_id);
+                send(SESSIONS, i, &key, Some(&codec.encode_session(s)))?;
             }
             for d in &part.deleted_sessions {
-                let key = format!("{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
-                send(SESSIONS, i, key, None)?;
+                key.clear();
+                let _ = write!(key, "{}/{}/{}", d.funnel_id, d.anonymous_id, d.session_id);
+                send(SESSIONS, i, &key, None)?;
             }
             let sessions = VisitorSessions::of(part);
             for (e, _) in part.events.iter() {
                 let folded = sessions.folded_event(&e);
                 let payload = codec.encode_folded_event(&folded);
-                send(EVENTS, i, e.funnel_id.to_owned(), Some(payload))?;
+                send(EVENTS, i, e.funnel_id, Some(&payload))?;
             }
         }
-        self.rt.block_on(async {
-            for (topic, part, delivery) in deliveries {
-                if let Err(e) = produce::delivered(delivery).await {
-                    return Err(cannot_publish(topics[topic], None, &parts[part], &e));
-                }
-            }
-            Ok(())
-        })
+        // Twice the time librdkafka takes at most to report a record (its
+        // `message.timeout.ms`, as long as QUEUE_FULL_WAIT): a bound that is never
+        // reached while librdkafka keeps its promise.
+        producer.settle(2 * QUEUE_FULL_WAIT).map_err(failed)
     }
 }
 
-/// Why the processor stops: a changelog record of `flush` cannot be produced.
+/// Why the processor stops: a changelog record of a flush cannot be produced. `topic`
+/// and `flush` name the record's topic and partition flush; neither is known when the
+/// flush's records were not all reported in time.
 fn cannot_publish(
-    topic: &str,
+    topic: Option<&str>,
     key: Option<&str>,
-    flush: &PartitionFlush,
+    flush: Option<&PartitionFlush>,
     error: &KafkaError,
 ) -> ProcessorError {
-    let key = key.map(|k| format!(" (key {k})")).unwrap_or_default();
+    let record = match (topic, key) {
+        (Some(topic), Some(key)) => format!("a changelog record to {topic} (key {key})"),
+        (Some(topic), None) => format!("a changelog record to {topic}"),
+        (None, _) => "the changelog records".to_owned(),
+    };
+    let flush = match flush {
+        Some(f) => format!(
+            "the flush of {} partition {} up to offset {}",
+            f.topic,
+            f.partition,
+            f.next_offset - 1
+        ),
+        None => "a flush".to_owned(),
+    };
     ProcessorError::Produce(format!(
-        "cannot publish a changelog record to {topic}{key} for the flush of {} partition {} up to offset {}: {error}; \
+        "cannot publish {record} for {flush}: {error}; \
          the processor stops without writing or committing that flush, and folds and publishes it again at its next start",
-        flush.topic,
-        flush.partition,
-        flush.next_offset - 1,
     ))
 }
 

@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use funnelfold_core::codec::{Codec, ProjectionCodec};
+use funnelfold_kafka::batch::BatchProducer;
 use funnelfold_store::{Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
@@ -133,7 +134,11 @@ struct Core {
     registry: Option<SchemaRegistry>,
     store: Arc<dyn Store>,
     rt: Handle,
+    /// Dead letters' producer: each is awaited on its own (one refused as too large
+    /// goes again, reduced).
     producer: FutureProducer,
+    /// Changelogs' producer: a flush's records are awaited together.
+    changelogs: BatchProducer,
     topics: Topics,
     projection_codec: ProjectionCodec,
     /// Dead letters not yet acknowledged by the broker: awaited before a flush commits
@@ -245,6 +250,7 @@ pub fn spawn_with_health(
 ) -> Result<ProcessorHandle, ProcessorError> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let producer: FutureProducer = cfg.kafka.producer_config().create()?;
+    let changelogs = BatchProducer::new(&cfg.kafka.producer_config())?;
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.group.clone_from(&cfg.topics.group);
     // Every released RawEvent version, so that records of SDKs still on one fold.
@@ -261,6 +267,7 @@ pub fn spawn_with_health(
         store,
         rt,
         producer,
+        changelogs,
         topics: cfg.topics.clone(),
         projection_codec: ProjectionCodec::new(),
         dead_letters: Vec::new(),
