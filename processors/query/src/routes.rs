@@ -293,17 +293,19 @@ async fn lookup(
         ));
     }
 
-    let mut seen = HashSet::new();
+    // foldhash, not SipHash: a few maps per request, of at most MAX_LOOKUP_IDS ids each.
+    let mut seen = foldhash::HashSet::default();
     let unique: Vec<&str> = request
         .anonymous_ids
         .iter()
         .map(String::as_str)
         .filter(|id| seen.insert(*id))
         .collect();
-    let mut found: HashMap<&str, Arc<CachedProfile>> = HashMap::with_capacity(unique.len());
+    let mut found: foldhash::HashMap<&str, Arc<CachedProfile>> =
+        foldhash::HashMap::with_capacity_and_hasher(unique.len(), Default::default());
     let mut absent = 0;
     let mut misses = Vec::new();
-    let mut tickets = HashMap::new();
+    let mut tickets = foldhash::HashMap::default();
     for &id in &unique {
         // The ticket is taken before looking: see the cache's coherence rules.
         let ticket = s.cache.ticket(&funnel, id);
