@@ -2,7 +2,6 @@
 //! sessions (a deleted session is a tombstone), and the folded events, each with the
 //! session and attribution it got from the same flush.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use funnelfold_core::{FoldedEvent, SessionRow};
@@ -130,12 +129,13 @@ fn cannot_publish(
 /// its session, so the session is in the same flush; looking it up here costs no
 /// store read. An event whose session is not found goes out without attribution.
 pub(super) struct VisitorSessions<'a> {
-    by_visitor: HashMap<(&'a str, &'a str), Vec<&'a SessionRow>>,
+    by_visitor: foldhash::HashMap<(&'a str, &'a str), Vec<&'a SessionRow>>,
 }
 
 impl<'a> VisitorSessions<'a> {
     fn of(flush: &'a PartitionFlush) -> Self {
-        let mut by_visitor: HashMap<(&str, &str), Vec<&SessionRow>> = HashMap::new();
+        let mut by_visitor: foldhash::HashMap<(&str, &str), Vec<&SessionRow>> =
+            foldhash::HashMap::default();
         for s in flush.sessions.iter().map(|w| &w.row) {
             by_visitor
                 .entry((s.funnel_id.as_str(), s.anonymous_id.as_str()))
