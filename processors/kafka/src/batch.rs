@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::FromClientConfigAndContext;
@@ -43,6 +43,20 @@ pub struct Undelivered {
 /// the last settle.
 pub struct BatchProducer {
     producer: ThreadedProducer<Reports>,
+    /// How long librdkafka may take to report a record: its `message.timeout.ms`
+    /// (`None` when that is 0, which librdkafka takes as no limit).
+    reports_within: Option<Duration>,
+}
+
+/// The `message.timeout.ms` of `config` (or its alias `delivery.timeout.ms`), with
+/// librdkafka's default of 5 minutes; `None` for 0, no limit.
+fn reports_within(config: &ClientConfig) -> Option<Duration> {
+    let ms = ["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .find_map(|k| config.get(k))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(300_000);
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 impl BatchProducer {
@@ -55,6 +69,7 @@ impl BatchProducer {
         };
         Ok(BatchProducer {
             producer: ThreadedProducer::from_config_and_context(config, reports)?,
+            reports_within: reports_within(config),
         })
     }
 
@@ -90,24 +105,41 @@ impl BatchProducer {
 
     /// Waits until every record sent since the last settle has its delivery report,
     /// and returns the first record that was not delivered. librdkafka reports every
-    /// queued record within the producer's `message.timeout.ms`; a batch still
-    /// outstanding after `wait` is returned as timed out, tagged with `usize::MAX`.
-    pub fn settle(&self, wait: Duration) -> Result<(), Undelivered> {
+    /// queued record within the producer's `message.timeout.ms`; the wait is bounded
+    /// by twice that, a bound never reached while librdkafka keeps its promise.
+    pub fn settle(&self) -> Result<(), Undelivered> {
+        self.settle_within(self.reports_within.map(|t| t.saturating_mul(2)))
+    }
+
+    /// Like [`BatchProducer::settle`], waiting at most `wait` (`None`: for as long as
+    /// it takes). A batch still outstanding then is returned as timed out, tagged with
+    /// `usize::MAX`.
+    pub fn settle_within(&self, wait: Option<Duration>) -> Result<(), Undelivered> {
         let reports = self.producer.context();
+        let deadline = wait.and_then(|w| Instant::now().checked_add(w));
         let mut failure = reports.lock();
         while reports.outstanding.load(Ordering::Acquire) > 0 {
-            let (guard, timeout) = reports
-                .settled
-                .wait_timeout(failure, wait)
-                .unwrap_or_else(PoisonError::into_inner);
-            failure = guard;
-            if timeout.timed_out() && reports.outstanding.load(Ordering::Acquire) > 0 {
-                return Err(Undelivered {
-                    tag: usize::MAX,
-                    key: None,
-                    error: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
-                });
-            }
+            failure = match deadline {
+                None => reports
+                    .settled
+                    .wait(failure)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Undelivered {
+                            tag: usize::MAX,
+                            key: None,
+                            error: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+                        });
+                    }
+                    reports
+                        .settled
+                        .wait_timeout(failure, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         match failure.take() {
             Some(undelivered) => Err(undelivered),
@@ -168,7 +200,14 @@ mod tests {
     use super::*;
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    use std::time::Instant;
+
+    fn config_of(settings: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in settings {
+            c.set(*k, *v);
+        }
+        c
+    }
 
     fn config(bootstrap: &str, settings: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -195,10 +234,13 @@ mod tests {
                     .unwrap_or_else(|u| panic!("round {round}: {:?}", u.error));
             }
             producer
-                .settle(Duration::from_secs(30))
+                .settle_within(Some(Duration::from_secs(30)))
                 .unwrap_or_else(|u| panic!("round {round}: {:?}", u.error));
         }
-        assert!(producer.settle(Duration::ZERO).is_ok(), "nothing in flight");
+        assert!(
+            producer.settle_within(Some(Duration::ZERO)).is_ok(),
+            "nothing in flight"
+        );
     }
 
     #[test]
@@ -217,7 +259,7 @@ mod tests {
             .send("t", "lost", Some(b"v"), 7, Duration::ZERO)
             .expect("handed over");
         let undelivered = producer
-            .settle(Duration::from_secs(30))
+            .settle_within(Some(Duration::from_secs(30)))
             .expect_err("the refused record is not delivered");
         assert_eq!(undelivered.tag, 7);
         assert_eq!(undelivered.key.as_deref(), Some("lost"));
@@ -230,7 +272,9 @@ mod tests {
         producer
             .send("t", "next", Some(b"v"), 8, Duration::ZERO)
             .expect("handed over");
-        assert!(producer.settle(Duration::from_secs(30)).is_ok());
+        assert!(producer
+            .settle_within(Some(Duration::from_secs(30)))
+            .is_ok());
     }
 
     #[test]
@@ -244,11 +288,33 @@ mod tests {
         assert_eq!(refused.tag, 3);
         assert!(produce::is_too_large(&refused.error), "{}", refused.error);
         let started = Instant::now();
-        assert!(producer.settle(Duration::from_secs(30)).is_ok());
+        assert!(producer
+            .settle_within(Some(Duration::from_secs(30)))
+            .is_ok());
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "nothing was outstanding"
         );
+    }
+
+    #[test]
+    fn the_wait_for_reports_follows_the_message_timeout() {
+        let within = |settings: &[(&str, &str)]| reports_within(&config_of(settings));
+        assert_eq!(
+            within(&[]),
+            Some(Duration::from_secs(300)),
+            "librdkafka's default"
+        );
+        assert_eq!(
+            within(&[("message.timeout.ms", "5000")]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            within(&[("delivery.timeout.ms", "7000")]),
+            Some(Duration::from_secs(7)),
+            "the alias"
+        );
+        assert_eq!(within(&[("message.timeout.ms", "0")]), None, "no limit");
     }
 
     #[test]
@@ -259,7 +325,7 @@ mod tests {
             .send("t", "k", Some(b"v"), 0, Duration::ZERO)
             .expect("handed over");
         let undelivered = producer
-            .settle(Duration::from_millis(200))
+            .settle_within(Some(Duration::from_millis(200)))
             .expect_err("no report within the bound");
         assert_eq!(undelivered.tag, usize::MAX);
         assert!(

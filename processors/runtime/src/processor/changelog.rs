@@ -87,10 +87,7 @@ impl Core {
                 send(EVENTS, i, e.funnel_id, Some(&payload))?;
             }
         }
-        // Twice the time librdkafka takes at most to report a record (its
-        // `message.timeout.ms`, as long as QUEUE_FULL_WAIT): a bound that is never
-        // reached while librdkafka keeps its promise.
-        producer.settle(2 * QUEUE_FULL_WAIT).map_err(failed)
+        producer.settle().map_err(failed)
     }
 }
 
